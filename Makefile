@@ -1,0 +1,53 @@
+# thinkalike-ml: one command to set up and run, one to set up and test (see README.md).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.setup-stamp
+export MLFLOW_DISABLE_TELEMETRY := true
+export DO_NOT_TRACK := true
+
+.PHONY: setup setup-test run test lab docs readme export check-nbs bench lock clean-docs help
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
+
+$(STAMP): settings.ini setup.py requirements.lock
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade "pip>=24"
+	$(PY) -m pip install --quiet -c requirements.lock -e ".[dev]"
+	$(PY) -m ipykernel install --sys-prefix --name thinkalike-ml --display-name "Python (thinkalike-ml)" >/dev/null
+	@touch $(STAMP)
+
+setup: $(STAMP)  ## make .venv with the pinned dependencies and the thinkalike-ml kernel (quick when done)
+
+setup-test: setup  ## setup, plus Debian's chromium for the docs-site browser test
+	@command -v chromium >/dev/null || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends chromium >/dev/null; }
+
+run: setup  ## set up, then run the whole lifecycle on the bundled default data and print where the report is
+	$(BIN)/thinkalike-ml run $(ARGS)
+
+test: setup-test  ## set up, then run every check (notebooks clean and exported, nbdev_test, pytest)
+	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(BIN)/nbdev_test --n_workers 2
+	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(BIN)/pytest -q tests $(PYTEST_ARGS)
+
+lab: setup  ## open JupyterLab on 127.0.0.1 with the project's kernel
+	$(BIN)/jupyter lab --no-browser --ip=127.0.0.1 --notebook-dir=nbs $$( [ "$$(id -u)" = 0 ] && echo --allow-root )
+
+docs: setup  ## build the documentation site into _docs/ (offline)
+	$(PY) tools/docsite.py build --out _docs
+
+readme: setup  ## write README.md from nbs/index.ipynb
+	$(PY) tools/readme.py
+
+export: setup  ## after editing notebooks: export the library, clean the notebooks, rewrite README.md
+	$(BIN)/nbdev_export && $(BIN)/nbdev_clean && $(PY) tools/readme.py
+
+bench: setup  ## run the benchmarks in bench/
+	for b in bench/bench_*.py; do OMP_NUM_THREADS=1 $(PY) $$b || exit 1; done
+
+lock:  ## refresh requirements.lock from the current .venv (after changing settings.ini requirements)
+	$(PY) -m pip freeze --exclude-editable | grep -v '^-e' > requirements.lock

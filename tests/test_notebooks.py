@@ -1,0 +1,69 @@
+"""The notebooks and the library agree: clean notebooks, no export diff, one parameters cell per stage."""
+import ast
+import filecmp
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from thinkalike_ml.config import PARAMS
+from thinkalike_ml.pipeline import STAGES, notebook_parameters, stage_notebook
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+
+def test_notebooks_are_clean_and_the_library_is_their_export(tmp_path):
+    "nbdev_clean and nbdev_export on a copy of the project change nothing."
+    copy = tmp_path/"proj"
+    copy.mkdir()
+    for name in ["settings.ini", "setup.py", "nbs", "thinkalike_ml"]:
+        src = ROOT/name
+        (shutil.copytree if src.is_dir() else shutil.copy)(src, copy/name)
+    for tool in ["nbdev_clean", "nbdev_export"]:
+        subprocess.run([str(BIN/tool)], cwd=copy, check=True, capture_output=True, timeout=300)
+    changed = []
+    for folder in ["nbs", "thinkalike_ml"]:
+        for f in sorted((ROOT/folder).rglob("*")):
+            if f.is_file() and "__pycache__" not in f.parts and ".ipynb_checkpoints" not in f.parts:
+                g = copy/f.relative_to(ROOT)
+                if not g.exists() or not filecmp.cmp(f, g, shallow=False): changed.append(str(f.relative_to(ROOT)))
+        new = {p.relative_to(copy) for p in (copy/folder).rglob("*.py")} - {p.relative_to(ROOT) for p in (ROOT/folder).rglob("*.py")}
+        changed += [f"(new) {p}" for p in new]
+    assert not changed, f"run `make export` and commit: these differ from their clean/exported form: {changed}"
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_stage_notebook_has_one_parameters_cell_with_small_defaults(stage):
+    nb_path = stage_notebook(stage)
+    names = notebook_parameters(nb_path)  # exactly one tagged cell, run_dir, known names
+    nb = nbformat.read(nb_path, as_version=4)
+    cell = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
+    values = {t.id: ast.literal_eval(n.value) for n in ast.parse(cell.source).body if isinstance(n, ast.Assign)
+              for t in n.targets}
+    assert values.pop("run_dir") is None
+    for name, value in values.items():
+        assert value == PARAMS[name].value(small=True), f"{nb_path.name}: {name} = {value!r}, small profile says {PARAMS[name].value(small=True)!r}"
+    assert len(names) == len(values) + 1
+
+
+def test_a_parameter_passed_by_papermill_changes_the_stage_output(tmp_path):
+    "Guards against a lost `parameters` tag: papermill's value, not the notebook's default, must reach the stage."
+    import papermill as pm
+    from thinkalike_ml.config import resolve_params
+    from thinkalike_ml.data import load_dataset
+    from thinkalike_ml.runs import RunDirectory
+    sizes = {}
+    for n_users in (60, 90):
+        params = resolve_params(overrides={"n_users": n_users}, small=True)
+        run = RunDirectory.create(params, tmp_path/"reports")
+        nb = stage_notebook("data")
+        pm.execute_notebook(str(nb), str(tmp_path/f"out{n_users}.ipynb"), parameters={"run_dir": str(run.path), "n_users": n_users},
+                            kernel_name="python3", progress_bar=False, cwd=str(nb.parent))
+        sizes[n_users] = len(load_dataset(run)["users"])
+    default = PARAMS["n_users"].value(small=True)
+    assert 0 < sizes[60] <= 60 < sizes[90] <= 90 < default, sizes
