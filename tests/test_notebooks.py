@@ -63,7 +63,7 @@ def test_a_parameter_passed_by_papermill_changes_the_stage_output(tmp_path):
         run = RunDirectory.create(params, tmp_path/"reports")
         nb = stage_notebook("data")
         pm.execute_notebook(str(nb), str(tmp_path/f"out{n_users}.ipynb"), parameters={"run_dir": str(run.path), "n_users": n_users},
-                            kernel_name="python3", progress_bar=False, cwd=str(nb.parent))
+                            kernel_name="python3", language="python", progress_bar=False, cwd=str(nb.parent))
         sizes[n_users] = len(load_dataset(run)["users"])
     default = PARAMS["n_users"].value(small=True)
     assert 0 < sizes[60] <= 60 < sizes[90] <= 90 < default, sizes
