@@ -43,7 +43,8 @@ docs: setup  ## build the documentation site into _docs/ (offline)
 readme: setup  ## write README.md from nbs/index.ipynb
 	$(PY) tools/readme.py
 
-export: setup  ## after editing notebooks: export the library, clean the notebooks, rewrite README.md
+export: setup  ## after editing notebooks: export the library, clear outputs and clean the notebooks, rewrite README.md
+	$(BIN)/jupyter nbconvert --log-level=WARN --clear-output --inplace nbs/*.ipynb
 	$(BIN)/nbdev_export && $(BIN)/nbdev_clean && $(PY) tools/readme.py
 
 bench: setup  ## run the benchmarks in bench/

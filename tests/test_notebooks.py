@@ -37,6 +37,14 @@ def test_notebooks_are_clean_and_the_library_is_their_export(tmp_path):
     assert not changed, f"run `make export` and commit: these differ from their clean/exported form: {changed}"
 
 
+@pytest.mark.parametrize("nb_path", sorted((ROOT/"nbs").glob("*.ipynb")), ids=lambda p: p.name)
+def test_notebooks_are_committed_without_outputs(nb_path):
+    "Outputs are made by runs and the docs build; committed ones would go stale (and could leak data)."
+    nb = nbformat.read(nb_path, as_version=4)
+    with_outputs = [i for i, c in enumerate(nb.cells) if c.cell_type == "code" and c.outputs]
+    assert not with_outputs, f"{nb_path.name}: cells {with_outputs} have outputs; run `make export`"
+
+
 @pytest.mark.parametrize("stage", STAGES)
 def test_stage_notebook_has_one_parameters_cell_with_small_defaults(stage):
     nb_path = stage_notebook(stage)
