@@ -1,0 +1,69 @@
+"""Shared test helpers: free ports, waiting for HTTP, starting and stopping servers, the headless browser."""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import requests
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run", "--disable-quic"]
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_http(url: str, timeout: float = 30, proc: subprocess.Popen | None = None, ok=(200,)) -> requests.Response:
+    """Poll `url` until it answers with a status in `ok`; fail after `timeout` s or if `proc` exits first."""
+    deadline, last = time.monotonic() + timeout, None
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"the server exited with code {proc.returncode} before {url} answered")
+        try:
+            r = requests.get(url, timeout=2)
+            if r.status_code in ok: return r
+            last = f"HTTP {r.status_code}"
+        except requests.RequestException as e:
+            last = repr(e)
+        time.sleep(0.2)
+    raise TimeoutError(f"{url} did not answer within {timeout} s (last: {last})")
+
+
+def start_server(cmd: list[str], log: Path, **kw) -> subprocess.Popen:
+    """Start a server process in its own process group, its output going to `log`."""
+    f = open(log, "wb")
+    proc = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                            start_new_session=True, **kw)
+    proc.log_file = f
+    return proc
+
+
+def stop_server(proc: subprocess.Popen, timeout: float = 10) -> None:
+    """Stop a server started by `start_server`: SIGTERM its group, wait, SIGKILL on timeout."""
+    if proc.poll() is None:
+        try: os.killpg(proc.pid, signal.SIGTERM)
+        except ProcessLookupError: pass
+        try: proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            try: os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError: pass
+            proc.wait(timeout)
+    log = getattr(proc, "log_file", None)
+    if log: log.close()
+
+
+def require_chromium() -> Path:
+    """The system Chromium that the browser tests drive; fails (not skips) with what to do when missing."""
+    if not CHROMIUM.exists():
+        import pytest
+        pytest.fail(f"{CHROMIUM} is missing: run `make setup-test` (it installs Debian's chromium) and retry")
+    return CHROMIUM
