@@ -75,3 +75,8 @@ def test_a_parameter_passed_by_papermill_changes_the_stage_output(tmp_path):
         sizes[n_users] = len(load_dataset(run)["users"])
     default = PARAMS["n_users"].value(small=True)
     assert 0 < sizes[60] <= 60 < sizes[90] <= 90 < default, sizes
+
+
+def test_readme_is_generated_from_the_index_notebook():
+    p = subprocess.run([sys.executable, str(ROOT/"tools"/"readme.py"), "--check"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, f"README.md is out of date with nbs/index.ipynb; run `make readme`\n{p.stdout}{p.stderr}"
