@@ -182,10 +182,10 @@ def find_run(ref: str, reports_dir=None) -> dict:
         raise LookupError(f"{'no' if not hits else len(hits)} runs match '{ref}'" + ("" if hits else "; `thinkalike-ml list` shows them"))
     return hits[0]
 
-HEADLINE_METRICS = ["data.n_users", "data.n_suggestions", "models.matcher_test_auc", "models.oracle_test_auc",
-                    "models.recommender_ndcg_at_k", "models.most_popular_ndcg_at_k"]
+HEADLINE_METRICS = ["data.n_users", "models.matcher_test_roc_auc", "models.matcher_test_oracle_roc_auc",
+                    "models.recommender_test_ndcg", "models.recommender_test_most_popular_ndcg"]
 
-def headline(metrics: dict, limit: int = 4) -> str:
+def headline(metrics: dict, limit: int = 5) -> str:
     "A few headline metrics of a run as `stage.name=value` text."
     flat = {f"{s}.{k}": v for s, m in metrics.items() for k, v in m.items() if isinstance(v, (int, float))}
     keys = [k for k in HEADLINE_METRICS if k in flat] or list(flat)
