@@ -228,7 +228,8 @@ def code_version(root=None) -> dict:
     "The git commit of the project and whether the work tree has uncommitted changes."
     root = Path(root or project_root())
     def git(*args):
-        r = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=30)
+        try: r = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=30)
+        except (OSError, subprocess.SubprocessError): return None  # no git here
         return r.stdout.strip() if r.returncode == 0 else None
     commit = git("rev-parse", "HEAD")
     status = git("status", "--porcelain", "--untracked-files=no")

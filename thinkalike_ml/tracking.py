@@ -8,12 +8,12 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import subprocess
 import time
 import tracemalloc
 from pathlib import Path
 
 import thinkalike_ml.config  # noqa: F401  (switches MLflow telemetry off before mlflow is imported)
+from .runs import code_version, project_root
 
 # %% auto #0
 __all__ = ['TRACKING_FILE', 'tracking_location', 'experiment_id', 'code_commit', 'tracked_run', 'tracking_record', 'Measurement',
@@ -22,20 +22,13 @@ __all__ = ['TRACKING_FILE', 'tracking_location', 'experiment_id', 'code_commit',
 # %% ../nbs/04a_tracking.ipynb #4c05f59e
 TRACKING_FILE = "artifacts/tracking.json"  # where a run directory records its MLflow run
 
-def _project_root() -> Path:
-    try:
-        from thinkalike_ml.runs import project_root
-        return Path(project_root())
-    except ImportError:  # the runs module is not there (yet): the package's parent folder
-        return Path(__file__).resolve().parent.parent
-
 def tracking_location(params: dict, # resolved run parameters (reads `dataset_store`)
                       run_path=None, # the run directory (for small runs)
                      ) -> tuple[str, str | None]:
     "The tracking URI and the artifact location (None: the server decides) for a run."
     env = os.environ.get("MLFLOW_TRACKING_URI", "").strip()
     if env: return env, None
-    base = (Path(run_path) / "mlruns") if (params.get("dataset_store", "") == "" and run_path is not None) else _project_root() / "mlruns"
+    base = (Path(run_path) / "mlruns") if (params.get("dataset_store", "") == "" and run_path is not None) else project_root() / "mlruns"
     base = base.resolve()
     base.mkdir(parents=True, exist_ok=True)
     return f"sqlite:///{base / 'mlflow.db'}", (base / "artifacts").as_uri()
@@ -54,15 +47,10 @@ def experiment_id(client, # an `mlflow.MlflowClient`
         if exp is None: raise
         return exp.experiment_id
 
-def code_commit(root=None) -> str:
-    "The git commit of the code (with '-dirty' if there are uncommitted changes), or 'unknown'."
-    root = root or _project_root()
-    try:
-        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10)
-        if sha.returncode != 0: return "unknown"
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root, capture_output=True, text=True, timeout=10)
-        return sha.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
-    except (OSError, subprocess.SubprocessError): return "unknown"
+def code_commit() -> str:
+    "The git commit of the code, with '-dirty' if there are uncommitted changes ('unknown' outside a git checkout)."
+    v = code_version()
+    return (v["commit"] or "unknown") + ("-dirty" if v["dirty"] else "")
 
 # %% ../nbs/04a_tracking.ipynb #ed321527
 @contextlib.contextmanager
@@ -82,11 +70,12 @@ def tracked_run(run, # the run's `RunDirectory`
         if record.get("tracking_uri") != uri: record = None  # tracked elsewhere before: start afresh here
     if record is None:
         exp = experiment_id(client, params.get("mlflow_experiment", "thinkalike-ml"), art)
+        commit = code_commit()
         r = client.create_run(exp, run_name=str(run.id), tags={
             "thinkalike.run_directory": str(Path(run.path).resolve()), "thinkalike.run_id": str(run.id),
-            "thinkalike.code_commit": code_commit(), "thinkalike.seed": str(params.get("seed")),
+            "thinkalike.code_commit": commit, "thinkalike.seed": str(params.get("seed")),
             "thinkalike.source": str(params.get("source")), "thinkalike.first_stage": stage,
-            "mlflow.source.git.commit": code_commit().replace("-dirty", "")})
+            "mlflow.source.git.commit": commit.replace("-dirty", "")})
         for k, v in sorted(params.items()):
             client.log_param(r.info.run_id, k, json.dumps(v) if isinstance(v, (dict, list)) else v)
         record = {"tracking_uri": uri, "experiment_id": exp, "run_id": r.info.run_id, "artifact_location": art}
