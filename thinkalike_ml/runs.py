@@ -25,9 +25,9 @@ import pandas as pd
 from .config import params_hash, resolve_params, coerce
 
 # %% auto #0
-__all__ = ['PACKAGES', 'project_root', 'default_reports_dir', 'atomic_write_bytes', 'atomic_write_text', 'to_json', 'atomic_dir',
-           'new_run_id', 'RunDirectory', 'open_stage', 'package_versions', 'code_version', 'utcnow', 'new_manifest',
-           'index_path', 'read_index', 'update_index']
+__all__ = ['PACKAGES', 'project_root', 'default_reports_dir', 'atomic_target', 'atomic_write_bytes', 'atomic_write_text',
+           'to_json', 'atomic_dir', 'new_run_id', 'RunDirectory', 'open_stage', 'package_versions', 'code_version',
+           'utcnow', 'new_manifest', 'index_path', 'read_index', 'update_index']
 
 # %% ../nbs/00a_runs.ipynb #48a0c80c
 def project_root() -> Path:
@@ -42,21 +42,27 @@ def default_reports_dir() -> Path:
     return Path(os.environ.get("THINKALIKE_REPORTS_DIR") or project_root()/"reports")
 
 # %% ../nbs/00a_runs.ipynb #c34d273c
-def atomic_write_bytes(path, data: bytes) -> Path:
-    "Write `data` to `path` atomically (temporary file in the same folder, fsync, rename)."
+@contextlib.contextmanager
+def atomic_target(path):
+    "Yield a temporary path beside `path` to write to; on success rename it to `path`, on failure remove it."
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
+        yield tmp
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError): os.unlink(tmp)
         raise
-    return path
+
+def atomic_write_bytes(path, data: bytes) -> Path:
+    "Write `data` to `path` atomically (temporary file in the same folder, fsync, rename)."
+    with atomic_target(path) as tmp, open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    return Path(path)
 
 def atomic_write_text(path, text: str) -> Path:
     "Write `text` (UTF-8) to `path` atomically."
@@ -142,16 +148,9 @@ class RunDirectory:
     def write_table(self, relpath, df: pd.DataFrame) -> Path:
         "Write `df` as Parquet (or CSV if `relpath` ends in .csv), atomically."
         target = self.file(relpath)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-        os.close(fd)
-        try:
+        with atomic_target(target) as tmp:
             if target.suffix == ".csv": df.to_csv(tmp, index=False)
             else: df.to_parquet(tmp, index=False)
-            os.replace(tmp, target)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError): os.unlink(tmp)
-            raise
         return target
 
     def read_table(self, relpath) -> pd.DataFrame:
