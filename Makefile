@@ -8,7 +8,7 @@ STAMP := $(VENV)/.setup-stamp
 export MLFLOW_DISABLE_TELEMETRY := true
 export DO_NOT_TRACK := true
 
-.PHONY: setup setup-test run test lab docs readme export check-nbs bench lock clean-docs help
+.PHONY: setup setup-test run test test-slow test-all lab docs readme export check-nbs bench lock clean-docs help
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -30,9 +30,14 @@ setup-test: setup  ## setup, plus Debian's chromium for the docs-site browser te
 run: setup  ## set up, then run the whole lifecycle on the bundled default data and print where the report is
 	$(BIN)/thinkalike-ml run $(ARGS)
 
-test: setup-test  ## set up, then run every check (notebooks clean and exported, nbdev_test, pytest)
+test: setup  ## set up, then run the default checks: notebooks clean and exported, nbdev_test, fast tests and one small end-to-end run
 	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(BIN)/nbdev_test --n_workers 2
-	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(BIN)/pytest -q tests $(PYTEST_ARGS)
+	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(BIN)/pytest -q -m "not slow" tests $(PYTEST_ARGS)
+
+test-slow: setup-test  ## the slow tier only: docs site and reports in Chromium, JupyterLab, MLflow server, repeated full runs
+	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(BIN)/pytest -q -m slow tests $(PYTEST_ARGS)
+
+test-all: test test-slow  ## every check: the default tier, then the slow tier
 
 lab: setup  ## open JupyterLab on 127.0.0.1 with the project's kernel
 	$(BIN)/jupyter lab --no-browser --ip=127.0.0.1 --notebook-dir=nbs $$( [ "$$(id -u)" = 0 ] && echo --allow-root )

@@ -70,6 +70,18 @@ def test_same_params_same_hash_and_another_seed_another(tmp_path):
     assert dataset_hash(t) == v1["hash"]
 
 
+def test_synthetic_hash_is_the_same_on_any_machine_real_data_keeps_its_secret_key(tmp_path, monkeypatch):
+    "Synthetic pseudonyms come from the seed, so another machine's secret key does not change the hash; real data's do."
+    hashes = {}
+    for machine_key in ("key-of-one-machine", "key-of-another"):
+        monkeypatch.setenv("THINKALIKE_PSEUDONYM_KEY", machine_key)
+        synthetic = build_dataset(resolve_params(overrides=TINY, small=True))["tables"]
+        files = build_dataset(resolve_params(overrides=dict(source="files", files=_files(tmp_path)), small=True))["tables"]
+        hashes[machine_key] = (dataset_hash(synthetic), dataset_hash(files))
+    (s1, f1), (s2, f2) = hashes.values()
+    assert s1 == s2 and f1 != f2
+
+
 def test_hash_ignores_input_row_order(tmp_path):
     raw, _ = generate_raw(**TINY, seed=3)
     files = {}

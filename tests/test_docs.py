@@ -20,6 +20,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tools"))
 from docsite import find_notebooks, page_name  # noqa: E402
 
+pytestmark = pytest.mark.slow  # the docs site: builds every notebook and drives Chromium
+
 CHECK_NB = "99_docsite_check.ipynb"  # the throwaway notebook; its page is `docsite_check`
 HIDDEN_MARK = "HIDDEN_CELL_MUST_NOT_APPEAR"
 ECHO_MARK = "ECHO_FALSE_INPUT_MUST_NOT_APPEAR"

@@ -12,6 +12,8 @@ import requests
 
 from helpers import free_port, start_server, stop_server, wait_http
 
+pytestmark = pytest.mark.slow  # starts a JupyterLab server
+
 BIN = Path(sys.executable).parent
 KERNEL = "thinkalike-ml"
 REGISTER = (f'{BIN}/python -m ipykernel install --sys-prefix --name {KERNEL} '

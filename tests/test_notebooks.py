@@ -10,8 +10,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from thinkalike_ml.config import PARAMS
-from thinkalike_ml.pipeline import STAGES, notebook_parameters, stage_notebook
+from thinkalike_ml.pipeline import NOTEBOOK_PARAMETERS, notebook_parameters
+from thinkalike_ml.stages import STAGES, stage
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -45,32 +45,30 @@ def test_notebooks_are_committed_without_outputs(nb_path):
     assert not with_outputs, f"{nb_path.name}: cells {with_outputs} have outputs; run `make export`"
 
 
-@pytest.mark.parametrize("stage", STAGES)
-def test_stage_notebook_has_one_parameters_cell_with_small_defaults(stage):
-    nb_path = stage_notebook(stage)
-    names = notebook_parameters(nb_path)  # exactly one tagged cell, run_dir, known names
+@pytest.mark.parametrize("name", [s.name for s in STAGES])
+def test_stage_notebook_has_one_parameters_cell_that_repeats_no_run_parameter(name):
+    "Run parameters live in the run (params.json); a stage's parameters cell only says where the run is."
+    nb_path = stage(name).notebook_path()
+    names = notebook_parameters(nb_path)  # exactly one tagged cell, run_dir, nothing else
     nb = nbformat.read(nb_path, as_version=4)
     cell = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
     values = {t.id: ast.literal_eval(n.value) for n in ast.parse(cell.source).body if isinstance(n, ast.Assign)
               for t in n.targets}
-    assert values.pop("run_dir") is None
-    for name, value in values.items():
-        assert value == PARAMS[name].value(small=True), f"{nb_path.name}: {name} = {value!r}, small profile says {PARAMS[name].value(small=True)!r}"
-    assert len(names) == len(values) + 1
+    assert values == {"run_dir": None, "overrides": {}} and set(names) == set(NOTEBOOK_PARAMETERS)
 
 
-def test_a_parameter_passed_by_papermill_changes_the_stage_output(tmp_path):
-    "Guards against a lost `parameters` tag: papermill's value, not the notebook's default, must reach the stage."
+def test_the_run_directory_passed_by_papermill_decides_the_stage_output(tmp_path):
+    "Guards against a lost `parameters` tag: the run's parameters, not the notebook's defaults, must reach the stage."
     import papermill as pm
-    from thinkalike_ml.config import resolve_params
+    from thinkalike_ml.config import PARAMS, resolve_params
     from thinkalike_ml.data import load_dataset
     from thinkalike_ml.runs import RunDirectory
     sizes = {}
     for n_users in (60, 90):
         params = resolve_params(overrides={"n_users": n_users}, small=True)
         run = RunDirectory.create(params, tmp_path/"reports")
-        nb = stage_notebook("data")
-        pm.execute_notebook(str(nb), str(tmp_path/f"out{n_users}.ipynb"), parameters={"run_dir": str(run.path), "n_users": n_users},
+        nb = stage("data").notebook_path()
+        pm.execute_notebook(str(nb), str(tmp_path/f"out{n_users}.ipynb"), parameters={"run_dir": str(run.path)},
                             kernel_name="python3", language="python", progress_bar=False, cwd=str(nb.parent))
         sizes[n_users] = len(load_dataset(run)["users"])
     default = PARAMS["n_users"].value(small=True)

@@ -1,9 +1,15 @@
-"""End-to-end tests of `thinkalike-ml`: the real CLI, papermill and the stage notebooks, small profile."""
+"""End-to-end tests of `thinkalike-ml`: the real CLI, papermill and the stage notebooks, small profile.
+
+The default tier makes one complete small run (the `first_run` fixture) and checks everything it
+can on it; runs of more stages or of everything twice are marked slow.
+"""
 import hashlib
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -12,9 +18,9 @@ ROOT = Path(__file__).resolve().parents[1]
 CLI = str(Path(sys.executable).with_name("thinkalike-ml"))
 
 
-def cli(*args, reports=None, check=None):
+def cli(*args, reports=None, check=None, env=None):
     "Run the thinkalike-ml command; return the completed process."
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
     extra = ["--reports-dir", str(reports)] if reports is not None else []
     p = subprocess.run([CLI, *args[:1], *extra, *args[1:]] if extra else [CLI, *args], capture_output=True, text=True,
                        env=env, timeout=900, cwd=ROOT)
@@ -22,9 +28,20 @@ def cli(*args, reports=None, check=None):
     return p
 
 
+def report_of(p) -> Path:
+    "The run folder a successful `run` printed."
+    return Path(p.stdout.strip().splitlines()[-1].split("report: ", 1)[1])
+
+
 def tree_digest(folder: Path) -> dict:
     "sha256 of every file under `folder`, by relative path."
     return {str(f.relative_to(folder)): hashlib.sha256(f.read_bytes()).hexdigest() for f in sorted(folder.rglob("*")) if f.is_file()}
+
+
+def without_timings(metrics: dict) -> dict:
+    "A run's metrics without wall-clock and memory figures, which differ between identical runs."
+    timing = ("seconds", "_per_second", "peak_mib", "peak_rss_mib")
+    return {s: {k: v for k, v in m.items() if not any(t in k for t in timing) and k != "new_version"} for s, m in metrics.items()}
 
 
 @pytest.fixture(scope="module")
@@ -37,61 +54,156 @@ def first_run(reports):
     "A complete small run of every stage."
     p = cli("run", "--small", "--no-progress", reports=reports, check=0)
     assert "succeeded" in p.stdout
-    return Path(p.stdout.strip().splitlines()[-1].split("report: ", 1)[1])
+    assert "without encryption" not in p.stderr and "KeyboardInterrupt" not in p.stderr, p.stderr
+    return report_of(p)
 
 
 def test_run_leaves_a_complete_report(first_run):
-    from thinkalike_ml.pipeline import STAGES, stage_notebook
+    from thinkalike_ml.stages import STAGES, stage_names
     manifest = json.loads((first_run/"manifest.json").read_text())
-    assert manifest["status"] == "succeeded"
-    assert [s["name"] for s in manifest["stages"]] == STAGES
+    assert manifest["status"] == "succeeded" and manifest["stage_selection"]["complete"]
+    assert [s["name"] for s in manifest["stages"]] == stage_names()
     assert all(s["status"] == "succeeded" and s["duration_s"] > 0 for s in manifest["stages"])
     assert manifest["code"]["commit"] and manifest["packages"]["papermill"] and manifest["params_hash"]
+    assert manifest["lineage"]["data"]["version"] and manifest["mlflow"]["run_id"]
     params = json.loads((first_run/"params.json").read_text())
     assert params["n_users"] == 400 and params["seed"] == 42
     for stage in STAGES:
-        nb = stage_notebook(stage)
+        nb = stage.notebook_path()
         assert (first_run/"notebooks"/nb.name).is_file()
         html = (first_run/"html"/f"{nb.stem}.html").read_text()
-        assert "<html" in html
+        assert "<html" in html and f"<title>{stage.name} — run {first_run.name}</title>" in html
         assert "from fastcore.test import" not in html, "#| hide cells must not reach the HTML report"
         assert 'src="http' not in html, "the HTML report must load nothing from the network"
+        for noise in ("INFO  [alembic", "without encryption", "Passed unknown parameter"):
+            assert noise not in html, f"{nb.name}: library chatter in the report: {noise}"
     metrics = json.loads((first_run/"metrics.json").read_text())
-    assert set(metrics) >= set(STAGES)
+    assert set(metrics) >= set(stage_names())
 
 
-def test_executed_notebook_got_the_run_parameters(first_run):
+def test_report_files_are_readable_tables_come_as_csv_and_the_folder_has_an_index(first_run):
+    index = (first_run/"index.html").read_text()
+    assert first_run.name in index and "succeeded" in index
+    for stage_page in sorted((first_run/"html").glob("*.html")):
+        assert f'html/{stage_page.name}' in index
+    for f in [first_run/"metrics.json", first_run/"index.html", *sorted((first_run/"html").glob("*.html"))]:
+        assert f.stat().st_mode & 0o044, f"{f} is readable only by its owner"
+    parquet = sorted((first_run/"tables").glob("*.parquet"))
+    assert parquet and all(p.with_suffix(".csv").is_file() for p in parquet)
+
+
+def test_artifacts_are_hashed_in_the_manifest_and_checked_on_load(first_run, tmp_path):
+    import shutil
+    from thinkalike_ml.models import load_models
+    from thinkalike_ml.runs import ArtifactError, RunDirectory
+    manifest = json.loads((first_run/"manifest.json").read_text())
+    hashed = manifest["artifacts"]
+    assert any(k.endswith("matcher.pkl") for k in hashed) and any(k.endswith("user_transformer.pkl") for k in hashed)
+    for rel, digest in hashed.items():
+        assert hashlib.sha256((first_run/rel).read_bytes()).hexdigest() == digest, rel
+    copy = tmp_path/first_run.name
+    shutil.copytree(first_run, copy)
+    model = next(k for k in hashed if k.endswith("matcher.pkl"))
+    (copy/model).write_bytes((copy/model).read_bytes()[:-10])
+    with pytest.raises(ArtifactError) as e: load_models(RunDirectory(copy))
+    assert "matcher.pkl" in str(e.value) and "\n" not in str(e.value)
+
+
+def test_executed_notebook_got_the_run_directory(first_run):
     import nbformat
     nb = nbformat.read(first_run/"notebooks"/"01_data.ipynb", as_version=4)
     injected = [c for c in nb.cells if "injected-parameters" in c.metadata.get("tags", [])]
     assert len(injected) == 1 and str(first_run) in injected[0].source
 
 
-def test_second_run_is_a_new_folder_and_leaves_the_first_unchanged(first_run, reports):
+def test_second_run_is_a_new_folder_leaves_the_first_unchanged_and_agrees_with_it(first_run, reports):
     before = tree_digest(first_run)
     p = cli("run", "--small", "--no-progress", "--until", "splits", reports=reports, check=0)
-    second = Path(p.stdout.strip().splitlines()[-1].split("report: ", 1)[1])
+    second = report_of(p)
     assert second != first_run and second.parent == first_run.parent
     assert tree_digest(first_run) == before
     assert json.loads((second/"params.json").read_text()) == json.loads((first_run/"params.json").read_text())
+    m1, m2 = (without_timings(json.loads((r/"metrics.json").read_text())) for r in (first_run, second))
+    assert {s: m1[s] for s in ("data", "splits")} == m2
+    lineage = [json.loads((r/"manifest.json").read_text())["lineage"]["data"]["hash"] for r in (first_run, second)]
+    assert lineage[0] == lineage[1]
+    listing = " ".join(cli("list", reports=reports, check=0).stdout.split())
+    assert f"{second.name} partial" in listing and f"{first_run.name} succeeded" in listing
 
 
-def test_failing_stage_names_the_stage_and_is_listed_as_failed(first_run, reports, tmp_path):
+def test_failing_stage_names_the_stage_and_is_listed_as_failed_with_the_reason(first_run, reports, tmp_path):
     bad = tmp_path/"users.csv"
     bad.write_text('user_id,name\n1,"unclosed\n')
     p = cli("run", "--small", "--no-progress", "-p", "source", "files", "-p", "files", f"{{users: {bad}}}", reports=reports)
     assert p.returncode == 1, p.stderr
-    assert "stage 'data' failed" in p.stderr and "marked failed" in p.stderr
+    first_line = p.stderr.strip().splitlines()[0]
+    assert first_line.startswith("error: stage 'data' failed: DataError:"), first_line
+    assert "marked failed" in p.stderr
     failed = Path(p.stderr.strip().splitlines()[-1].split("partial report: ", 1)[1])
     manifest = json.loads((failed/"manifest.json").read_text())
     assert manifest["status"] == "failed" and manifest["stages"][0]["status"] == "failed"
     assert "stage 'data'" in manifest["stages"][0]["error"]
     assert (failed/"notebooks"/"01_data.ipynb").is_file() and (failed/"html"/"01_data.html").is_file()
     listing = cli("list", reports=reports, check=0).stdout
-    assert f"{first_run.name} succeeded" in " ".join(listing.split())
     assert f"{failed.name} failed" in " ".join(listing.split())
+    assert "why: stage 'data' failed: DataError" in listing
     shown = cli("show", failed.name[:20], reports=reports, check=0).stdout
-    assert '"status": "failed"' in shown
+    assert f"run {failed.name}: failed" in shown and "DataError" in shown and "{" not in shown.splitlines()[0]
+    raw = json.loads(cli("show", failed.name[:20], "--json", reports=reports, check=0).stdout)
+    assert raw["manifest"]["status"] == "failed"
+
+
+def test_show_summarises_a_run(first_run, reports):
+    out = cli("show", first_run.name, reports=reports, check=0).stdout
+    assert f"run {first_run.name}: succeeded" in out and "index.html" in out
+    assert "models.matcher_test_roc_auc" in out and "dataset    version" in out
+
+
+def _start_run(reports: Path, *args) -> subprocess.Popen:
+    return subprocess.Popen([CLI, "run", "--small", "--no-progress", "--reports-dir", str(reports), *args], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+
+
+def _wait_for_stage(reports: Path, stage: str, timeout: float = 300) -> None:
+    "Wait until the only run in `reports` is executing `stage`."
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for m in reports.glob("*/manifest.json"):
+            try: stages = json.loads(m.read_text())["stages"]
+            except (json.JSONDecodeError, OSError): continue
+            if any(s["name"] == stage and s["status"] == "running" for s in stages): return
+        time.sleep(0.5)
+    raise TimeoutError(f"stage '{stage}' did not start within {timeout} s")
+
+
+def test_ctrl_c_stops_the_run_and_marks_it_interrupted(tmp_path):
+    proc = _start_run(tmp_path, "--until", "splits")
+    try:
+        _wait_for_stage(tmp_path, "data")
+        time.sleep(2)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None: os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 130, err
+    assert "interrupted" in err and "Traceback" not in err
+    run = next(p for p in tmp_path.iterdir() if p.is_dir())
+    manifest = json.loads((run/"manifest.json").read_text())
+    assert manifest["status"] == "interrupted"
+    assert [s["status"] for s in manifest["stages"]][:2] in (["interrupted", "skipped"], ["succeeded", "interrupted"])
+    assert " interrupted " in cli("list", reports=tmp_path, check=0).stdout
+
+
+def test_a_killed_run_is_listed_as_interrupted(tmp_path, reports, first_run):
+    before = tree_digest(first_run)
+    proc = _start_run(tmp_path, "--until", "splits")
+    _wait_for_stage(tmp_path, "data")
+    os.killpg(proc.pid, signal.SIGKILL)  # the runner and its kernel, as `kill -9 -PGID` would
+    proc.wait(30)
+    listing = cli("list", reports=tmp_path, check=0).stdout
+    assert " interrupted " in listing and "killed?" in listing, listing
+    assert tree_digest(first_run) == before
 
 
 @pytest.mark.parametrize("args, message", [
@@ -102,11 +214,14 @@ def test_failing_stage_names_the_stage_and_is_listed_as_failed(first_run, report
     (["--params", "/no/such/params.yaml"], "does not exist"),
     (["--only", "modles"], "unknown stage 'modles'"),
     (["--until", "nope"], "unknown stage 'nope'"),
+    (["-p", "source", "files", "-p", "files", "{users: no/such/users.csv}"], "files['users']: file 'no/such/users.csv' does not exist"),
+    (["-p", "withdrawn_ids_file", "no/such/ids.txt"], "withdrawn_ids_file: file 'no/such/ids.txt' does not exist"),
 ])
 def test_bad_input_fails_before_any_stage(args, message, tmp_path):
     reports = tmp_path/"reports"
     p = cli("run", "--small", *args, reports=reports)
     assert p.returncode == 2 and message in p.stderr, p.stderr
+    assert p.stderr.startswith("error: ")
     assert not reports.exists() or not any(reports.iterdir()), "no run directory for a run that never started"
 
 
@@ -131,3 +246,55 @@ def test_params_command_lists_the_schema():
     from thinkalike_ml.config import PARAMS
     out = cli("params", check=0).stdout
     assert all(name in out for name in PARAMS)
+
+
+THROWAWAY_MODULE = '''
+def run_echo_stage(run, params):
+    "A throwaway stage: counts what the data stage made."
+    from thinkalike_ml.data import load_dataset
+    return {"echoed_users": len(load_dataset(run)["users"]), "seed_seen": params["seed"]}
+'''
+
+
+def test_adding_a_stage_is_one_notebook_and_one_declaration(tmp_path, monkeypatch):
+    "A throwaway stage, declared once, runs in the pipeline, is selectable, listed and in the README table."
+    import nbformat
+    from thinkalike_ml.pipeline import format_runs, run_pipeline
+    from thinkalike_ml.runs import read_index
+    from thinkalike_ml.stages import STAGES, Stage, select_stages, stage_table
+    (tmp_path/"echo_stage.py").write_text(THROWAWAY_MODULE)
+    monkeypatch.setenv("PYTHONPATH", f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    v4 = nbformat.v4
+    params_cell = v4.new_code_cell("run_dir = None\noverrides = {}")
+    params_cell.metadata["tags"] = ["parameters"]
+    nb = v4.new_notebook(cells=[
+        v4.new_markdown_cell("# Echo\n> A throwaway stage."), params_cell,
+        v4.new_markdown_cell("## Run the stage"),
+        v4.new_code_cell("from thinkalike_ml.stages import open_stage, execute_stage, STAGES, Stage\n"
+                         "ECHO = Stage('echo', 'echo', 'echo_stage', 'echoes', runner='run_echo_stage', params=('seed',), headline=('echoed_users',))\n"
+                         "run, params = open_stage(run_dir, 'echo', stages=[*STAGES, ECHO])\n"
+                         "metrics = execute_stage(run, 'echo', params, stages=[*STAGES, ECHO])"),
+        v4.new_markdown_cell("## Results"), v4.new_code_cell("metrics")])
+    nb.metadata["kernelspec"] = {"name": "python3", "language": "python", "display_name": "Python 3"}
+    nbformat.write(nb, tmp_path/"99_echo.ipynb")
+    echo = Stage("echo", str(tmp_path/"99_echo.ipynb"), "echo_stage", "echoes the user count", runner="run_echo_stage",
+                 params=("seed",), headline=("echoed_users",))
+    stages = [STAGES[0], echo]
+    assert [s.name for s in select_stages(only="echo", stages=stages)] == ["echo"]
+    assert "| echo | `99_echo` | `echo_stage` | echoes the user count |" in stage_table(stages)
+    run = run_pipeline(small=True, overrides={"n_users": 60}, reports_dir=tmp_path/"reports", progress=False, stages=stages)
+    assert run.metrics()["echo"]["echoed_users"] == run.metrics()["data"]["n_users"] > 0
+    assert (run.path/"html"/"99_echo.html").is_file() and "html/99_echo.html" in (run.path/"index.html").read_text()
+    assert read_index(tmp_path/"reports")[0]["stages"] == ["data", "echo"]
+    assert "echo.echoed_users=" in format_runs(read_index(tmp_path/"reports"), stages)
+
+
+@pytest.mark.slow
+def test_two_runs_with_the_same_parameters_agree(first_run, reports):
+    "Every metric (timings aside) and the dataset hash are the same in a second complete run."
+    second = report_of(cli("run", "--small", "--no-progress", reports=reports, check=0))
+    m1, m2 = (without_timings(json.loads((r/"metrics.json").read_text())) for r in (first_run, second))
+    assert m1 == m2
+    h = [json.loads((r/"manifest.json").read_text())["lineage"]["data"]["hash"] for r in (first_run, second)]
+    assert h[0] == h[1]

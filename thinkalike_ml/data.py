@@ -17,19 +17,22 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .runs import RunDirectory, atomic_dir, open_stage, project_root, to_json, utcnow
+from .config import ParamError
+from .runs import RunDirectory, atomic_dir, project_root, to_json, utcnow
+from .stages import execute_stage, open_stage, stage
 
 # %% auto #0
 __all__ = ['VALUE_CATEGORIES', 'IMPORTANCE_COLUMNS', 'POSITION_COLUMNS', 'TOPIC_COLUMNS', 'INTEREST_TAGS', 'REGIONS', 'GENDERS',
            'AGE_BANDS', 'EVENTS', 'TABLES', 'ID_COLUMNS', 'USER_ID_COLUMNS', 'IDENTIFIER_COLUMNS', 'BIAS_ATTRIBUTE',
            'BIAS_GROUP', 'TIME_START', 'TIME_END', 'MAX_DROP_SHARE', 'RAW_SCHEMA', 'PREFERENCE_WEIGHT',
-           'POPULARITY_WEIGHT', 'ACCEPTANCE', 'DATA_PARAMS', 'category_slug', 'DataError', 'DataQualityError',
-           'marginal_acceptance', 'acceptance_terms', 'generate_raw', 'resolve_path', 'read_table_file',
-           'apply_column_mapping', 'read_files', 'read_movietweetings', 'conform', 'read_withdrawn_ids',
-           'apply_consent', 'pseudonym_key', 'pseudonymize', 'apply_privacy', 'age_band', 'check_quality', 'finalize',
-           'empty_interactions', 'empty_suggestions', 'dataset_hash', 'store_root', 'write_version', 'read_version',
-           'make_datasheet', 'collect_raw', 'build_dataset', 'value_similarity', 'run_data_stage', 'dataset_version',
-           'load_dataset', 'load_truth', 'true_item_scores']
+           'POPULARITY_WEIGHT', 'ACCEPTANCE', 'DATA_PARAMS', 'DATASET_RECORD', 'TRUTH_DIR', 'category_slug',
+           'DataError', 'DataQualityError', 'marginal_acceptance', 'acceptance_terms', 'generate_raw', 'resolve_path',
+           'read_table_file', 'apply_column_mapping', 'read_files', 'check_input_files', 'read_movietweetings',
+           'conform', 'read_withdrawn_ids', 'apply_consent', 'pseudonym_key', 'dataset_pseudonym_key', 'pseudonymize',
+           'apply_privacy', 'age_band', 'check_quality', 'finalize', 'empty_interactions', 'empty_suggestions',
+           'dataset_hash', 'store_root', 'write_version', 'read_version', 'make_datasheet', 'collect_raw',
+           'build_dataset', 'value_similarity', 'run_data_stage', 'dataset_version', 'load_dataset', 'load_truth',
+           'true_item_scores']
 
 # %% ../nbs/01_data.ipynb #2122c8d0
 VALUE_CATEGORIES = ["Transparency", "Empowerment", "Privacy", "Ethical AI", "Community", "Authenticity", "Innovation", "Efficiency"]
@@ -367,6 +370,13 @@ def read_files(files: dict, column_mapping: dict | None = None) -> dict:
     return {name: apply_column_mapping(read_table_file(path, name), name, column_mapping.get(name, {}), path)
             for name, path in files.items()}
 
+def check_input_files(params: dict) -> None:
+    "Before a run starts: every file the parameters name exists (the runner calls this before it makes a run folder)."
+    named = [(f"files['{t}']", f) for t, f in (params.get("files") or {}).items()] if params.get("source") == "files" else []
+    if params.get("withdrawn_ids_file"): named.append(("withdrawn_ids_file", params["withdrawn_ids_file"]))
+    for what, f in named:
+        if not resolve_path(f).is_file(): raise ParamError(f"parameter {what}: file '{f}' does not exist (looked for '{resolve_path(f)}')")
+
 # %% ../nbs/01_data.ipynb #f37e59c9
 def read_movietweetings(folder=None) -> dict:
     "The bundled MovieTweetings ratings and movies as raw tables."
@@ -526,6 +536,12 @@ def pseudonym_key(root=None) -> bytes:
             with os.fdopen(fd, "w") as f: f.write(secrets.token_hex(32) + "\n")
         except FileExistsError: pass  # another process made it first
     return path.read_text(encoding="utf-8").strip().encode("utf-8")
+
+def dataset_pseudonym_key(params: dict) -> bytes:
+    "The key for a run's data: derived from the seed for synthetic data, the secret `pseudonym_key()` for real data."
+    if params.get("source") == "synthetic":
+        return hashlib.sha256(f"thinkalike-ml synthetic pseudonyms, seed {params['seed']}".encode()).hexdigest().encode()
+    return pseudonym_key()
 
 def pseudonymize(ids, key: bytes, domain: str = "user") -> np.ndarray:
     "Keyed-hash pseudonyms ('p' + 20 hex digits) of `ids`; missing ids stay missing. Hashes each distinct id once."
@@ -730,9 +746,7 @@ def dataset_hash(tables: dict) -> str:
     return h.hexdigest()
 
 # %% ../nbs/01_data.ipynb #cde93d29
-DATA_PARAMS = ["source", "seed", "n_users", "n_items", "interactions_per_user", "suggestions_per_user", "consent_rate",
-               "group_bias", "data_drift", "concept_drift", "production_fraction", "missing_rate", "dirty_rate",
-               "files", "column_mapping", "withdrawn_ids_file"]
+DATA_PARAMS = [p for p in stage("data").params if p != "dataset_store"]  # what the content of a version depends on
 
 def store_root(params: dict, run: RunDirectory | None = None) -> Path:
     "The dataset store folder: `dataset_store` (relative to the project root), or '<run>/store' when empty."
@@ -861,7 +875,7 @@ def _pseudonymize_truth(truth: dict, kept: dict, key: bytes) -> dict:
 
 def build_dataset(params: dict, key: bytes | None = None) -> dict:
     "Raw data -> consent -> privacy -> quality -> final tables (nothing is written)."
-    key = key or pseudonym_key()
+    key = key or dataset_pseudonym_key(params)
     raw, truth = collect_raw(params)
     checks = []
     conformed = {}
@@ -927,7 +941,7 @@ def run_data_stage(run: RunDirectory, params: dict) -> dict:
     record = {**{k: manifest[k] for k in ("version", "hash", "source", "row_counts", "consent", "quality")},
               "path": str(path), "store": str(path.parent), "new_version": new}
     if built["truth"] is not None: _write_truth(run, built["truth"])
-    run.write_json("artifacts/data/dataset.json", record)
+    run.write_json(DATASET_RECORD, record)
     s = tables["suggestions"]
     return {"n_users": len(tables["users"]), "n_items": len(tables["items"]), "n_interactions": len(tables["interactions"]),
             "n_suggestions": len(s), "acceptance_rate": float(s.accepted.mean()) if len(s) else float("nan"),
@@ -936,16 +950,19 @@ def run_data_stage(run: RunDirectory, params: dict) -> dict:
             **_oracle_metrics(tables, built["truth"]), "seconds": round(time.perf_counter() - t0, 3)}
 
 def _write_truth(run: RunDirectory, truth: dict) -> None:
-    "Write the ground truth apart from the dataset (artifacts/data/truth/)."
-    for k in ("suggestions", "user_factors", "item_factors"): run.write_table(f"artifacts/data/truth/{k}.parquet", truth[k])
-    run.write_json("artifacts/data/truth/info.json", truth["info"])
+    "Write the ground truth apart from the dataset (`TRUTH_DIR`)."
+    for k in ("suggestions", "user_factors", "item_factors"): run.write_table(f"{TRUTH_DIR}/{k}.parquet", truth[k])
+    run.write_json(f"{TRUTH_DIR}/info.json", truth["info"])
 
 # %% ../nbs/01_data.ipynb #6e7c63d8
+DATASET_RECORD = "artifacts/data/dataset.json"  # the run's dataset version: version, hash, store path, source, counts
+TRUTH_DIR = "artifacts/data/truth"  # synthetic data only: the ground truth, kept apart from the dataset
+
 def dataset_version(run: RunDirectory) -> dict:
     "The dataset version record of a run (version, hash, path, source, row counts, consent, quality)."
-    if not run.exists("artifacts/data/dataset.json"):
+    if not run.exists(DATASET_RECORD):
         raise FileNotFoundError(f"run '{run.id}' has no dataset yet: run the data stage first")
-    return run.read_json("artifacts/data/dataset.json")
+    return run.read_json(DATASET_RECORD)
 
 def load_dataset(run: RunDirectory) -> dict[str, pd.DataFrame]:
     "The cleaned, consented, pseudonymized tables of a run's dataset version."
@@ -953,9 +970,9 @@ def load_dataset(run: RunDirectory) -> dict[str, pd.DataFrame]:
 
 def load_truth(run: RunDirectory) -> dict | None:
     "The ground truth of a synthetic run (suggestions' p_accept, user and item factors, info), else None."
-    if not run.exists("artifacts/data/truth/info.json"): return None
-    t = {k: run.read_table(f"artifacts/data/truth/{k}.parquet") for k in ("suggestions", "user_factors", "item_factors")}
-    t["info"] = run.read_json("artifacts/data/truth/info.json")
+    if not run.exists(f"{TRUTH_DIR}/info.json"): return None
+    t = {k: run.read_table(f"{TRUTH_DIR}/{k}.parquet") for k in ("suggestions", "user_factors", "item_factors")}
+    t["info"] = run.read_json(f"{TRUTH_DIR}/info.json")
     return t
 
 def true_item_scores(truth: dict, user_ids, item_ids) -> np.ndarray:

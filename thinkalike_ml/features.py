@@ -15,9 +15,9 @@ from sklearn.utils.validation import (_check_feature_names, _check_feature_names
                                       check_is_fitted, validate_data)
 
 # %% auto #0
-__all__ = ['IMPORTANCE_PREFIX', 'POSITION_PREFIX', 'TOPIC_PREFIX', 'DEMOGRAPHIC_COLUMNS', 'ID_COLUMNS', 'interest_sets',
-           'UserFeatureTransformer', 'value_categories', 'pair_features', 'feature_dictionary', 'build_matcher_table',
-           'run_features_stage', 'load_features']
+__all__ = ['IMPORTANCE_PREFIX', 'POSITION_PREFIX', 'TOPIC_PREFIX', 'DEMOGRAPHIC_COLUMNS', 'ID_COLUMNS', 'FEATURES_DIR',
+           'USER_TRANSFORMER', 'interest_sets', 'UserFeatureTransformer', 'value_categories', 'pair_features',
+           'feature_dictionary', 'build_matcher_table', 'run_features_stage', 'load_features']
 
 # %% ../nbs/03_features.ipynb #a5c901c3
 IMPORTANCE_PREFIX = "value_importance_"  # value_importance_<Category>: how much the user cares (0..1)
@@ -313,11 +313,13 @@ def build_matcher_table(data: dict, splits: dict, medians: dict | None = None) -
     return pd.concat([t.reset_index(drop=True), feats.reset_index(drop=True)], axis=1)
 
 # %% ../nbs/03_features.ipynb #03b7927c
+FEATURES_DIR = "artifacts/features"  # what this stage gives later stages (read them with `load_features`)
+USER_TRANSFORMER = f"{FEATURES_DIR}/user_transformer.pkl"
+
 def run_features_stage(run, # the run's `RunDirectory`
                        params: dict, # the resolved run parameters
                       ) -> dict:
     "Fit the user transformer on training users, build user and pair features, write them and the feature dictionary."
-    import joblib
     from thinkalike_ml.data import load_dataset
     from thinkalike_ml.splits import load_splits
     data, splits = load_dataset(run), load_splits(run)
@@ -333,14 +335,13 @@ def run_features_stage(run, # the run's `RunDirectory`
     table = build_matcher_table(data, splits, medians)
     pair_cols = [c for c in table.columns if c not in data["suggestions"].columns and c not in ("split", "fold")] if len(table) else []
     fd = feature_dictionary(uft, pair_cols)
-    art = run.artifact_dir("features")
-    run.write_table("artifacts/features/user_features.parquet", U.reset_index(drop=True))
-    run.write_table("artifacts/features/pair_features.parquet", table)
-    run.write_json("artifacts/features/profile_medians.json", medians)
-    run.write_json("artifacts/features/pair_feature_columns.json", pair_cols)
-    joblib.dump(uft, art / "user_transformer.pkl")
+    run.write_table(f"{FEATURES_DIR}/user_features.parquet", U.reset_index(drop=True))
+    run.write_table(f"{FEATURES_DIR}/pair_features.parquet", table)
+    run.write_json(f"{FEATURES_DIR}/profile_medians.json", medians)
+    run.write_json(f"{FEATURES_DIR}/pair_feature_columns.json", pair_cols)
+    run.save_object(USER_TRANSFORMER, uft)
     run.write_table("tables/feature_dictionary.parquet", fd)
-    run.write_text("artifacts/features/feature_dictionary.md", fd.to_markdown(index=False) if _has_tabulate() else fd.to_csv(index=False))
+    run.write_text(f"{FEATURES_DIR}/feature_dictionary.md", fd.to_markdown(index=False) if _has_tabulate() else fd.to_csv(index=False))
     return {"n_users": int(len(users)), "n_users_fit": int(len(fit_users)), "n_user_features": int(U.shape[1] - 1),
             "n_pairs": int(len(table)), "n_pair_features": int(len(pair_cols)),
             "profile_missing_share": float(users[prof].isna().to_numpy().mean()) if prof else 0.0}
@@ -352,10 +353,9 @@ def _has_tabulate() -> bool:
 
 def load_features(run) -> dict:
     "Read back what `run_features_stage` wrote: user_features, pair_features, pair_columns, medians, dictionary, transformer."
-    import joblib
-    return {"user_features": run.read_table("artifacts/features/user_features.parquet"),
-            "pair_features": run.read_table("artifacts/features/pair_features.parquet"),
-            "pair_columns": run.read_json("artifacts/features/pair_feature_columns.json"),
-            "medians": run.read_json("artifacts/features/profile_medians.json"),
+    return {"user_features": run.read_table(f"{FEATURES_DIR}/user_features.parquet"),
+            "pair_features": run.read_table(f"{FEATURES_DIR}/pair_features.parquet"),
+            "pair_columns": run.read_json(f"{FEATURES_DIR}/pair_feature_columns.json"),
+            "medians": run.read_json(f"{FEATURES_DIR}/profile_medians.json"),
             "dictionary": run.read_table("tables/feature_dictionary.parquet"),
-            "transformer": joblib.load(run.artifact_dir("features") / "user_transformer.pkl")}
+            "transformer": run.load_object(USER_TRANSFORMER)}

@@ -12,47 +12,18 @@ import sys
 import time
 from pathlib import Path
 
-from .config import ParamError, PARAMS, params_table, resolve_params
-from .runs import (RunDirectory, atomic_write_text, default_reports_dir, new_manifest, project_root,
-                                read_index, to_json, update_index, utcnow)
+from .config import ParamError, params_table, resolve_params
+from .runs import (ArtifactError, RunDirectory, default_reports_dir, new_manifest, read_index, to_json,
+                                update_index, utcnow)
+from .stages import STAGES, Stage, StageError, headline_metrics, preflight, select_stages, stage_names
 
 # %% auto #0
-__all__ = ['STAGES', 'HEADLINE_METRICS', 'StageError', 'stage_notebook', 'select_stages', 'notebook_parameters',
-           'cell_directives', 'render_html', 'run_stage', 'run_pipeline', 'StageFailed', 'find_run', 'headline',
-           'format_runs', 'main']
+__all__ = ['NOTEBOOK_PARAMETERS', 'notebook_parameters', 'RunInterrupted', 'render_stage', 'run_stage', 'run_pipeline',
+           'StageFailed', 'find_run', 'headline', 'listed_status', 'format_runs', 'show_run', 'main']
 
 # %% ../nbs/00b_pipeline.ipynb #e3008374
-STAGES: list[str] = ["data", "splits", "features", "models"]
+NOTEBOOK_PARAMETERS = ("run_dir", "overrides")  # the only names a stage notebook's parameters cell assigns
 
-class StageError(ValueError):
-    "A stage selection or a stage notebook is not usable."
-
-def stage_notebook(stage: str, nbs_dir=None) -> Path:
-    "The notebook of `stage` (`nbs/NN_<stage>.ipynb`)."
-    nbs_dir = Path(nbs_dir or project_root()/"nbs")
-    found = sorted(nbs_dir.glob(f"[0-9][0-9]_{stage}.ipynb"))
-    if len(found) != 1: raise StageError(f"stage '{stage}': expected one notebook nbs/NN_{stage}.ipynb in '{nbs_dir}', found {len(found)}")
-    return found[0]
-
-def select_stages(only=None, # stage names to run (a list or a comma-separated string), or None for all
-                  until=None, # the last stage to run, or None
-                  stages=STAGES) -> list[str]:
-    "The stages to run, in lifecycle order, checking that each name exists."
-    def check(name):
-        if name not in stages:
-            import difflib
-            close = difflib.get_close_matches(name, stages, n=1)
-            raise StageError(f"unknown stage '{name}'" + (f"; did you mean '{close[0]}'?" if close else "") + f" (stages: {', '.join(stages)})")
-        return name
-    chosen = list(stages)
-    if until: chosen = chosen[:stages.index(check(until)) + 1]
-    if only:
-        names = [check(n.strip()) for n in (only.split(",") if isinstance(only, str) else only) if n.strip()]
-        chosen = [s for s in chosen if s in names]
-    if not chosen: raise StageError("the stage selection is empty: check --only and --until")
-    return chosen
-
-# %% ../nbs/00b_pipeline.ipynb #47c5079c
 def notebook_parameters(path) -> list[str]:
     "The names assigned in the notebook's single `parameters` cell (an error if there is not exactly one)."
     import ast, nbformat
@@ -63,113 +34,160 @@ def notebook_parameters(path) -> list[str]:
                          "(nbdev_clean keeps the tag only with allowed_cell_metadata_keys = tags in settings.ini)")
     names = [t.id for node in ast.parse(cells[0].source).body if isinstance(node, (ast.Assign, ast.AnnAssign))
              for t in (node.targets if isinstance(node, ast.Assign) else [node.target]) if isinstance(t, ast.Name)]
-    unknown = [n for n in names if n != "run_dir" and n not in PARAMS]
     if "run_dir" not in names: raise StageError(f"notebook '{Path(path).name}': its parameters cell must assign run_dir = None")
-    if unknown: raise StageError(f"notebook '{Path(path).name}': parameters {unknown} are not run parameters; declare them in thinkalike_ml.config.PARAMS")
+    other = [n for n in names if n not in NOTEBOOK_PARAMETERS]
+    if other: raise StageError(f"notebook '{Path(path).name}': its parameters cell assigns {other}; a stage reads run parameters "
+                               "from the run (declare them in thinkalike_ml.stages), the cell holds only run_dir and overrides")
     return names
 
-# %% ../nbs/00b_pipeline.ipynb #8782e3fe
-_DIRECTIVE = re.compile(r"^\s*#\s*\|\s*([\w-]+)", re.M)
+# %% ../nbs/00b_pipeline.ipynb #47c5079c
+class RunInterrupted(BaseException):
+    "The run was stopped by Ctrl-C (SIGINT) or SIGTERM."
 
-def cell_directives(source: str) -> set[str]:
-    "The nbdev directives (`#| hide`, `#| export`, ...) at the top of a cell's source."
-    out = set()
-    for line in source.splitlines():
-        m = _DIRECTIVE.match(line)
-        if not m: break
-        out.add(m.group(1))
-    return out
+class _Interrupts:
+    "While active, SIGINT/SIGTERM interrupt the running kernel (twice: kill it) instead of killing the runner mid-write."
+    def __init__(self): self.km, self.received = None, 0
+    def __enter__(self):
+        import signal
+        self._old = {s: signal.signal(s, self._handle) for s in (signal.SIGINT, signal.SIGTERM)}
+        return self
+    def __exit__(self, *exc):
+        import signal
+        for s, h in self._old.items(): signal.signal(s, h)
+    def _handle(self, signum, frame):
+        self.received += 1
+        km = self.km
+        if km is not None and km.has_kernel:
+            if self.received == 1: km.interrupt_kernel()
+            else: km.shutdown_kernel(now=True)
+        if km is None or self.received > 1: raise RunInterrupted(f"stopped by signal {signum}")
 
-def render_html(nb_path) -> str:
-    "An executed notebook as standalone HTML, without `#| hide` cells or network scripts."
-    import nbformat
-    from nbconvert import HTMLExporter
-    nb = nbformat.read(nb_path, as_version=4)
-    nb.cells = [c for c in nb.cells if not ({"hide", "default_exp"} & cell_directives(c.source))]
-    html, _ = HTMLExporter(template_name="lab").from_notebook_node(nb)
-    # the template links require.js, MathJax and mermaid from CDNs: a report must not phone home
-    return re.sub(r'<script[^>]*\ssrc="https?://[^"]*"[^>]*>\s*</script>', "", html)
+def _kernel_manager(folder: Path):
+    "A kernel manager for the project's python3 kernel over IPC sockets in `folder`."
+    from jupyter_client.manager import KernelManager
+    return KernelManager(kernel_name="python3", transport="ipc", ip=str(folder/"k"))
 
-# %% ../nbs/00b_pipeline.ipynb #2b079ed5
-def _stage_failure(stage: str, err: Exception, out: Path) -> str:
-    "A message naming the stage, the cell and the error of a failed stage."
+def _stage_failure(stage: str, err: BaseException, out: Path) -> str:
+    "A message that starts with the error, then names the stage, the cell and where the notebook is."
     from papermill.exceptions import PapermillExecutionError
     if isinstance(err, PapermillExecutionError):
         first = next((l for l in (err.source or "").splitlines() if l.strip() and not l.lstrip().startswith("#")), "")
-        return (f"stage '{stage}' failed in cell {err.cell_index} (In [{err.exec_count}]: {first.strip()[:80]}): "
-                f"{err.ename}: {err.evalue}\n  executed notebook kept at {out}")
+        evalue = str(err.evalue).strip().splitlines()[0] if str(err.evalue).strip() else ""
+        return (f"stage '{stage}' failed: {err.ename}: {evalue}\n  in cell {err.cell_index} (In [{err.exec_count}]: "
+                f"{first.strip()[:60]}{'...' if len(first.strip()) > 60 else ''})\n  executed notebook kept at {out}")
     return f"stage '{stage}' failed: {type(err).__name__}: {err}"
 
-def run_stage(run: RunDirectory, stage: str, nb: Path, params: dict, progress: bool = True) -> None:
+def render_stage(run: RunDirectory, stage: Stage, nb_out: Path) -> Path:
+    "Render an executed stage notebook to `html/<notebook>.html`, titled with the stage and the run."
+    from thinkalike_ml.reports import render_stage_html
+    return run.write_text(f"html/{nb_out.stem}.html", render_stage_html(nb_out, f"{stage.name} — run {run.id}"))
+
+def run_stage(run: RunDirectory, stage: Stage, interrupts: _Interrupts | None = None, progress: bool = True) -> None:
     "Execute one stage notebook into the run directory with papermill, and render it to HTML."
+    import shutil, tempfile
     import papermill as pm
-    names = notebook_parameters(nb)
+    nb = stage.notebook_path()
+    notebook_parameters(nb)
     out = run.file(f"notebooks/{nb.name}")
     out.parent.mkdir(parents=True, exist_ok=True)
     partial = out.with_name(f".{out.stem}.partial.ipynb")
+    sockets = Path(tempfile.mkdtemp(prefix="tk-"))
+    km = _kernel_manager(sockets)
+    if interrupts is not None: interrupts.km = km
     try:
-        pm.execute_notebook(str(nb), str(partial), parameters={n: (str(run.path) if n == "run_dir" else params[n]) for n in names},
-                            kernel_name="python3", language="python", progress_bar=progress, cwd=str(nb.parent), log_output=False)
+        pm.execute_notebook(str(nb), str(partial), parameters={"run_dir": str(run.path)}, km=km, kernel_name="python3",
+                            language="python", progress_bar=progress, cwd=str(nb.parent), log_output=False)
     finally:
+        if interrupts is not None: interrupts.km = None
+        if km.has_kernel: km.shutdown_kernel(now=True)
+        shutil.rmtree(sockets, ignore_errors=True)
         if partial.exists():
             os.replace(partial, out)
-            run.write_text(f"html/{nb.stem}.html", render_html(out))
+            render_stage(run, stage, out)
 
+# %% ../nbs/00b_pipeline.ipynb #2b079ed5
 def _finish_stage(entry: dict, status: str, t0: float, error: str | None = None) -> None:
     entry.update(status=status, ended=utcnow(), duration_s=round(time.time() - t0, 2), error=error)
 
-def _link_lineage(run: RunDirectory, manifest: dict) -> None:
-    "Copy the dataset version and MLflow run that stages recorded into the manifest."
-    for key, rel in [("dataset", "artifacts/data/dataset.json"), ("mlflow", "artifacts/tracking.json")]:
-        if run.exists(rel): manifest[key] = run.read_json(rel)
+def _link_lineage(run: RunDirectory, manifest: dict, stages: list[Stage]) -> None:
+    "Record in the manifest what stages declared as lineage, the MLflow run, and the sha256 of every artifact."
+    from thinkalike_ml.tracking import tracking_record
+    lineage = {}
+    for s in stages:
+        if s.lineage and s.name in run.metrics(): lineage[s.name] = s.function(s.lineage)(run)
+    manifest["lineage"] = lineage
+    rec = tracking_record(run)
+    if rec: manifest["mlflow"] = rec
+    manifest["artifacts"] = run.checksums()
+
+def _write_index_page(run: RunDirectory, manifest: dict, stages: list[Stage]) -> None:
+    "The run folder's index.html: status, stages with links, headline metrics, parameters."
+    from thinkalike_ml.reports import run_index_html
+    pages = [(s.name, s.summary, f"html/{s.notebook_path().stem}.html") for s in stages]
+    run.write_text("index.html", run_index_html(run.path, manifest, run.metrics(), run.params, pages))
+
+def _run_status(manifest: dict) -> str:
+    "The final status of a run from its stages."
+    st = [s["status"] for s in manifest["stages"]]
+    if "failed" in st: return "failed"
+    if "interrupted" in st: return "interrupted"
+    return "succeeded" if all(s == "succeeded" for s in st) else "interrupted"
 
 def run_pipeline(params_file=None, # YAML file of parameters
                  overrides: dict | None = None, # parameter overrides, e.g. from `-p key value`
-                 small: bool = False, # start from the small profile (a run of seconds)
+                 small: bool = False, # start from the small profile (a quick trial run)
                  only=None, # run only these stages
                  until=None, # run up to and including this stage
                  reports_dir=None, # where run directories go (default reports/)
                  progress: bool = True, # show progress bars
+                 stages=None, # the stage declarations (default: `thinkalike_ml.stages.STAGES`)
                 ) -> RunDirectory:
-    "Run the selected stages in order into a new run directory; raises `StageFailed` if one fails."
+    "Run the selected stages in order into a new run directory; raises `StageFailed` if one fails or is interrupted."
     params = resolve_params(params_file, overrides, small=small)
-    stages = select_stages(only, until)
-    notebooks = {s: stage_notebook(s) for s in stages}
-    for nb in notebooks.values(): notebook_parameters(nb)
+    declared = STAGES if stages is None else stages
+    chosen = select_stages(only, until, declared)
+    for s in chosen: notebook_parameters(s.notebook_path())
+    preflight(params, chosen)
     run = RunDirectory.create(params, reports_dir)
-    manifest = new_manifest(run, stages)
-    manifest["stage_selection"] = {"only": only, "until": until}
+    manifest = new_manifest(run, stage_names(chosen))
+    manifest["stage_selection"] = {"only": only, "until": until, "complete": stage_names(chosen) == stage_names(declared)}
 
     def save():
-        _link_lineage(run, manifest)
+        _link_lineage(run, manifest, chosen)
         run.write_json("manifest.json", manifest)
         update_index(run, manifest, reports_dir)
+        _write_index_page(run, manifest, chosen)
     save()
     t_run, failure = time.time(), None
     try:
-        for i, (stage, entry) in enumerate(zip(stages, manifest["stages"]), 1):
-            if progress: print(f"[{i}/{len(stages)}] stage '{stage}' ({notebooks[stage].name})", file=sys.stderr, flush=True)
-            entry.update(status="running", started=utcnow()); save()
-            t0 = time.time()
-            try: run_stage(run, stage, notebooks[stage], params, progress)
-            except BaseException as e:
-                failure = _stage_failure(stage, e, run.path/"notebooks"/notebooks[stage].name)
-                _finish_stage(entry, "failed" if isinstance(e, Exception) else "interrupted", t0, failure)
-                for later in manifest["stages"][i:]: later["status"] = "skipped"
-                raise StageFailed(failure, run) from (e if isinstance(e, Exception) else None)
-            _finish_stage(entry, "succeeded", t0)
-            save()
+        with _Interrupts() as interrupts:
+            for i, (stage, entry) in enumerate(zip(chosen, manifest["stages"]), 1):
+                if progress: print(f"[{i}/{len(chosen)}] stage '{stage.name}' ({stage.notebook_path().name})", file=sys.stderr, flush=True)
+                entry.update(status="running", started=utcnow()); save()
+                t0 = time.time()
+                try:
+                    if interrupts.received: raise RunInterrupted("stopped before the stage started")
+                    run_stage(run, stage, interrupts, progress)
+                    if interrupts.received: raise RunInterrupted("stopped by Ctrl-C")
+                except BaseException as e:
+                    stopped = interrupts.received > 0 or isinstance(e, (RunInterrupted, KeyboardInterrupt))
+                    failure = (f"stage '{stage.name}' interrupted (Ctrl-C or SIGTERM); its partial notebook is kept" if stopped
+                               else _stage_failure(stage.name, e, run.path/"notebooks"/stage.notebook_path().name))
+                    _finish_stage(entry, "interrupted" if stopped else "failed", t0, failure)
+                    for later in manifest["stages"][i:]: later["status"] = "skipped"
+                    raise StageFailed(failure, run, interrupted=stopped) from (e if isinstance(e, Exception) else None)
+                _finish_stage(entry, "succeeded", t0)
+                save()
     finally:
-        manifest.update(status="failed" if failure else ("succeeded" if all(s["status"] == "succeeded" for s in manifest["stages"]) else "interrupted"),
-                        ended=utcnow(), duration_s=round(time.time() - t_run, 2))
+        manifest.update(status=_run_status(manifest), ended=utcnow(), duration_s=round(time.time() - t_run, 2))
         save()
     return run
 
 class StageFailed(RuntimeError):
-    "A stage of a run failed; the message names the stage, the cell and the error."
-    def __init__(self, message: str, run: RunDirectory):
+    "A stage of a run failed or was interrupted; the message starts with the error and names the stage and the cell."
+    def __init__(self, message: str, run: RunDirectory, interrupted: bool = False):
         super().__init__(message)
-        self.run = run
+        self.run, self.interrupted = run, interrupted
 
 # %% ../nbs/00b_pipeline.ipynb #6bc6ab2e
 def find_run(ref: str, reports_dir=None) -> dict:
@@ -182,22 +200,51 @@ def find_run(ref: str, reports_dir=None) -> dict:
         raise LookupError(f"{'no' if not hits else len(hits)} runs match '{ref}'" + ("" if hits else "; `thinkalike-ml list` shows them"))
     return hits[0]
 
-HEADLINE_METRICS = ["data.n_users", "models.matcher_test_roc_auc", "models.matcher_test_oracle_roc_auc",
-                    "models.recommender_test_ndcg", "models.recommender_test_most_popular_ndcg"]
+def _fmt(v) -> str: return f"{v:.4g}" if isinstance(v, float) else str(v)
 
-def headline(metrics: dict, limit: int = 5) -> str:
-    "A few headline metrics of a run as `stage.name=value` text."
+def headline(metrics: dict, limit: int = 5, stages=None) -> str:
+    "A few headline metrics of a run as `stage.name=value` text: those the stages declare, else the first ones."
     flat = {f"{s}.{k}": v for s, m in metrics.items() for k, v in m.items() if isinstance(v, (int, float))}
-    keys = [k for k in HEADLINE_METRICS if k in flat] or list(flat)
-    return "  ".join(f"{k}={flat[k]:.4g}" if isinstance(flat[k], float) else f"{k}={flat[k]}" for k in keys[:limit])
+    keys = [k for k in headline_metrics(stages) if k in flat] or list(flat)
+    return "  ".join(f"{k}={_fmt(flat[k])}" for k in keys[:limit])
 
-def format_runs(runs: list[dict]) -> str:
-    "The runs as a table: id, status, duration, stages and headline metrics."
+def listed_status(entry: dict) -> str:
+    "A run's status as `list` shows it: 'partial' for a successful run of only some stages."
+    if entry["status"] == "succeeded" and entry.get("stages") and entry["stages"] != stage_names(): return "partial"
+    return entry["status"]
+
+def format_runs(runs: list[dict], stages=None) -> str:
+    "The runs as a table: id, status, duration and headline metrics, and why a run failed."
     if not runs: return "no runs yet; start one with `thinkalike-ml run`"
     lines = [f"{'run':<26} {'status':<11} {'duration':>9}  headline metrics"]
     for r in runs:
         dur = f"{r['duration_s']:.1f}s" if r.get("duration_s") is not None else "-"
-        lines.append(f"{r['run_id']:<26} {r['status']:<11} {dur:>9}  {headline(r.get('metrics', {}))}")
+        lines.append(f"{r['run_id']:<26} {listed_status(r):<11} {dur:>9}  {headline(r.get('metrics', {}), stages=stages)}")
+        if r["status"] in ("failed", "interrupted") and r.get("error"):
+            lines.append(f"{'':<26} why: {r['error'].splitlines()[0][:150]}")
+    return "\n".join(lines)
+
+def show_run(entry: dict) -> str:
+    "One run as a readable summary: status, code, data, stages with timings and errors, headline metrics, where the report is."
+    run = RunDirectory(entry["path"])
+    m = run.read_json("manifest.json")
+    code = m.get("code") or {}
+    data = (m.get("lineage") or {}).get("data") or {}
+    lines = [f"run {run.id}: {listed_status(entry)}" + (f" in {m['duration_s']:.1f} s" if m.get("duration_s") is not None else ""),
+             f"  report     {run.path/'index.html'}",
+             f"  started    {m['started']}   seed {m.get('seed')}   params hash {m.get('params_hash')}",
+             f"  code       {code.get('commit') or 'unknown'}{' (uncommitted changes)' if code.get('dirty') else ''}"]
+    if data: lines.append(f"  dataset    version {data.get('version')} ({data.get('source')})")
+    if m.get("mlflow"): lines.append(f"  mlflow     run {m['mlflow'].get('run_id')} at {m['mlflow'].get('tracking_uri')}")
+    lines.append("  stages")
+    for s in m["stages"]:
+        dur = f"{s['duration_s']:.1f} s" if s.get("duration_s") is not None else "-"
+        lines.append(f"    {s['name']:<16} {s['status']:<11} {dur:>9}")
+        if s.get("error"): lines += [f"      {l}" for l in s["error"].splitlines()]
+    metrics, keys = run.metrics(), headline_metrics()
+    shown = [(k, metrics.get(k.split(".")[0], {}).get(k.split(".", 1)[1])) for k in keys]
+    shown = [(k, v) for k, v in shown if v is not None]
+    if shown: lines += ["  headline metrics"] + [f"    {k:<46} {_fmt(v)}" for k, v in shown]
     return "\n".join(lines)
 
 # %% ../nbs/00b_pipeline.ipynb #900cff87
@@ -208,24 +255,26 @@ def _parser() -> argparse.ArgumentParser:
                        description="Execute the stage notebooks in order with papermill into a new run directory.")
     r.add_argument("--params", metavar="FILE", help="YAML file of parameters (see `thinkalike-ml params`)")
     r.add_argument("-p", "--param", nargs=2, action="append", default=[], metavar=("KEY", "VALUE"), help="set one parameter (repeatable)")
-    r.add_argument("--small", action="store_true", help="start from the small profile: a run of seconds, for trying things out")
-    r.add_argument("--only", metavar="STAGES", help=f"comma-separated stages to run (of: {', '.join(STAGES)})")
+    r.add_argument("--small", action="store_true",
+                   help="start from the small profile (400 users, 3 tuning trials): every stage on little data, for trying things out")
+    r.add_argument("--only", metavar="STAGES", help=f"comma-separated stages to run (of: {', '.join(stage_names())})")
     r.add_argument("--until", metavar="STAGE", help="run the stages up to and including STAGE")
     r.add_argument("--reports-dir", metavar="DIR", help="where run folders go (default: $THINKALIKE_REPORTS_DIR or reports/)")
     r.add_argument("--no-progress", action="store_true", help="no progress bars")
     l = sub.add_parser("list", help="list past runs with status and headline metrics", description="List past runs.")
     l.add_argument("--reports-dir", metavar="DIR")
-    s = sub.add_parser("show", help="print a run's manifest and metrics", description="Print a run's manifest and metrics.")
+    s = sub.add_parser("show", help="print a run's summary (stages, timings, errors, metrics)", description="Print a run's summary.")
     s.add_argument("run", metavar="RUN", help="a run id, a unique prefix of one, or 'latest'")
+    s.add_argument("--json", action="store_true", help="print the raw manifest and metrics as JSON")
     s.add_argument("--reports-dir", metavar="DIR")
     sub.add_parser("params", help="list every run parameter with its default and meaning", description="List the run parameters.")
     return p
 
-def _show(ref: str, reports_dir) -> str:
+def _show(ref: str, reports_dir, raw: bool = False) -> str:
     entry = find_run(ref, reports_dir)
+    if not raw: return show_run(entry)
     run = RunDirectory(entry["path"])
-    manifest = run.read_json("manifest.json")
-    return f"run {run.id} at {run.path}\n\nmanifest:\n{to_json(manifest)}\nmetrics:\n{to_json(run.metrics())}"
+    return to_json({"manifest": run.read_json("manifest.json"), "metrics": run.metrics(), "listed_status": listed_status(entry)}).rstrip()
 
 def main(argv=None) -> int:
     "The `thinkalike-ml` command."
@@ -235,15 +284,16 @@ def main(argv=None) -> int:
             import pandas as pd
             with pd.option_context("display.max_colwidth", 90, "display.width", 200): print(params_table().to_string())
         elif args.command == "list": print(format_runs(read_index(args.reports_dir)))
-        elif args.command == "show": print(_show(args.run, args.reports_dir))
+        elif args.command == "show": print(_show(args.run, args.reports_dir, args.json))
         elif args.command == "run":
             run = run_pipeline(args.params, dict(args.param), args.small, args.only, args.until, args.reports_dir,
                                progress=not args.no_progress)
             print(f"run {run.id} succeeded\nreport: {run.path}")
         return 0
     except StageFailed as e:
-        print(f"error: {e}\nrun {e.run.id} marked failed; partial report: {e.run.path}", file=sys.stderr)
-        return 1
-    except (ParamError, StageError, LookupError, FileNotFoundError) as e:
+        print(f"error: {e}\nrun {e.run.id} marked {'interrupted' if e.interrupted else 'failed'}; partial report: {e.run.path}",
+              file=sys.stderr)
+        return 130 if e.interrupted else 1
+    except (ParamError, StageError, LookupError, FileNotFoundError, ArtifactError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

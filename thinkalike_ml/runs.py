@@ -9,6 +9,7 @@ import atexit
 import contextlib
 import datetime as dt
 import fcntl
+import hashlib
 import json
 import os
 import platform
@@ -22,12 +23,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from .config import params_hash, resolve_params, coerce
+from .config import params_hash
 
 # %% auto #0
-__all__ = ['PACKAGES', 'project_root', 'default_reports_dir', 'atomic_target', 'atomic_write_bytes', 'atomic_write_text',
-           'to_json', 'atomic_dir', 'new_run_id', 'RunDirectory', 'open_stage', 'package_versions', 'code_version',
-           'utcnow', 'new_manifest', 'index_path', 'read_index', 'update_index']
+__all__ = ['CHECKSUMS', 'PACKAGES', 'project_root', 'default_reports_dir', 'atomic_target', 'atomic_write_bytes',
+           'atomic_write_text', 'to_json', 'atomic_dir', 'ArtifactError', 'new_run_id', 'RunDirectory',
+           'package_versions', 'code_version', 'utcnow', 'process_alive', 'new_manifest', 'index_path', 'read_index',
+           'update_index']
 
 # %% ../nbs/00a_runs.ipynb #48a0c80c
 def project_root() -> Path:
@@ -42,12 +44,19 @@ def default_reports_dir() -> Path:
     return Path(os.environ.get("THINKALIKE_REPORTS_DIR") or project_root()/"reports")
 
 # %% ../nbs/00a_runs.ipynb #c34d273c
+def _umask() -> int:
+    "The process's file-creation mask (read without changing it for good)."
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
 @contextlib.contextmanager
 def atomic_target(path):
     "Yield a temporary path beside `path` to write to; on success rename it to `path`, on failure remove it."
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600 files; a report is as readable as any file the user writes
     os.close(fd)
     try:
         yield tmp
@@ -87,6 +96,7 @@ def atomic_dir(path):
     if path.exists(): raise FileExistsError(f"'{path}' already exists; a written folder is never replaced")
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
+    tmp.chmod(0o777 & ~_umask())  # mkdtemp makes 0700 folders
     try:
         yield tmp
         os.rename(tmp, path)
@@ -95,6 +105,11 @@ def atomic_dir(path):
         raise
 
 # %% ../nbs/00a_runs.ipynb #b2c79d3f
+CHECKSUMS = "artifacts/checksums.json"  # sha256 of each verifiable artifact of a run, by path
+
+class ArtifactError(RuntimeError):
+    "A stage artifact is missing, corrupted or was changed after it was written."
+
 def new_run_id(params: dict, now: dt.datetime | None = None) -> str:
     "A unique id that sorts by start time: UTC timestamp, then a short random hash."
     now = now or dt.datetime.now(dt.timezone.utc)
@@ -122,6 +137,15 @@ class RunDirectory:
         raise RuntimeError(f"could not make a new run directory under '{root}'")
 
     @classmethod
+    def ensure(cls, path, params: dict) -> "RunDirectory":
+        "The run directory at `path`, made with `params` if it is not there yet (for a cache with a fixed name)."
+        path = Path(path)
+        if not (path/"params.json").is_file():
+            path.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(path/"params.json", to_json(params))
+        return cls(path)
+
+    @classmethod
     def temporary(cls, params: dict) -> "RunDirectory":
         "A run directory in a fresh temporary folder, for a notebook run on its own; removed when the process exits."
         root = tempfile.mkdtemp(prefix="thinkalike-standalone-")
@@ -146,11 +170,13 @@ class RunDirectory:
     def exists(self, relpath) -> bool: return self.file(relpath).exists()
 
     def write_table(self, relpath, df: pd.DataFrame) -> Path:
-        "Write `df` as Parquet (or CSV if `relpath` ends in .csv), atomically."
+        "Write `df` as Parquet (or CSV if `relpath` ends in .csv), atomically; report tables (`tables/`) also as CSV."
         target = self.file(relpath)
         with atomic_target(target) as tmp:
             if target.suffix == ".csv": df.to_csv(tmp, index=False)
             else: df.to_parquet(tmp, index=False)
+        if target.suffix == ".parquet" and Path(relpath).parts[0] == "tables":  # for spreadsheets and readers without pyarrow
+            with atomic_target(target.with_suffix(".csv")) as tmp: df.to_csv(tmp, index=False)
         return target
 
     def read_table(self, relpath) -> pd.DataFrame:
@@ -173,6 +199,45 @@ class RunDirectory:
 
     def atomic_dir(self, relpath): return atomic_dir(self.file(relpath))
 
+    def checksums(self) -> dict:
+        "sha256 of every artifact written with `write_artifact`, by path in the run."
+        return self.read_json(CHECKSUMS) if self.exists(CHECKSUMS) else {}
+
+    def write_artifact(self, relpath, data: bytes) -> Path:
+        "Write an artifact's bytes atomically and record their sha256 in the run's checksums."
+        target = atomic_write_bytes(self.file(relpath), data)
+        with _locked(self.path/".checksums.lock"):
+            sums = self.checksums()
+            sums[str(relpath)] = hashlib.sha256(data).hexdigest()
+            self.write_json(CHECKSUMS, sums)
+        return target
+
+    def read_artifact(self, relpath) -> bytes:
+        "An artifact's bytes, after checking them against the sha256 recorded when it was written."
+        p = self.file(relpath)
+        if not p.is_file(): raise ArtifactError(f"artifact '{relpath}' of run '{self.id}' is missing; run the stage that writes it first")
+        expected = self.checksums().get(str(relpath))
+        if expected is None: raise ArtifactError(f"artifact '{relpath}' of run '{self.id}' has no recorded sha256; it was not written by `write_artifact`")
+        data = p.read_bytes()
+        if hashlib.sha256(data).hexdigest() != expected:
+            raise ArtifactError(f"artifact '{p}' is corrupted or was changed after it was written (sha256 differs from the run's "
+                                f"{CHECKSUMS}); refusing to load it: re-run the stage that writes it")
+        return data
+
+    def save_object(self, relpath, obj) -> Path:
+        "Write a Python object (a fitted model) with joblib as a verifiable artifact."
+        import io, joblib
+        buf = io.BytesIO()
+        joblib.dump(obj, buf)
+        return self.write_artifact(relpath, buf.getvalue())
+
+    def load_object(self, relpath):
+        "Load an object written by `save_object`, refusing one whose bytes do not match their sha256."
+        import io, joblib
+        data = self.read_artifact(relpath)
+        try: return joblib.load(io.BytesIO(data))
+        except Exception as e: raise ArtifactError(f"artifact '{self.file(relpath)}' could not be loaded: {type(e).__name__}: {e}") from None
+
     def metrics(self) -> dict:
         "All metrics recorded so far, `{stage: {name: value}}`."
         return self.read_json("metrics.json") if self.exists("metrics.json") else {}
@@ -193,23 +258,6 @@ def _locked(lockfile):
         fcntl.flock(f, fcntl.LOCK_EX)
         try: yield
         finally: fcntl.flock(f, fcntl.LOCK_UN)
-
-# %% ../nbs/00a_runs.ipynb #ef786489
-def open_stage(run_dir, # the run directory, or None to run the stage alone on a small temporary run
-               stage: str, # the stage's name, e.g. "data"
-               **own_params, # the stage's parameters, from its notebook's `parameters` cell
-              ) -> tuple[RunDirectory, dict]:
-    "The run directory and resolved parameters a stage notebook works with."
-    if run_dir is None:
-        params = resolve_params(overrides=own_params, small=True)
-        return RunDirectory.temporary(params), params
-    run = RunDirectory(run_dir)
-    params = run.params
-    changed = {k: coerce(k, v) for k, v in own_params.items() if params.get(k) != coerce(k, v)}
-    if changed:
-        print(f"stage '{stage}': parameters set in the notebook differ from the run's params.json: {sorted(changed)}")
-        params = {**params, **changed}
-    return run, params
 
 # %% ../nbs/00a_runs.ipynb #7481de10
 PACKAGES = ["thinkalike-ml", "numpy", "pandas", "pyarrow", "scipy", "scikit-learn", "matplotlib", "papermill",
@@ -238,11 +286,24 @@ def utcnow() -> str:
     "Now, in UTC, ISO 8601 with seconds."
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
 
+def _this_process() -> dict:
+    "What identifies the running process later: host, pid and the process's start time."
+    import psutil, socket
+    return {"host": socket.gethostname(), "pid": os.getpid(), "started": psutil.Process().create_time()}
+
+def process_alive(proc: dict | None) -> bool | None:
+    "Whether the process recorded by `_this_process` still runs (None when it ran on another host)."
+    import psutil, socket
+    if not proc or proc.get("host") != socket.gethostname(): return None
+    try: return abs(psutil.Process(proc["pid"]).create_time() - proc["started"]) < 1.0  # a reused pid is another process
+    except (psutil.NoSuchProcess, psutil.AccessDenied, KeyError): return False
+
 def new_manifest(run: RunDirectory, stages: list[str]) -> dict:
     "The manifest of a run that is about to start `stages`."
     params = run.params
     return {
         "run_id": run.id, "status": "running", "started": utcnow(), "ended": None, "duration_s": None,
+        "process": _this_process(),
         "code": code_version(), "params_hash": params_hash(params), "seed": params.get("seed"),
         "python": sys.version.split()[0], "platform": platform.platform(),
         "packages": package_versions(),
@@ -254,15 +315,21 @@ def new_manifest(run: RunDirectory, stages: list[str]) -> dict:
 def index_path(reports_dir=None) -> Path: return Path(reports_dir or default_reports_dir())/"index.json"
 
 def read_index(reports_dir=None) -> list[dict]:
-    "The runs listed in the index, oldest first."
+    "The runs listed in the index, oldest first; a 'running' run whose process is gone shows as 'interrupted'."
     p = index_path(reports_dir)
-    return json.loads(p.read_text(encoding="utf-8")) if p.is_file() else []
+    runs = json.loads(p.read_text(encoding="utf-8")) if p.is_file() else []
+    for r in runs:
+        if r["status"] == "running" and process_alive(r.get("process")) is False:
+            r["status"], r["error"] = "interrupted", r.get("error") or "the run's process ended without finishing (killed?)"
+    return runs
 
 def update_index(run: RunDirectory, manifest: dict, reports_dir=None) -> None:
     "Add or refresh `run`'s entry in the index of runs."
+    error = next((s["error"] for s in manifest["stages"] if s.get("error")), None)
     entry = {"run_id": run.id, "status": manifest["status"], "started": manifest["started"],
              "duration_s": manifest["duration_s"], "params_hash": manifest["params_hash"],
-             "stages": [s["name"] for s in manifest["stages"]], "metrics": run.metrics(), "path": str(run.path)}
+             "stages": [s["name"] for s in manifest["stages"]], "metrics": run.metrics(), "path": str(run.path),
+             "process": manifest.get("process"), "error": error}
     p = index_path(reports_dir)
     with _locked(p.with_suffix(".lock")):
         runs = [r for r in read_index(reports_dir) if r["run_id"] != run.id] + [entry]

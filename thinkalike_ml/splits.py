@@ -9,13 +9,14 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import GroupShuffleSplit, KFold, StratifiedKFold, train_test_split
 
-from .data import dataset_version, load_dataset, run_data_stage
-from .runs import RunDirectory, open_stage
+from .data import dataset_version, load_dataset
+from .runs import RunDirectory
 
 # %% auto #0
-__all__ = ['SPLITS', 'split_fractions', 'stratified_split', 'split_by_time', 'kfold_assign', 'stratified_kfold_assign',
-           'forward_chaining_folds', 'group_split', 'LeakageError', 'check_no_overlap', 'check_time_order',
-           'check_time_folds', 'make_splits', 'check_splits', 'split_summary', 'run_splits_stage', 'load_splits']
+__all__ = ['SPLITS', 'SPLITS_DIR', 'split_fractions', 'stratified_split', 'split_by_time', 'kfold_assign',
+           'stratified_kfold_assign', 'forward_chaining_folds', 'group_split', 'LeakageError', 'check_no_overlap',
+           'check_time_order', 'check_time_folds', 'make_splits', 'check_splits', 'split_summary', 'run_splits_stage',
+           'load_splits']
 
 # %% ../nbs/02_splits.ipynb #70077553
 SPLITS = ["train", "validation", "test"]
@@ -173,6 +174,8 @@ def check_splits(tables: dict, splits: dict) -> None:
     if not set(splits["suggestion_folds"].suggestion_id) <= train: raise LeakageError("suggestion folds hold rows outside the training split")
 
 # %% ../nbs/02_splits.ipynb #3665470c
+SPLITS_DIR = "artifacts/splits"  # the splits by row id (read them with `load_splits`)
+
 def split_summary(tables: dict, splits: dict) -> pd.DataFrame:
     "Sizes, label balance and time span of each split of suggestions and interactions."
     s = tables["suggestions"].merge(splits["suggestions"], on="suggestion_id")
@@ -184,10 +187,10 @@ def run_splits_stage(run: RunDirectory, params: dict) -> dict:
     "Split the run's dataset version, check for leakage, store the splits by row id and the summary table."
     tables = load_dataset(run)
     splits = make_splits(tables, params)
-    for name, df in splits.items(): run.write_table(f"artifacts/splits/{name}.parquet", df)
+    for name, df in splits.items(): run.write_table(f"{SPLITS_DIR}/{name}.parquet", df)
     summary = split_summary(tables, splits)
     run.write_table("tables/split_summary.parquet", summary)
-    run.write_json("artifacts/splits/splits.json", {"dataset_version": dataset_version(run)["version"], "seed": params["seed"],
+    run.write_json(f"{SPLITS_DIR}/splits.json", {"dataset_version": dataset_version(run)["version"], "seed": params["seed"],
         "fractions": split_fractions(params["validation_fraction"], params["test_fraction"]),
         "n_folds": params["n_folds"], "n_time_folds": params["n_time_folds"], "row_counts": {k: len(v) for k, v in splits.items()}})
     m = {}
@@ -198,5 +201,5 @@ def run_splits_stage(run: RunDirectory, params: dict) -> dict:
 
 def load_splits(run: RunDirectory) -> dict[str, pd.DataFrame]:
     "The stored splits of a run: suggestions, suggestion_folds, interactions, interaction_time_folds."
-    if not run.exists("artifacts/splits/splits.json"): raise FileNotFoundError(f"run '{run.id}' has no splits yet: run the splits stage first")
-    return {n: run.read_table(f"artifacts/splits/{n}.parquet") for n in ("suggestions", "suggestion_folds", "interactions", "interaction_time_folds")}
+    if not run.exists(f"{SPLITS_DIR}/splits.json"): raise FileNotFoundError(f"run '{run.id}' has no splits yet: run the splits stage first")
+    return {n: run.read_table(f"{SPLITS_DIR}/{n}.parquet") for n in ("suggestions", "suggestion_folds", "interactions", "interaction_time_folds")}

@@ -89,19 +89,45 @@ def notebook_to_markdown(nb: dict) -> str:
     return "\n\n".join([HEADER] + title + parts) + "\n"
 
 
+STAGE_TABLE = re.compile(r"(<!-- stages -->\n)(?:.*?\n)?(<!-- /stages -->)", flags=re.DOTALL)
+
+
+def stage_table() -> str:
+    """The stage table, written from the declarations in thinkalike_ml.stages (never by hand)."""
+    sys.path.insert(0, str(ROOT))
+    from thinkalike_ml.stages import stage_table as table
+    return table()
+
+
+def sync_stage_table(nb: dict) -> bool:
+    """Rewrite the table between `<!-- stages -->` and `<!-- /stages -->` in the notebook's markdown; True if it changed."""
+    changed = False
+    for cell in nb.get("cells", []):
+        src = text(cell.get("source"))
+        if cell["cell_type"] == "markdown" and STAGE_TABLE.search(src):
+            new = STAGE_TABLE.sub(lambda m: m.group(1) + stage_table() + "\n" + m.group(2), src)
+            if new != src: cell["source"], changed = new.splitlines(keepends=True), True
+    return changed
+
+
 def write_readme(nb_path: Path, out: Path, check: bool = False) -> bool:
-    """Write `out` from the notebook `nb_path`; with `check`, only report whether it is up to date."""
+    """Write `out` from the notebook `nb_path` (after updating its stage table); with `check`, only report whether both are up to date."""
     nb_path, out = Path(nb_path), Path(out)
     if not nb_path.exists():
         raise SystemExit(f"{nb_path} does not exist: the README is generated from it. Write nbs/index.ipynb "
                          f"(title, summary, install and usage) first, then run `make readme`.")
     try: nb = json.loads(nb_path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as e: raise SystemExit(f"{nb_path} is not a valid notebook (JSON error: {e})")
+    table_changed = sync_stage_table(nb)
     md = notebook_to_markdown(nb)
     current = out.read_text(encoding="utf-8") if out.exists() else None
     if check:
+        if table_changed: print(f"the stage table in {nb_path} differs from thinkalike_ml.stages: run `make readme`", file=sys.stderr)
         if current != md: print(f"{out} is out of date with {nb_path}: run `make readme`", file=sys.stderr)
-        return current == md
+        return current == md and not table_changed
+    if table_changed:
+        nb_path.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+        print(f"updated the stage table in {nb_path}")
     if current != md: out.write_text(md, encoding="utf-8")
     print(f"wrote {out} from {nb_path}" if current != md else f"{out} is up to date")
     return True
