@@ -4,8 +4,9 @@ at the default data size and at 10x. Prints a table; asserts nothing.
     OMP_NUM_THREADS=1 .venv/bin/python bench/bench_models.py [--scales 1 10]
 
 Each model is fitted with fixed (untuned) hyperparameters on the training split of a synthetic run
-built in a temporary folder; peak memory is the peak of traced (Python + NumPy) allocations
-during the fit, via tracemalloc.
+built in a temporary folder, through the stage's own pieces (`matcher_data`, `recommender_data`,
+`recommendation_lists`, the function that makes the stored top-k lists); peak memory is the peak
+of traced (Python + NumPy) allocations during the fit, via tracemalloc.
 """
 from __future__ import annotations
 
@@ -24,13 +25,14 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from thinkalike_ml.config import resolve_params  # noqa: E402
-from thinkalike_ml.data import load_dataset, run_data_stage  # noqa: E402
-from thinkalike_ml.features import load_features, run_features_stage  # noqa: E402
+from thinkalike_ml.data import load_dataset  # noqa: E402
+from thinkalike_ml.features import load_features  # noqa: E402
 from thinkalike_ml.models import (EASERecommender, ItemKNNRecommender, MostPopularRecommender,  # noqa: E402
                                   ValueProfileRecommender, calibrate_on_validation, interaction_data, make_hgb,
-                                  make_logreg, recommend)
+                                  make_logreg, matcher_data, recommendation_lists, recommender_data)
 from thinkalike_ml.runs import RunDirectory  # noqa: E402
-from thinkalike_ml.splits import load_splits, run_splits_stage  # noqa: E402
+from thinkalike_ml.splits import load_splits  # noqa: E402
+from thinkalike_ml.stages import execute_stage  # noqa: E402
 from thinkalike_ml.tracking import measured  # noqa: E402
 
 
@@ -39,7 +41,7 @@ def build(scale: int, root: Path):
     params = resolve_params(overrides=dict(dataset_store="", n_users=base["n_users"] * scale, n_items=base["n_items"] * scale))
     run = RunDirectory.create(params, root)
     t = time.perf_counter()
-    for stage in (run_data_stage, run_splits_stage, run_features_stage): stage(run, params)
+    for stage in ("data", "splits", "features"): execute_stage(run, stage, params)
     return run, params, time.perf_counter() - t
 
 
@@ -48,8 +50,7 @@ def bench(scale: int, root: Path) -> list[dict]:
     print(f"# scale {scale}x: {params['n_users']} users, {params['n_items']} items; data+splits+features {build_s:.1f} s", flush=True)
     rows = []
     f = load_features(run)
-    t, cols = f["pair_features"], f["pair_columns"]
-    tr, va, te = (t[t.split == s] for s in ("train", "validation", "test"))
+    md = matcher_data(f["pair_features"], f["pair_columns"])
     def one(model, name, fit, predict, n_pred, n_fit):
         with measured() as m: fitted = fit(model)
         with measured() as p: predict(fitted)
@@ -57,18 +58,17 @@ def bench(scale: int, root: Path) -> list[dict]:
                          predict_rows_per_s=round(n_pred / max(p.seconds, 1e-9)), predict_peak_mib=round(p.peak_mib, 1)))
         print(rows[-1], flush=True)
         return fitted
+    n_tr, n_va, n_te = (len(md.tables[s]) for s in ("train", "validation", "test"))
     for name, mk in (("matcher/logreg", lambda: make_logreg(0)), ("matcher/hgb", lambda: make_hgb(0))):
-        fitted = one(mk(), name, lambda m: m.fit(tr[cols], tr.accepted), lambda m: m.predict_proba(te[cols]), len(te), len(tr))
-        one(fitted, name + "+isotonic", lambda m: calibrate_on_validation(m, va[cols], va.accepted, "isotonic"),
-            lambda m: m.predict_proba(te[cols]), len(te), len(va))
-    data, splits = load_dataset(run), load_splits(run)
-    inter = data["interactions"].merge(splits["interactions"], on="interaction_id")
-    uf = f["user_features"].set_index("user_id")
-    d = interaction_data(inter[inter.split == "train"], user_features=uf)
+        fitted = one(mk(), name, lambda m: m.fit(md.X("train"), md.y("train")), lambda m: m.predict_proba(md.X("test")), n_te, n_tr)
+        one(fitted, name + "+isotonic", lambda m: calibrate_on_validation(m, md.X("validation"), md.y("validation"), "isotonic"),
+            lambda m: m.predict_proba(md.X("test")), n_te, n_va)
+    rd = recommender_data(load_dataset(run)["interactions"], load_splits(run), f["user_features"])
+    d = interaction_data(rd.train, user_features=rd.user_features)
     users = np.arange(d.n_users)
     for name, model in (("recommender/most_popular", MostPopularRecommender()), ("recommender/item_knn", ItemKNNRecommender(50)),
                         ("recommender/ease", EASERecommender(300.0)), ("recommender/value_profile", ValueProfileRecommender())):
-        one(model, name, lambda m: m.fit(d), lambda m: [recommend(m, d, users[i:i + 2000], 10) for i in range(0, len(users), 2000)],
+        one(model, name, lambda m: m.fit(d), lambda m: [recommendation_lists(m, d, users[i:i + 2000], 10) for i in range(0, len(users), 2000)],
             len(users), int(d.X.nnz))
     return rows
 
@@ -85,7 +85,7 @@ def main():
         shutil.rmtree(root, ignore_errors=True)
     print()
     print(pd.DataFrame(rows).to_string(index=False))
-    print("(prediction throughput: pairs/s for the matcher, users/s (top-10 lists, seen items excluded) for the recommender)")
+    print("(prediction throughput: pairs/s for the matcher, users/s (top-10 lists with scores, seen items excluded) for the recommender)")
 
 
 if __name__ == "__main__":

@@ -26,21 +26,20 @@ def mlflow_server(tmp_path):
         stop_server(proc)  # always, whatever the test did
 
 
+@pytest.mark.slow
 def test_models_stage_tracks_to_a_server_and_the_model_loads_back(mlflow_server, monkeypatch, tmp_path):
     import mlflow
     from thinkalike_ml.config import resolve_params
-    from thinkalike_ml.data import run_data_stage
-    from thinkalike_ml.features import run_features_stage
-    from thinkalike_ml.models import run_models_stage
+    from thinkalike_ml.features import load_features
+    from thinkalike_ml.models import load_predictions
     from thinkalike_ml.runs import RunDirectory
-    from thinkalike_ml.splits import run_splits_stage
+    from thinkalike_ml.stages import execute_stage
     uri, server_dir = mlflow_server
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     monkeypatch.setenv("THINKALIKE_PSEUDONYM_KEY", "test-pseudonym-key")
     params = resolve_params(overrides=dict(n_users=300, n_items=40, n_trials=2, mlflow_experiment="server-test"), small=True)
     run = RunDirectory.create(params, tmp_path / "reports")
-    for stage in (run_data_stage, run_splits_stage, run_features_stage): stage(run, params)
-    metrics = run_models_stage(run, params)
+    for stage in ("data", "splits", "features", "models"): metrics = execute_stage(run, stage, params)
     rec = json.loads((run.path / "artifacts/tracking.json").read_text())
     assert rec["tracking_uri"] == uri
     assert not (run.path / "mlruns").exists()  # nothing tracked locally when a server is configured
@@ -51,12 +50,15 @@ def test_models_stage_tracks_to_a_server_and_the_model_loads_back(mlflow_server,
     mlflow.set_tracking_uri(uri)
     logged = {m.name: m for m in mlflow.search_logged_models(experiment_ids=[rec["experiment_id"]], output_format="list")}
     matcher = mlflow.pyfunc.load_model(logged["matcher"].model_uri)  # downloaded through the server
-    cols = run.read_json("artifacts/features/pair_feature_columns.json")
-    X = run.read_table("artifacts/features/pair_features.parquet")[cols].head(50)
+    feats = load_features(run)
+    stored = load_predictions(run)["matcher"]
+    stored = stored[(stored.split == "test") & (stored.model == r.data.params["matcher.selected"]) & stored.calibrated].head(50)
+    X = feats["pair_features"].set_index("suggestion_id").loc[stored.suggestion_id, feats["pair_columns"]].reset_index(drop=True)
     p = np.asarray(matcher.predict(X))
     assert p.shape == (50, 2) and ((p >= 0) & (p <= 1)).all()
+    np.testing.assert_allclose(p[:, 1], stored.p, rtol=1e-9)  # the served model is the one whose predictions the run stored
     recommender = mlflow.pyfunc.load_model(logged["recommender"].model_uri)
-    users = run.read_table("artifacts/features/user_features.parquet").head(2)
+    users = feats["user_features"].head(2)
     out = recommender.predict(users.astype({"user_id": str}))
     assert len(out) == 2 * params["top_k"] and set(out["user_id"]) == set(users.user_id)
     # the artifacts were stored by the server, in its artifacts destination

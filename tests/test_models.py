@@ -1,21 +1,24 @@
-"""Models: ranking metrics against hand-computed values, recommenders, the matcher pieces, the MovieTweetings protocol, the stage."""
+"""Models: ranking metrics against hand-computed values, recommenders, the matcher pieces, the MovieTweetings protocol, the stage,
+and what it stores (models and predictions, read back only through the loaders)."""
 from __future__ import annotations
 
 import json
-import os
-from pathlib import Path
+import shutil
 
 import numpy as np
 import pandas as pd
 import pytest
 import scipy.sparse as sp
+from sklearn.metrics import roc_auc_score
 
-from thinkalike_ml.models import (EASERecommender, ItemKNNRecommender, MostPopularRecommender, RandomRecommender,
+from thinkalike_ml.data import read_movietweetings
+from thinkalike_ml.models import (LIST_COLUMNS, MATCHER_MODEL, MATCHER_PREDICTIONS, PREDICTION_COLUMNS, RECOMMENDER_LISTS,
+                                  RECOMMENDER_MODEL, RECOMMENDER_RELEVANT, RELEVANT_COLUMNS, EASERecommender, ItemKNNRecommender, MostPopularRecommender, RandomRecommender,
                                   TimeDecayedPopularityRecommender, ValueProfileRecommender, calibrate_on_validation,
-                                  classification_scores, evaluate_movietweetings_protocol, interaction_data, make_hgb,
-                                  ranking_metrics, recommend, top_k_items)
-
-MOVIETWEETINGS = Path("/work/shared/datasets/movietweetings_100k/ratings.dat")
+                                  classification_scores, evaluate_movietweetings_protocol, interaction_data, load_models,
+                                  load_predictions, make_hgb, ranking_metrics, ranking_metrics_from_lists, recommend,
+                                  top_k_items)
+from thinkalike_ml.runs import ArtifactError, RunDirectory
 
 
 def test_ranking_metrics_hand_computed():
@@ -94,10 +97,8 @@ def test_classification_scores_and_calibration():
 
 
 def _movietweetings() -> pd.DataFrame:
-    if not MOVIETWEETINGS.is_file(): pytest.skip(f"{MOVIETWEETINGS} is not there")
-    df = pd.read_csv(MOVIETWEETINGS, sep="::", engine="python", names=["user_id", "item_id", "rating", "timestamp"],
-                     dtype={"user_id": str, "item_id": str})
-    return df
+    """The bundled MovieTweetings sample (data/movietweetings): the 100,000 ratings the reference figures were computed on."""
+    return read_movietweetings()["interactions"]
 
 
 def test_movietweetings_protocol_reproduces_reference_most_popular():
@@ -120,18 +121,14 @@ def test_movietweetings_best_models_beat_reference_ease():
 def small_models_run(tmp_path_factory):
     """A small run through data, splits, features and models, tracked in a store inside the run directory."""
     from thinkalike_ml.config import resolve_params
-    from thinkalike_ml.data import run_data_stage
-    from thinkalike_ml.features import run_features_stage
-    from thinkalike_ml.models import run_models_stage
-    from thinkalike_ml.runs import RunDirectory
-    from thinkalike_ml.splits import run_splits_stage
+    from thinkalike_ml.stages import execute_stage
     mp = pytest.MonkeyPatch()
     mp.setenv("THINKALIKE_PSEUDONYM_KEY", "test-pseudonym-key")
     mp.delenv("MLFLOW_TRACKING_URI", raising=False)
     params = resolve_params(overrides=dict(n_users=600, n_trials=2), small=True)
     run = RunDirectory.create(params, tmp_path_factory.mktemp("reports"))
-    for stage in (run_data_stage, run_splits_stage, run_features_stage): stage(run, params)
-    metrics = run_models_stage(run, params)
+    for stage in ("data", "splits", "features"): execute_stage(run, stage, params)
+    metrics = execute_stage(run, "models", params)
     yield run, metrics
     mp.undo()
 
@@ -143,11 +140,65 @@ def test_models_stage_beats_baselines(small_models_run):
     assert m["matcher_test_roc_auc"] <= m["matcher_test_oracle_roc_auc"] + 0.02
     assert m["recommender_test_ndcg"] > m["recommender_test_random_ndcg"]
     assert m["recommender_cold_value_profile_ndcg"] > m["recommender_cold_most_popular_ndcg"] - 0.05
-    for f in ("figures/matcher_calibration.png", "figures/matcher_search.png", "figures/recommender_scores.png",
-              "artifacts/models/matcher.pkl", "artifacts/models/recommender.pkl", "tables/matcher_hgb_trials.parquet",
+    for f in ("tables/matcher_scores.parquet", "tables/matcher_hgb_trials.parquet", "tables/recommender_scores.parquet",
               "artifacts/tracking.json"):
         assert run.exists(f), f
     assert all(np.isfinite(v) for v in m.values())
+    assert run.metrics()["models"] == m
+
+
+def test_predictions_cover_every_model_and_split(small_models_run):
+    run, _ = small_models_run
+    p = load_predictions(run)
+    preds, lists, rel = p["matcher"], p["recommender"], p["recommender_relevant"]
+    assert preds.columns.tolist() == PREDICTION_COLUMNS and lists.columns.tolist() == LIST_COLUMNS
+    assert rel.columns.tolist() == RELEVANT_COLUMNS
+    assert preds["calibrated"].dtype == bool and preds["p"].between(0, 1).all()
+    from thinkalike_ml.features import load_features
+    pairs = load_features(run)["pair_features"]
+    for split in ("validation", "test"):
+        ids = set(pairs.loc[pairs.split == split, "suggestion_id"])
+        for model, calibrated in [("prior", False), ("value_similarity", False), ("logreg", False), ("logreg", True),
+                                  ("hgb", False), ("hgb", True)]:
+            rows = preds[(preds.split == split) & (preds.model == model) & (preds.calibrated == calibrated)]
+            assert len(rows) == len(ids) and set(rows.suggestion_id) == ids, (split, model, calibrated)
+    assert set(preds.loc[preds.model == "oracle", "split"]) == {"test"}
+    k = run.params["top_k"]
+    assert set(lists.model) == {"random", "most_popular", "trending", "item_knn", "ease", "value_profile", "oracle"}
+    assert (lists.groupby(["model", "user_id"]).size() == k).all()
+    assert (lists.groupby("model").user_id.nunique() == rel.user_id.nunique()).all()  # every evaluated user, every model
+    assert set(lists.user_id) == set(rel.user_id)
+
+
+def test_headline_metrics_recompute_from_the_stored_predictions(small_models_run):
+    run, m = small_models_run
+    p, models = load_predictions(run), load_models(run)
+    t = p["matcher"]
+    t = t[(t.split == "test") & (t.model == models["matcher"]["selected"]) & t.calibrated]
+    assert roc_auc_score(t.accepted, t.p) == pytest.approx(m["matcher_test_roc_auc"], abs=1e-12)
+    k, selected = run.params["top_k"], models["recommender"].model.name
+    scores = ranking_metrics_from_lists(p["recommender"], p["recommender_relevant"], k).set_index("model")
+    assert scores.loc[selected, f"ndcg@{k}"] == pytest.approx(m["recommender_test_ndcg"], abs=1e-12)
+    # and by hand: the mean over evaluated users of DCG / ideal DCG
+    lists = p["recommender"][p["recommender"].model == selected]
+    rel = p["recommender_relevant"].groupby("user_id").item_id.apply(set)
+    hit = np.array([i in rel[u] for u, i in zip(lists.user_id, lists.item_id)], dtype=float)
+    dcg = lists.assign(gain=hit / np.log2(lists["rank"] + 1)).groupby("user_id").gain.sum()
+    idcg = rel.map(lambda s: sum(1 / np.log2(r + 1) for r in range(1, min(len(s), k) + 1)))
+    assert (dcg / idcg.reindex(dcg.index)).mean() == pytest.approx(m["recommender_test_ndcg"], abs=1e-12)
+
+
+def test_a_changed_model_file_is_refused_naming_it(small_models_run, tmp_path):
+    run, _ = small_models_run
+    assert {MATCHER_MODEL, RECOMMENDER_MODEL, MATCHER_PREDICTIONS, RECOMMENDER_LISTS, RECOMMENDER_RELEVANT} <= set(run.checksums())
+    copy = RunDirectory(shutil.copytree(run.path, tmp_path / "copy", ignore=shutil.ignore_patterns("mlruns")))
+    f = copy.file(MATCHER_MODEL)
+    f.write_bytes(f.read_bytes()[: f.stat().st_size // 2])
+    with pytest.raises(ArtifactError) as e: load_models(copy)
+    msg = str(e.value)
+    assert "matcher.pkl" in msg and "\n" not in msg
+    assert e.value.__cause__ is None and e.value.__context__ is None  # refused before unpickling: no pickle traceback
+    assert len(load_predictions(copy)["matcher"]) == len(load_predictions(run)["matcher"])  # the rest still loads
 
 
 def test_models_stage_is_tracked_in_the_run_directory(small_models_run):
@@ -167,27 +218,30 @@ def test_models_stage_is_tracked_in_the_run_directory(small_models_run):
     assert len(children) >= 2 + 5  # Optuna trials and grid points as nested runs
     arts = {a.path for a in client.list_artifacts(rec["run_id"])}
     assert {"figures", "features"} <= arts
-    model = mlflow.pyfunc.load_model(f"runs:/{rec['run_id']}/matcher") if False else None  # models are LoggedModels in MLflow 3
     logged = mlflow.search_logged_models(experiment_ids=[rec["experiment_id"]], output_format="list")
     names = {lm.name for lm in logged}
     assert {"matcher", "recommender"} <= names
     matcher = next(lm for lm in logged if lm.name == "matcher")
     pf = mlflow.pyfunc.load_model(matcher.model_uri)
     assert pf.metadata.signature is not None
-    feats = run.read_table("artifacts/features/pair_features.parquet")
-    cols = run.read_json("artifacts/features/pair_feature_columns.json")
-    p = np.asarray(pf.predict(feats[cols].head(20)))
+    test = load_predictions(run)["matcher"]
+    test = test[(test.split == "test") & (test.model == r.data.params["matcher.selected"]) & test.calibrated]
+    from thinkalike_ml.features import load_features
+    feats = load_features(run)
+    rows = feats["pair_features"].set_index("suggestion_id").loc[test.suggestion_id.head(20), feats["pair_columns"]]
+    p = np.asarray(pf.predict(rows.reset_index(drop=True)))
     assert p.shape == (20, 2) and np.allclose(p.sum(1), 1)
+    np.testing.assert_allclose(p[:, 1], test.p.head(20), rtol=1e-9)  # the logged model is the one whose predictions are stored
     # the project's store was not touched
     assert not (run.path.parent / "mlruns").exists()
 
 
 def test_recommender_model_serves_known_and_new_users(small_models_run):
-    import joblib
     run, _ = small_models_run
-    rec = joblib.load(run.path / "artifacts/models/recommender.pkl")
+    rec = load_models(run)["recommender"]
     known = rec.data.users[:2].tolist()
-    uf = run.read_table("artifacts/features/user_features.parquet").set_index("user_id")
+    from thinkalike_ml.features import load_features
+    uf = load_features(run)["user_features"].set_index("user_id")
     out = rec.recommend(known + ["brand-new"], pd.concat([uf.loc[known], uf.iloc[:1]]).reset_index(drop=True))
     assert set(out.user_id) == set(known) | {"brand-new"}
     assert (out.groupby("user_id").size() == rec.k).all()

@@ -96,9 +96,9 @@ def test_title_then_results_then_run_then_folded_definitions(rendered):
 def test_run_and_results_inputs_are_hidden_definitions_are_shown(rendered):
     page, _ = rendered
     run_part, folded = page.split('<details class="report-fold"')
-    assert RUN_INPUT_MARK not in page and "RunDirectory.create" not in page and "results(" not in run_part
-    assert "RUN_OUTPUT_MARK" in run_part
-    assert folded.count('class="jp-InputArea jp-Cell-inputArea"') >= 2  # the export and its inline test, with their code
+    assert RUN_INPUT_MARK not in page and "RUN_OUTPUT_MARK" in run_part
+    assert "jp-InputArea-editor\" data-type" not in run_part, "no code input above the definitions"
+    assert folded.count("jp-InputArea-editor\" data-type") == 2  # the export and its inline test, with their code
     assert "test_eq" in folded and "#| export" in folded
 
 
