@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from thinkalike_ml.config import resolve_params
-from thinkalike_ml.data import (DataError, DataQualityError, build_dataset, dataset_hash, dataset_version, generate_raw,
+from thinkalike_ml.data import (DataError, DataQualityError, build_dataset, dataset_hash, dataset_pseudonym_key, dataset_version, generate_raw,
                                 load_dataset, load_truth, pseudonymize, run_data_stage, true_item_scores, POSITION_COLUMNS)
 from thinkalike_ml.runs import RunDirectory
 from thinkalike_ml.splits import load_splits, run_splits_stage
@@ -102,13 +102,14 @@ def test_no_id_of_a_non_consenting_or_withdrawn_user_anywhere(tmp_path):
     raw, _ = generate_raw(**TINY, seed=5)
     users = raw["users"]
     consenting = users.user_id[users.consent_research].tolist()
-    withdrawn = consenting[:5] + [pseudonymize([consenting[5]], KEY.encode())[0]]  # raw ids and a pseudonym
+    key = dataset_pseudonym_key({"source": "synthetic", "seed": 5})  # synthetic pseudonyms come from the seed
+    withdrawn = consenting[:5] + [pseudonymize([consenting[5]], key)[0]]  # raw ids and a pseudonym
     (tmp_path/"withdrawn.txt").write_text("# withdrawn\n" + "\n".join(withdrawn) + "\n")
     run, params = new_run(tmp_path, seed=5, withdrawn_ids_file=str(tmp_path/"withdrawn.txt"), **TINY)
     m = run_data_stage(run, params)
     run_splits_stage(run, params)
     gone_raw = set(users.user_id[~users.consent_research]) | set(consenting[:6])
-    gone = set(pseudonymize(sorted(gone_raw), KEY.encode())) | gone_raw
+    gone = set(pseudonymize(sorted(gone_raw), key)) | gone_raw
     assert m["users_without_consent"] == int((~users.consent_research).sum()) and m["users_withdrawn"] == 6
     found = set().union(*(strings_in(p) for p in written_files(run)))
     assert not gone & found
