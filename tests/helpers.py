@@ -1,6 +1,7 @@
 """Shared test helpers: free ports, waiting for HTTP, starting and stopping servers, the headless browser."""
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -67,3 +68,36 @@ def require_chromium() -> Path:
         import pytest
         pytest.fail(f"{CHROMIUM} is missing: run `make setup-test` (it installs Debian's chromium) and retry")
     return CHROMIUM
+
+
+@contextlib.contextmanager
+def served(folder: Path):
+    """Serve `folder` over HTTP on a free 127.0.0.1 port for the duration of the block; yields the base URL."""
+    import functools, http.server, threading
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", free_port()),
+                                             functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(folder)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try: yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@contextlib.contextmanager
+def offline_page(base: str, width: int = 1280, height: int = 800):
+    """A headless Chromium page that may only fetch from `base`; yields (page, list of refused outside URLs)."""
+    from playwright.sync_api import sync_playwright
+    chromium, outside = require_chromium(), []
+    def route(r):
+        if not r.request.url.startswith(base + "/"):
+            outside.append(r.request.url)
+            return r.abort()
+        return r.continue_()
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(chromium), args=CHROMIUM_ARGS, headless=True)
+        try:
+            page = browser.new_page(viewport={"width": width, "height": height})
+            page.route("**/*", route)
+            yield page, outside
+        finally:
+            browser.close()

@@ -303,42 +303,20 @@ def test_two_runs_with_the_same_parameters_agree(first_run, reports):
 @pytest.mark.slow
 def test_a_real_runs_pages_show_results_on_the_first_screen(first_run, tmp_path):
     "The run's index.html and every stage report, in headless Chromium at 1280x800: results first, no code on screen."
-    import functools, http.server, threading
-    from playwright.sync_api import sync_playwright
-    from helpers import CHROMIUM_ARGS, free_port, require_chromium
-    chromium, port = require_chromium(), free_port()
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", port), functools.partial(http.server.SimpleHTTPRequestHandler,
-                                                                                     directory=str(first_run)))
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    outside = []
-    def route(r):
-        if not r.request.url.startswith(f"http://127.0.0.1:{port}/"):
-            outside.append(r.request.url)
-            return r.abort()
-        return r.continue_()
+    from helpers import offline_page, served
     visible_inputs = """() => [...document.querySelectorAll('.jp-InputArea-editor')].filter(e => e.checkVisibility())
                                   .map(e => e.getBoundingClientRect().top).filter(t => t < 800)"""
-    try:
-        with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=str(chromium), args=CHROMIUM_ARGS, headless=True)
-            try:
-                page = browser.new_page(viewport={"width": 1280, "height": 800})
-                page.route("**/*", route)
-                page.goto(f"http://127.0.0.1:{port}/index.html", wait_until="load")
-                page.screenshot(path=str(tmp_path/"index.png"))
-                assert first_run.name in page.title() + page.inner_text("body")
-                links = page.eval_on_selector_all("a[href^='html/']", "els => els.map(e => e.getAttribute('href'))")
-                assert len(links) == len(list((first_run/"html").glob("*.html"))) > 0
-                for href in links:
-                    page.goto(f"http://127.0.0.1:{port}/{href}", wait_until="load")
-                    page.screenshot(path=str(tmp_path/(Path(href).stem + ".png")))
-                    top = page.locator("h2#Results").bounding_box()["y"]
-                    assert 0 <= top < 800, f"{href}: the Results section starts at {top}px, below the first screen"
-                    assert page.evaluate(visible_inputs) == [], f"{href}: code on the first screen"
-            finally:
-                browser.close()
-    finally:
-        server.shutdown()
-        server.server_close()
+    with served(first_run) as base, offline_page(base) as (page, outside):
+        page.goto(f"{base}/index.html", wait_until="load")
+        page.screenshot(path=str(tmp_path/"index.png"))
+        assert first_run.name in page.title() + page.inner_text("body")
+        links = page.eval_on_selector_all("a[href^='html/']", "els => els.map(e => e.getAttribute('href'))")
+        assert len(links) == len(list((first_run/"html").glob("*.html"))) > 0
+        for href in links:
+            page.goto(f"{base}/{href}", wait_until="load")
+            page.screenshot(path=str(tmp_path/(Path(href).stem + ".png")))
+            top = page.locator("h2#Results").bounding_box()["y"]
+            assert 0 <= top < 800, f"{href}: the Results section starts at {top}px, below the first screen"
+            assert page.evaluate(visible_inputs) == [], f"{href}: code on the first screen"
     assert outside == [], f"requests outside 127.0.0.1: {outside}"
     assert all(f.stat().st_size > 5000 for f in tmp_path.glob("*.png"))

@@ -5,16 +5,13 @@ The notebook has what a stage has (title cell, `#| default_exp`, a `parameters` 
 "## Run the stage" with printed output, stderr noise, math, a figure and a table, then "## Results"),
 so every rule of the report is exercised without running the pipeline.
 """
-import functools
-import http.server
 import re
-import threading
 
 import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from helpers import CHROMIUM_ARGS, free_port, require_chromium
+from helpers import offline_page, served
 from thinkalike_ml.reports import render_stage_html, run_index_html
 
 v4 = nbformat.v4
@@ -205,41 +202,18 @@ def test_run_index_page(tmp_path):
 def test_first_screen_shows_results_not_code(rendered, tmp_path):
     "In headless Chromium at 1280x800 the Results heading is on the first screen and no code input is above it."
     page_html, folder = rendered
-    chromium = require_chromium()
-    port = free_port()
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(folder))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", port), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    from playwright.sync_api import sync_playwright
-    outside = []
-    def route(r):
-        if not r.request.url.startswith(f"http://127.0.0.1:{port}/"):
-            outside.append(r.request.url)
-            return r.abort()
-        return r.continue_()
-    try:
-        with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=str(chromium), args=CHROMIUM_ARGS, headless=True)
-            try:
-                page = browser.new_page(viewport={"width": 1280, "height": 800})
-                page.route("**/*", route)
-                page.goto(f"http://127.0.0.1:{port}/02_toy.html", wait_until="load")
-                page.screenshot(path=str(tmp_path/"first_screen.png"))
-                assert page.title() == TITLE
-                top = page.locator("h2#Results").bounding_box()["y"]
-                assert 0 <= top < 800, f"the Results heading starts at {top}px, below the first screen"
-                inputs_js = """() => [...document.querySelectorAll('.jp-InputArea-editor')]
-                                     .filter(e => e.checkVisibility()).map(e => e.getBoundingClientRect().top)"""
-                assert page.evaluate(inputs_js) == [], "no code input is visible while the definitions are folded"
-                assert page.evaluate("document.querySelector('math').getBoundingClientRect().width") > 0
-                page.click("details.report-fold > summary")
-                shown = page.evaluate(inputs_js)
-                assert shown and min(shown) > top, f"code inputs at {shown} must all be below the Results heading at {top}"
-            finally:
-                browser.close()
-    finally:
-        server.shutdown()
-        server.server_close()
+    with served(folder) as base, offline_page(base) as (page, outside):
+        page.goto(f"{base}/02_toy.html", wait_until="load")
+        page.screenshot(path=str(tmp_path/"first_screen.png"))
+        assert page.title() == TITLE
+        top = page.locator("h2#Results").bounding_box()["y"]
+        assert 0 <= top < 800, f"the Results heading starts at {top}px, below the first screen"
+        inputs_js = """() => [...document.querySelectorAll('.jp-InputArea-editor')]
+                             .filter(e => e.checkVisibility()).map(e => e.getBoundingClientRect().top)"""
+        assert page.evaluate(inputs_js) == [], "no code input is visible while the definitions are folded"
+        assert page.evaluate("document.querySelector('math').getBoundingClientRect().width") > 0
+        page.click("details.report-fold > summary")
+        shown = page.evaluate(inputs_js)
+        assert shown and min(shown) > top, f"code inputs at {shown} must all be below the Results heading at {top}"
     assert (tmp_path/"first_screen.png").stat().st_size > 5000
     assert outside == [], f"requests outside 127.0.0.1: {outside}"
