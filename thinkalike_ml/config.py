@@ -90,6 +90,13 @@ PARAMS: dict[str, Param] = {p.name: p for p in [
     Param("n_trials", int, 20, "Trials of Bayesian optimisation (Optuna) per model.", small=3, low=1, high=10_000),
     Param("top_k", int, 10, "Length of each recommendation list, and the cut-off of ranking metrics.", low=1, high=1000),
     Param("mlflow_experiment", str, "thinkalike-ml", "Name of the MLflow experiment the run is tracked in."),
+    # -- evaluation
+    Param("n_bootstrap", int, 1000, "Bootstrap resamples behind every confidence interval and paired test of the evaluation stage.", small=200, low=50, high=100_000),
+    Param("ab_minimum_detectable_effect", float, 0.02, "Smallest absolute rise of the acceptance rate an A/B test is designed to detect (its MDE).", low=0.001, high=0.5),
+    Param("ab_daily_traffic", float, 2000.0, "Match suggestions per day entering an A/B test (both arms), for its duration.", low=1.0, high=1e9),
+    Param("ab_looks", int, 5, "Planned looks at a running A/B test: the peeking guard's group-sequential (Pocock) boundary.", low=1, high=50),
+    Param("ab_simulations", int, 500, "Simulated A/A and A/B experiments per scenario in the evaluation report (bench/bench_evaluation.py runs the full calibration).",
+          small=200, low=10, high=1_000_000),
 ]}
 
 # %% ../nbs/00_config.ipynb #03e6db9d

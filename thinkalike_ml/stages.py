@@ -72,6 +72,13 @@ STAGES: list[Stage] = [
           loaders=("load_models", "load_predictions"),
           headline=("matcher_test_roc_auc", "matcher_test_oracle_roc_auc", "recommender_test_ndcg",
                     "recommender_test_most_popular_ndcg")),
+    Stage("evaluation", "05_evaluation", "thinkalike_ml.evaluation",
+          "every metric with bootstrap CIs, paired tests against baselines, A/B design checked by simulation",
+          runner="run_evaluation_stage", params=("seed", "top_k", "n_folds", "n_bootstrap", "ab_minimum_detectable_effect",
+                                                 "ab_daily_traffic", "ab_looks", "ab_simulations"),
+          loaders=("load_evaluation",),
+          headline=("matcher_test_roc_auc_ci_low", "matcher_test_roc_auc_ci_high", "recommender_test_ndcg_ci_low",
+                    "recommender_test_ndcg_ci_high", "ab_n_per_arm")),
 ]
 
 # %% ../nbs/00c_stages.ipynb #dca3149e

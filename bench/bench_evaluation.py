@@ -1,0 +1,112 @@
+"""Benchmark and calibrate the evaluation stage. Prints its figures; asserts nothing.
+
+    OMP_NUM_THREADS=1 .venv/bin/python bench/bench_evaluation.py [--simulations 2000] [--pairs 1000000] [--resamples 1000] [--no-stage]
+
+1. **A/B calibration** (issue 9, item 5): A/A and A/B experiments (true lift = the design's MDE) at the design's size,
+   acceptance drawn from the generator's true probabilities of a default-profile synthetic dataset; the false-positive
+   rate of each decision rule (fixed horizon, naive peeking, Pocock's guard) and the power, with Monte Carlo errors.
+2. **Bootstrap at scale**: every matcher metric of one model on 1M scored pairs with 1,000 resamples, (a) rows resampled
+   one by one (timed on a few resamples and extrapolated) and (b) probabilities rounded to 0.001 (a tenth of the whole
+   percentage shown to users) so that the rows fall into few distinct cells, resampled exactly by a multinomial draw.
+3. **The stage on the default profile** (unless --no-stage): data, splits, features and models in a temporary folder,
+   then the evaluation stage timed on its own.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from thinkalike_ml.config import resolve_params  # noqa: E402
+from thinkalike_ml.data import load_truth  # noqa: E402
+from thinkalike_ml.evaluation import (ab_calibration, bootstrap, classification_metrics, distinct_rows,  # noqa: E402
+                                      weighted_classification_metrics)
+from thinkalike_ml.runs import RunDirectory  # noqa: E402
+from thinkalike_ml.stages import execute_stage  # noqa: E402
+
+
+def default_run(root: Path, until: str) -> tuple[RunDirectory, dict]:
+    "A default-profile run (outside the project's dataset store) through the stages up to `until`."
+    params = resolve_params(overrides=dict(dataset_store=""))
+    run = RunDirectory.create(params, root)
+    for stage in ("data", "splits", "features", "models"):
+        execute_stage(run, stage, params)
+        if stage == until: break
+    return run, params
+
+
+def ab_figures(pool: np.ndarray, params: dict, n_simulations: int) -> None:
+    t = time.perf_counter()
+    ab = ab_calibration(pool, params["ab_minimum_detectable_effect"], params["ab_daily_traffic"], n_simulations,
+                        params["ab_looks"], seed=params["seed"])
+    secs = time.perf_counter() - t
+    d = ab.design
+    print(f"\n## A/B calibration: {n_simulations:,} experiments per scenario, {ab.looks} looks, {secs:.1f} s")
+    print(f"design: baseline {d['baseline_rate']:.4f}, MDE {d['minimum_detectable_effect']}, alpha {d['alpha']}, power {d['power']}: "
+          f"{d['n_control']:,} per arm, {d['days']:.0f} days at {d['daily_traffic']:,.0f}/day; Pocock boundary {d['pocock_boundary']:.4f}")
+    print(ab.calibration.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+
+
+def bootstrap_figures(n_pairs: int, n_resamples: int, seed: int = 0) -> None:
+    rng = np.random.default_rng(seed)
+    p = 1 / (1 + np.exp(-rng.normal(-1.2, 1.1, n_pairs)))
+    y = (rng.random(n_pairs) < p).astype(float)
+    d = (p >= 0.3).astype(float)
+    print(f"\n## Bootstrap of every matcher metric (9) for one model: {n_pairs:,} pairs, {n_resamples:,} resamples")
+    few = 10
+    t = time.perf_counter()
+    bootstrap(lambda W: weighted_classification_metrics(y, p, d, W), n_pairs, few, seed)
+    per = (time.perf_counter() - t) / few
+    print(f"(a) rows resampled one by one: {per:.2f} s per resample, so about {per * n_resamples:.0f} s for {n_resamples:,} (extrapolated from {few})")
+    t = time.perf_counter()
+    pr = p.round(3)
+    (cp, cy, cd), counts = distinct_rows(pr, y, d)
+    s = bootstrap(lambda W: weighted_classification_metrics(cy, cp, cd, W), len(counts), n_resamples, seed, frequencies=counts)
+    secs = time.perf_counter() - t
+    exact, rounded = classification_metrics(y, p, 0.3), classification_metrics(y, pr, 0.3)
+    print(f"(b) probabilities rounded to 0.001, {len(counts):,} distinct cells, multinomial resampling: {secs:.1f} s for {n_resamples:,} resamples "
+          "(rounding included)")
+    print(f"    ROC-AUC {exact['roc_auc']:.5f} exact, {rounded['roc_auc']:.5f} rounded; 95% CI [{np.percentile(s['roc_auc'], 2.5):.5f}, "
+          f"{np.percentile(s['roc_auc'], 97.5):.5f}]; log loss {exact['log_loss']:.5f} exact, {rounded['log_loss']:.5f} rounded")
+
+
+def stage_figures(root: Path) -> None:
+    t = time.perf_counter()
+    run, params = default_run(root, "models")
+    up = time.perf_counter() - t
+    t = time.perf_counter()
+    m = execute_stage(run, "evaluation", params)
+    secs = time.perf_counter() - t
+    print(f"\n## The evaluation stage on the default profile: {secs:.1f} s (upstream data..models {up:.0f} s); "
+          f"n_bootstrap {params['n_bootstrap']}, ab_simulations {params['ab_simulations']}")
+    keys = ["matcher_test_roc_auc", "matcher_test_roc_auc_ci_low", "matcher_test_roc_auc_ci_high", "matcher_test_ece",
+            "recommender_test_ndcg", "recommender_test_ndcg_ci_low", "recommender_test_ndcg_ci_high", "recommender_test_oracle_ndcg",
+            "recommender_test_value_profile_ndcg", "recommender_seen_share", "recommender_users_only_seen_share", "ab_n_per_arm", "n_flags"]
+    print(pd.Series({k: m.get(k, float("nan")) for k in keys}).to_string(float_format=lambda v: f"{v:.4f}"))
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--simulations", type=int, default=2000, help="A/A and A/B experiments per scenario (at least 1,000)")
+    ap.add_argument("--pairs", type=int, default=1_000_000, help="scored pairs of the bootstrap benchmark")
+    ap.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples")
+    ap.add_argument("--no-stage", action="store_true", help="skip the stage on the default profile")
+    a = ap.parse_args(argv)
+    with tempfile.TemporaryDirectory() as tmp:
+        run, params = default_run(Path(tmp) / "ab", "data")
+        ab_figures(load_truth(run)["suggestions"]["p_accept"].to_numpy(float), params, a.simulations)
+        bootstrap_figures(a.pairs, a.resamples)
+        if not a.no_stage: stage_figures(Path(tmp) / "stage")
+
+
+if __name__ == "__main__":
+    main()
