@@ -81,7 +81,7 @@ def weighted_classification_metrics(y, # labels (0/1), one per pair
 
 # %% ../nbs/05_evaluation.ipynb #337d51b8
 def expected_calibration_error(y, p, n_bins: int = ECE_BINS) -> float:
-    "Expected calibration error: mean over equal-width bins of |mean predicted - observed rate|, weighted by the bin's share."
+    "Expected calibration error: mean over equal-width bins of the absolute gap between mean prediction and observed rate, weighted by the bin's share."
     return float(weighted_classification_metrics(y, p, np.zeros(len(p)), np.ones(len(p)), n_bins)["ece"][0])
 
 def classification_metrics(y, # labels (0/1)
@@ -459,7 +459,7 @@ def welch_ttest(mean_c, var_c, n_c, mean_t, var_t, n_t) -> tuple[np.ndarray, np.
 
 # %% ../nbs/05_evaluation.ipynb #d48f55db
 def _no_crossing(c: float, looks: int, h: float = 0.005) -> float:
-    "P(|Z_k| < c at every one of `looks` equally spaced looks) under no difference, by numerical integration on a grid."
+    "P(abs(Z_k) < c at every one of `looks` equally spaced looks) under no difference, by numerical integration on a grid."
     n = int(np.ceil(c * np.sqrt(looks) / h))
     s, kernel = np.arange(-n, n + 1) * h, stats.norm.pdf(np.arange(-2 * n, 2 * n + 1) * h) * h
     f = stats.norm.pdf(s) * (np.abs(s) < c)  # density of the running sum S_1 = Z_1, still inside the boundary
@@ -470,7 +470,7 @@ def _no_crossing(c: float, looks: int, h: float = 0.005) -> float:
 def pocock_boundary(looks: int, # equally spaced looks, the last at the planned size
                     alpha: float = 0.05, # overall two-sided type-I error
                    ) -> float:
-    "The constant |z| boundary of Pocock's group-sequential test."
+    "The constant boundary on abs(z) of Pocock's group-sequential test."
     z = stats.norm.ppf(1 - alpha / 2)
     if looks <= 1: return float(z)
     return float(optimize.brentq(lambda c: 1 - _no_crossing(c, looks) - alpha, z, 6.0, xtol=1e-5))
