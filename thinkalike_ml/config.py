@@ -97,6 +97,10 @@ PARAMS: dict[str, Param] = {p.name: p for p in [
     Param("ab_looks", int, 5, "Planned looks at a running A/B test: the peeking guard's group-sequential (Pocock) boundary.", low=1, high=50),
     Param("ab_simulations", int, 500, "Simulated A/A and A/B experiments per scenario in the evaluation report (bench/bench_evaluation.py runs the full calibration).",
           small=200, low=10, high=1_000_000),
+    # -- fairness
+    Param("sensitive_attributes", list, ["gender", "age_band", "region"], "User columns whose groups the fairness stage compares (used for analysis only, never as model features)."),
+    Param("fairness_threshold", float, 0.05, "Largest acceptable demographic-parity and equalized-odds difference (the model card's target).", low=0.0, high=1.0),
+    Param("min_group_size", int, 30, "Groups with fewer rows are reported but flagged as too small to judge.", low=1, high=1_000_000),
 ]}
 
 # %% ../nbs/00_config.ipynb #03e6db9d

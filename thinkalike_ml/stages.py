@@ -79,6 +79,11 @@ STAGES: list[Stage] = [
           loaders=("load_evaluation",),
           headline=("matcher_test_roc_auc_ci_low", "matcher_test_roc_auc_ci_high", "recommender_test_ndcg_ci_low",
                     "recommender_test_ndcg_ci_high", "ab_n_per_arm")),
+    Stage("fairness", "06_fairness", "thinkalike_ml.fairness",
+          "group metrics with intervals for matches and rankings, bias detection, pre-, in- and post-processing mitigation",
+          runner="run_fairness_stage", params=("seed", "top_k", "n_bootstrap", "sensitive_attributes", "fairness_threshold",
+                                               "min_group_size"),
+          loaders=("load_fairness",), headline=("matcher_dp_difference", "matcher_eo_difference")),
 ]
 
 # %% ../nbs/00c_stages.ipynb #dca3149e
