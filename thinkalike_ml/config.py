@@ -101,6 +101,8 @@ PARAMS: dict[str, Param] = {p.name: p for p in [
     Param("sensitive_attributes", list, ["gender", "age_band", "region"], "User columns whose groups the fairness stage compares (used for analysis only, never as model features)."),
     Param("fairness_threshold", float, 0.05, "Largest acceptable demographic-parity and equalized-odds difference (the model card's target).", low=0.0, high=1.0),
     Param("min_group_size", int, 30, "Groups with fewer rows are reported but flagged as too small to judge.", low=1, high=1_000_000),
+    # -- interpretability
+    Param("n_explain", int, 2000, "Test pairs sampled for SHAP summaries, local explanations and counterfactuals.", small=300, low=10, high=10_000_000),
 ]}
 
 # %% ../nbs/00_config.ipynb #03e6db9d

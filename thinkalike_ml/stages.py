@@ -84,6 +84,10 @@ STAGES: list[Stage] = [
           runner="run_fairness_stage", params=("seed", "top_k", "n_bootstrap", "sensitive_attributes", "fairness_threshold",
                                                "min_group_size"),
           loaders=("load_fairness",), headline=("matcher_dp_difference", "matcher_eo_difference")),
+    Stage("interpretability", "07_interpretability", "thinkalike_ml.interpretability",
+          "SHAP and permutation importance checked against the true drivers, local explanations, rules, 'why this match'",
+          runner="run_interpretability_stage", params=("seed", "n_explain"),
+          loaders=("load_interpretability",), headline=("driver_spearman",)),
 ]
 
 # %% ../nbs/00c_stages.ipynb #dca3149e

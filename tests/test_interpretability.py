@@ -1,0 +1,191 @@
+"""The interpretability stage: SHAP local accuracy for both explainers, the truth checks on a toy whose drivers are known,
+the deletion test, "why this match" never leaking a sensitive attribute or a private value, and a small end-to-end run
+on the cached small profile that reads the stored matcher only (no refit), with and without suggestions and ground truth."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.calibration import CalibratedClassifierCV
+from sklearn.ensemble import HistGradientBoostingClassifier
+from sklearn.frozen import FrozenEstimator
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from thinkalike_ml.interpretability import (INTERPRETABILITY_TABLES, SENSITIVE_COLUMNS, base_model, deletion_test,
+                                            driver_agreement, load_interpretability, local_accuracy_error,
+                                            map_features_to_drivers, null_rank_share, shap_values, true_effects,
+                                            why_this_match)
+
+
+def _toy(n=3000, seed=0):
+    """Features f1..f3 driven by true terms u (strong), v (weaker), plus two null features; labels from the true logit."""
+    rng = np.random.default_rng(seed)
+    u, v = rng.normal(size=n), rng.normal(size=n)
+    X = pd.DataFrame({"f1": u + .3 * rng.normal(size=n), "f2": u + .3 * rng.normal(size=n), "f3": v + .3 * rng.normal(size=n),
+                      "null1": rng.normal(size=n), "null2": rng.uniform(size=n)})
+    truth = pd.DataFrame({"u": u, "v": v, "logit": 2.0 * u - 0.7 * v})
+    y = (rng.random(n) < 1 / (1 + np.exp(-truth["logit"]))).astype(int)
+    return X, y, truth
+
+
+@pytest.mark.parametrize("kind", ["linear", "tree"])
+def test_shap_values_of_the_calibrated_matchers_base_sum_to_its_log_odds(kind):
+    X, y, _ = _toy()
+    base = (make_pipeline(StandardScaler(), LogisticRegression()) if kind == "linear"
+            else HistGradientBoostingClassifier(max_iter=50, random_state=0)).fit(X, y)
+    cal = CalibratedClassifierCV(FrozenEstimator(base)).fit(X[:500], y[:500])
+    assert base_model(cal) is base
+    vals, ev, k = shap_values(base_model(cal), X[:300], X[1000:1200])
+    assert k == kind and vals.shape == (300, 5)
+    assert local_accuracy_error(base, X[:300], vals, ev) < 1e-6
+
+
+def test_truth_checks_find_the_drivers_and_put_null_features_last():
+    X, y, truth = _toy()
+    base = make_pipeline(StandardScaler(), LogisticRegression()).fit(X, y)
+    vals, _, _ = shap_values(base, X[:500], X[500:700])
+    imp = pd.Series(np.abs(vals).mean(0), index=X.columns)
+    drivers = map_features_to_drivers(X[:500], truth[:500], ["u", "v"])
+    assert drivers[["f1", "f2", "f3"]].tolist() == ["u", "u", "v"] and drivers[["null1", "null2"]].isna().all()
+    effects = true_effects(truth[:500], ["u", "v"])
+    assert effects["u"] > effects["v"]
+    table, rho = driver_agreement(imp, drivers, effects)
+    assert rho == pytest.approx(1.0) and table["driver"].tolist() == ["u", "v"]
+    assert null_rank_share(imp, drivers) == 1.0
+
+
+def test_deleting_the_most_important_features_hurts_more_than_random_ones():
+    X, y, _ = _toy()
+    m = LogisticRegression().fit(X, y)
+    d = deletion_test(lambda Z: m.predict_proba(Z)[:, 1], X, y, pd.Series(np.abs(m.coef_[0]) * X.std().to_numpy(), index=X.columns),
+                      X.mean(), n_random=5)
+    assert d["top"].mean() < d["random"].mean() and d["top"].iloc[0] == d["random"].iloc[0]
+    assert d["top"].iloc[-1] == pytest.approx(.5)  # everything replaced: no information left
+
+
+def _profiles(rng, cats, tags):
+    def person():
+        p = {"interests": ";".join(rng.choice(tags, rng.integers(0, 5), replace=False)), "age": int(rng.integers(18, 80)),
+             "age_band": rng.choice(["18-24", "25-34", "65+"]), "gender": rng.choice(["female", "male", "non-binary"]),
+             "region": rng.choice(["North", "South", "Central"]), "ethnicity": rng.choice(["Group-Alpha", "Group-Beta"])}
+        for c in cats:
+            p[f"value_importance_{c}"], p[f"value_position_{c}"] = float(rng.uniform()), float(rng.uniform(-1, 1))
+        return p
+    return person(), person()
+
+
+def test_why_this_match_uses_only_shared_visible_facts_and_never_a_sensitive_or_private_value():
+    from thinkalike_ml.features import interest_sets
+    rng = np.random.default_rng(0)
+    cats, tags = ["Privacy", "Ethical_AI", "Community"], ["hiking", "chess", "poetry", "music", "cooking", "film"]
+    feats = ["value_cosine", "value_weighted_agreement", "interest_jaccard", "shared_interests", "signup_days_apart",
+             *[f"agree_{c}" for c in cats], *[f"care_{c}" for c in cats]]
+    n_reasons = 0
+    for _ in range(300):
+        a, b = _profiles(rng, cats, tags)
+        reasons = why_this_match(pd.Series(rng.normal(size=len(feats)), index=feats), a, b)
+        text = " ".join(reasons)
+        n_reasons += len(reasons)
+        assert len(reasons) <= 3 and not any(ch.isdigit() for ch in text)  # no numbers: no private importance or position
+        for person in (a, b):
+            for col in SENSITIVE_COLUMNS:
+                assert str(person[col]) not in text
+        shared = interest_sets([a["interests"]])[0] & interest_sets([b["interests"]])[0]
+        for t in tags:
+            if t in text: assert t in shared  # an interest only one of them lists is never revealed
+        for c in cats:
+            if c.replace("_", " ") in text:
+                assert a[f"value_importance_{c}"] > .5 and b[f"value_importance_{c}"] > .5
+                assert np.sign(a[f"value_position_{c}"]) == np.sign(b[f"value_position_{c}"])
+    assert n_reasons > 100  # the property was exercised
+
+
+@pytest.fixture(scope="module")
+def small_interpretability_run():
+    """The stage on the small profile's cached upstream; the stored matcher is never refitted."""
+    from thinkalike_ml.stages import execute_stage, open_stage
+    mp = pytest.MonkeyPatch()
+    mp.delenv("MLFLOW_TRACKING_URI", raising=False)
+    run, params = open_stage(None, "interpretability")
+    before = dict(run.checksums())
+    def refuse(*a, **k): raise AssertionError("the interpretability stage refitted a matcher")
+    with pytest.MonkeyPatch.context() as no_fit:
+        for cls in (LogisticRegression, HistGradientBoostingClassifier, CalibratedClassifierCV):
+            no_fit.setattr(cls, "fit", refuse)
+        metrics = execute_stage(run, "interpretability", params)
+    yield run, params, metrics, before
+    mp.undo()
+
+
+def test_the_stage_agrees_with_the_true_drivers_and_is_faithful(small_interpretability_run):
+    run, params, m, before = small_interpretability_run
+    out = load_interpretability(run)
+    assert {"importance", "concepts", "drivers", "deletion", "reasons", "shap"} <= set(out) <= set(INTERPRETABILITY_TABLES) | {"summary"}
+    assert m["driver_spearman"] >= 0.8
+    assert m["shap_local_accuracy_max_error"] < 1e-6
+    assert m["deletion_auc_top"] < m["deletion_auc_random"]
+    assert 0 <= m["surrogate_agreement"] <= 1 and "|---" in out["summary"]["rules"]
+    assert len(out["shap"]) == min(params["n_explain"], len(out["shap"])) and out["summary"]["units"].startswith("log-odds")
+    imp = out["importance"]
+    assert (imp["permutation_low"] <= imp["permutation_high"]).all() and imp["concept"].notna().all()
+    assert {k: v for k, v in run.checksums().items() if k in before} == before  # upstream artifacts untouched
+    assert run.metrics()["interpretability"] == m
+
+
+def test_the_example_reasons_name_no_sensitive_attribute_of_either_person(small_interpretability_run):
+    from thinkalike_ml.data import load_dataset
+    run, _, _, _ = small_interpretability_run
+    users = load_dataset(run)["users"].set_index("user_id")
+    reasons = load_interpretability(run)["reasons"].merge(load_dataset(run)["suggestions"][["suggestion_id", "user_a", "user_b"]])
+    assert (reasons["reasons"].str.len() > 0).all()
+    for r in reasons.itertuples():
+        assert not any(ch.isdigit() for ch in r.reasons)
+        for u in (r.user_a, r.user_b):
+            for col in ("gender", "region", "age_band"):
+                assert str(users.loc[u, col]) not in r.reasons
+
+
+def test_the_stage_is_logged_to_the_runs_mlflow_run(small_interpretability_run):
+    import json
+
+    import mlflow
+    run, _, m, _ = small_interpretability_run
+    rec = json.loads((run.path / "artifacts/tracking.json").read_text())
+    r = mlflow.MlflowClient(rec["tracking_uri"]).get_run(rec["run_id"])
+    assert r.data.metrics["interpretability_driver_spearman"] == pytest.approx(m["driver_spearman"])
+
+
+def _copy(run, tmp_path):
+    """A copy of the run without this stage's outputs, as the stage finds a fresh run."""
+    import shutil
+
+    from thinkalike_ml.runs import RunDirectory
+    copy = RunDirectory(shutil.copytree(run.path, tmp_path / "run"))
+    for p in INTERPRETABILITY_TABLES.values():
+        copy.file(p).unlink(missing_ok=True)
+    return copy
+
+
+def test_without_suggestions_the_stage_is_skipped_with_a_note(small_interpretability_run, tmp_path, monkeypatch):
+    from thinkalike_ml import interpretability
+    run, params, _, _ = small_interpretability_run
+    copy = _copy(run, tmp_path)
+    real = interpretability.interpretability_inputs
+    monkeypatch.setattr(interpretability, "interpretability_inputs", lambda r: real(r) | {"matcher": None})
+    m = interpretability.run_interpretability_stage(copy, params)
+    assert m["matcher_skipped"] == 1.0 and np.isnan(m["driver_spearman"])
+    assert load_interpretability(copy)["summary"]["matcher_skipped"] is True
+
+
+def test_without_ground_truth_the_truth_checks_are_not_available(small_interpretability_run, tmp_path, monkeypatch):
+    from thinkalike_ml import interpretability
+    run, params, _, _ = small_interpretability_run
+    copy = _copy(run, tmp_path)
+    real = interpretability.interpretability_inputs
+    monkeypatch.setattr(interpretability, "interpretability_inputs", lambda r: real(r) | {"truth": None})
+    m = interpretability.run_interpretability_stage(copy, params)
+    out = load_interpretability(copy)
+    assert np.isnan(m["driver_spearman"]) and out["summary"]["ground_truth"] is False and "drivers" not in out
+    assert m["shap_local_accuracy_max_error"] < 1e-6 and m["deletion_auc_top"] < m["deletion_auc_random"]
