@@ -53,6 +53,12 @@ def code_commit() -> str:
     return (v["commit"] or "unknown") + ("-dirty" if v["dirty"] else "")
 
 # %% ../nbs/04a_tracking.ipynb #ed321527
+def _run_exists(client, run_id) -> bool:
+    "Whether the tracking store behind `client` has the run `run_id`."
+    from mlflow.exceptions import MlflowException
+    try: return run_id is not None and client.get_run(run_id) is not None
+    except MlflowException: return False
+
 @contextlib.contextmanager
 def tracked_run(run, # the run's `RunDirectory`
                 params: dict, # resolved run parameters
@@ -67,7 +73,8 @@ def tracked_run(run, # the run's `RunDirectory`
     tf = Path(run.path) / TRACKING_FILE
     if tf.is_file():
         record = json.loads(tf.read_text())
-        if record.get("tracking_uri") != uri: record = None  # tracked elsewhere before: start afresh here
+        if record.get("tracking_uri") != uri or not _run_exists(client, record.get("run_id")):
+            record = None  # tracked elsewhere before, or the store no longer has the run (a copied run, a new database): start afresh
     if record is None:
         exp = experiment_id(client, params.get("mlflow_experiment", "thinkalike-ml"), art)
         commit = code_commit()
