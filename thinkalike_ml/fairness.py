@@ -72,7 +72,7 @@ def confusion_cells(y, # true 0/1 labels
 
 # %% ../nbs/06_fairness.ipynb #5e97f42a
 def rates_from_cells(cells: np.ndarray) -> dict:
-    "Per-group size, selection rate, TPR, FPR and accuracy from confusion cells (`... x groups x 4`)."
+    "Per-group size, selection rate, TPR, FPR and accuracy from confusion cells (any leading axes, then groups x 4)."
     tn, fp, fn, tp = np.moveaxis(np.asarray(cells, float), -1, 0)
     n = tn + fp + fn + tp
     with np.errstate(invalid="ignore", divide="ignore"):
