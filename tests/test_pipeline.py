@@ -257,7 +257,8 @@ def run_echo_stage(run, params):
 
 
 def test_adding_a_stage_is_one_notebook_and_one_declaration(tmp_path, monkeypatch):
-    "A throwaway stage, declared once, runs in the pipeline, is selectable, listed and in the README table."
+    "A throwaway stage, declared once, runs in the pipeline, is selectable, listed and in the README table.\n\n"
+    "In the run it shares the data stage's kernel yet sees none of its names, and its inline checks are left out."
     import nbformat
     from thinkalike_ml.pipeline import format_runs, run_pipeline
     from thinkalike_ml.runs import read_index
@@ -270,7 +271,9 @@ def test_adding_a_stage_is_one_notebook_and_one_declaration(tmp_path, monkeypatc
     params_cell.metadata["tags"] = ["parameters"]
     nb = v4.new_notebook(cells=[
         v4.new_markdown_cell("# Echo\n> A throwaway stage."), params_cell,
+        v4.new_code_cell("raise AssertionError('an inline check ran in a pipeline run')"),
         v4.new_markdown_cell("## Run the stage"),
+        v4.new_code_cell("assert not {'metrics', 'run', 'params', 'load_dataset'} & set(globals()), 'names of the data stage leaked'"),
         v4.new_code_cell("from thinkalike_ml.stages import open_stage, execute_stage, STAGES, Stage\n"
                          "ECHO = Stage('echo', 'echo', 'echo_stage', 'echoes', runner='run_echo_stage', params=('seed',), headline=('echoed_users',))\n"
                          "run, params = open_stage(run_dir, 'echo', stages=[*STAGES, ECHO])\n"
@@ -287,6 +290,7 @@ def test_adding_a_stage_is_one_notebook_and_one_declaration(tmp_path, monkeypatc
     assert run.metrics()["echo"]["echoed_users"] == run.metrics()["data"]["n_users"] > 0
     assert (run.path/"html"/"99_echo.html").is_file() and "html/99_echo.html" in (run.path/"index.html").read_text()
     assert read_index(tmp_path/"reports")[0]["stages"] == ["data", "echo"]
+    assert nbformat.read(run.path/"notebooks"/"99_echo.ipynb", as_version=4).metadata["thinkalike"]["inline_checks_left_out"] == 1
     assert "echo.echoed_users=" in format_runs(read_index(tmp_path/"reports"), stages)
 
 

@@ -18,8 +18,9 @@ from .runs import (ArtifactError, RunDirectory, default_reports_dir, new_manifes
 from .stages import STAGES, Stage, StageError, headline_metrics, preflight, select_stages, stage_names
 
 # %% auto #0
-__all__ = ['NOTEBOOK_PARAMETERS', 'notebook_parameters', 'RunInterrupted', 'render_stage', 'run_stage', 'run_pipeline',
-           'StageFailed', 'find_run', 'headline', 'listed_status', 'format_runs', 'show_run', 'main']
+__all__ = ['NOTEBOOK_PARAMETERS', 'notebook_parameters', 'report_notebook', 'RunInterrupted', 'StageKernel', 'render_stage',
+           'run_stage', 'run_pipeline', 'StageFailed', 'find_run', 'headline', 'listed_status', 'format_runs',
+           'show_run', 'main']
 
 # %% ../nbs/00b_pipeline.ipynb #e3008374
 NOTEBOOK_PARAMETERS = ("run_dir", "overrides")  # the only names a stage notebook's parameters cell assigns
@@ -39,6 +40,33 @@ def notebook_parameters(path) -> list[str]:
     if other: raise StageError(f"notebook '{Path(path).name}': its parameters cell assigns {other}; a stage reads run parameters "
                                "from the run (declare them in thinkalike_ml.stages), the cell holds only run_dir and overrides")
     return names
+
+# %% ../nbs/00b_pipeline.ipynb #edaca0f1
+def _is_exported(cell) -> bool:
+    "Whether a code cell carries an nbdev export directive (`#| export`, `#| exporti`, `#| exports`)."
+    return cell.cell_type == "code" and re.search(r"^#\|\s*export[is]?\s*$", cell.source, re.M) is not None
+
+def _imports_only(cell) -> bool:
+    "Whether a code cell only imports (the run section may use what it imports, such as fastcore's test helpers)."
+    import ast
+    try: body = ast.parse("\n".join(l for l in cell.source.splitlines() if not l.lstrip().startswith(("#", "%", "!")))).body
+    except SyntaxError: return False
+    return bool(body) and all(isinstance(n, (ast.Import, ast.ImportFrom)) for n in body)
+
+def report_notebook(path) -> "nbformat.NotebookNode":
+    "The stage notebook as a run executes it: before `## Run the stage`, only markdown, exported, import and `parameters` cells."
+    import nbformat
+    from thinkalike_ml.reports import section_heading
+    nb = nbformat.read(str(path), as_version=4)
+    heads = [section_heading(c) for c in nb.cells]
+    if "Run the stage" not in heads: return nb
+    start = heads.index("Run the stage")
+    keep = [c for i, c in enumerate(nb.cells) if i >= start or c.cell_type != "code" or _is_exported(c) or _imports_only(c)
+            or "parameters" in c.metadata.get("tags", [])]
+    left_out = sum(c.cell_type == "code" for c in nb.cells) - sum(c.cell_type == "code" for c in keep)
+    nb.cells = keep
+    nb.metadata["thinkalike"] = {"inline_checks_left_out": left_out}
+    return nb
 
 # %% ../nbs/00b_pipeline.ipynb #47c5079c
 class RunInterrupted(BaseException):
@@ -67,6 +95,42 @@ def _kernel_manager(folder: Path):
     from jupyter_client.manager import KernelManager
     return KernelManager(kernel_name="python3", transport="ipc", ip=str(folder/"k"))
 
+_FRESH_NAMESPACE = """\
+import os as _os, sys as _sys
+if "matplotlib.pyplot" in _sys.modules: _sys.modules["matplotlib.pyplot"].close("all")
+_os.chdir({cwd!r})
+get_ipython().run_line_magic("reset", "-f")
+__import__("gc").collect()
+"""
+
+class StageKernel:
+    "One kernel for the stages of a run: imports are paid once; before each stage its namespace is emptied."
+    def __init__(self):
+        import tempfile
+        self.sockets = Path(tempfile.mkdtemp(prefix="tk-"))
+        self.km = _kernel_manager(self.sockets)
+    def __enter__(self): return self
+    def __exit__(self, *exc): self.close()
+    def fresh(self, cwd: Path):
+        "The kernel manager, its kernel started (or restarted if it died) or emptied: no names, no figures, in `cwd`."
+        if self.km.has_kernel and not self.km.is_alive(): self.km.shutdown_kernel(now=True)
+        if not self.km.has_kernel: self.km.start_kernel(cwd=str(cwd))
+        else: self._execute(_FRESH_NAMESPACE.format(cwd=str(cwd)))
+        return self.km
+    def _execute(self, code: str) -> None:
+        kc = self.km.client()
+        kc.start_channels()
+        try:
+            kc.wait_for_ready(timeout=60)
+            reply = kc.execute_interactive(code, timeout=120, store_history=False, output_hook=lambda msg: None)
+        finally: kc.stop_channels()
+        if reply["content"]["status"] != "ok":
+            raise RuntimeError(f"could not empty the stages' kernel: {reply['content'].get('ename')}: {reply['content'].get('evalue')}")
+    def close(self) -> None:
+        import shutil
+        if self.km.has_kernel: self.km.shutdown_kernel(now=True)
+        shutil.rmtree(self.sockets, ignore_errors=True)
+
 def _stage_failure(stage: str, err: BaseException, out: Path) -> str:
     "A message that starts with the error, then names the stage, the cell and where the notebook is."
     from papermill.exceptions import PapermillExecutionError
@@ -82,25 +146,32 @@ def render_stage(run: RunDirectory, stage: Stage, nb_out: Path) -> Path:
     from thinkalike_ml.reports import render_stage_html
     return run.write_text(f"html/{nb_out.stem}.html", render_stage_html(nb_out, f"{stage.name} — run {run.id}"))
 
-def run_stage(run: RunDirectory, stage: Stage, interrupts: _Interrupts | None = None, progress: bool = True) -> None:
+def run_stage(run: RunDirectory, # the run
+              stage: Stage, # the stage to execute
+              interrupts: _Interrupts | None = None, # where Ctrl-C is caught, if anywhere
+              progress: bool = True, # show papermill's progress bar
+              kernel: StageKernel | None = None, # the run's kernel (default: a kernel of its own, shut down after)
+             ) -> None:
     "Execute one stage notebook into the run directory with papermill, and render it to HTML."
-    import shutil, tempfile
-    import papermill as pm
+    import nbformat, papermill as pm
     nb = stage.notebook_path()
     notebook_parameters(nb)
     out = run.file(f"notebooks/{nb.name}")
     out.parent.mkdir(parents=True, exist_ok=True)
     partial = out.with_name(f".{out.stem}.partial.ipynb")
-    sockets = Path(tempfile.mkdtemp(prefix="tk-"))
-    km = _kernel_manager(sockets)
-    if interrupts is not None: interrupts.km = km
+    own = kernel is None
+    kernel = StageKernel() if own else kernel
+    source = kernel.sockets/nb.name
+    nbformat.write(report_notebook(nb), str(source))
     try:
-        pm.execute_notebook(str(nb), str(partial), parameters={"run_dir": str(run.path)}, km=km, kernel_name="python3",
+        km = kernel.fresh(nb.parent)
+        if interrupts is not None: interrupts.km = km
+        pm.execute_notebook(str(source), str(partial), parameters={"run_dir": str(run.path)}, km=km, kernel_name="python3",
                             language="python", progress_bar=progress, cwd=str(nb.parent), log_output=False)
     finally:
         if interrupts is not None: interrupts.km = None
-        if km.has_kernel: km.shutdown_kernel(now=True)
-        shutil.rmtree(sockets, ignore_errors=True)
+        source.unlink(missing_ok=True)
+        if own: kernel.close()
         if partial.exists():
             os.replace(partial, out)
             render_stage(run, stage, out)
@@ -160,14 +231,14 @@ def run_pipeline(params_file=None, # YAML file of parameters
     save()
     t_run, failure = time.time(), None
     try:
-        with _Interrupts() as interrupts:
+        with _Interrupts() as interrupts, StageKernel() as kernel:
             for i, (stage, entry) in enumerate(zip(chosen, manifest["stages"]), 1):
                 if progress: print(f"[{i}/{len(chosen)}] stage '{stage.name}' ({stage.notebook_path().name})", file=sys.stderr, flush=True)
                 entry.update(status="running", started=utcnow()); save()
                 t0 = time.time()
                 try:
                     if interrupts.received: raise RunInterrupted("stopped before the stage started")
-                    run_stage(run, stage, interrupts, progress)
+                    run_stage(run, stage, interrupts, progress, kernel)
                     if interrupts.received: raise RunInterrupted("stopped by Ctrl-C")
                 except BaseException as e:
                     stopped = interrupts.received > 0 or isinstance(e, (RunInterrupted, KeyboardInterrupt))

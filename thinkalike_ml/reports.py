@@ -19,7 +19,7 @@ import nbformat
 from .runs import RunDirectory
 
 # %% auto #0
-__all__ = ['render_stage_html', 'run_index_html', 'figure', 'table', 'results']
+__all__ = ['section_heading', 'render_stage_html', 'run_index_html', 'figure', 'table', 'results']
 
 # %% ../nbs/00d_reports.ipynb #c577c48e
 _DIRECTIVE = re.compile(r"^\s*#\s*\|\s*([\w-]+)")
@@ -45,7 +45,7 @@ def _shown(cell) -> bool:
     return bool(lines or cell.get("outputs"))
 
 # %% ../nbs/00d_reports.ipynb #2dd07ea9
-def _heading(cell) -> str | None:
+def section_heading(cell) -> str | None:
     "The text of the H2 heading on a markdown cell's first line (`## Results` gives 'Results'), else None."
     if cell.cell_type != "markdown": return None
     m = re.match(r"##[ \t]+(.+?)[ \t#]*$", cell.source.strip().split("\n", 1)[0])
@@ -56,7 +56,7 @@ _PAPERMILL_ERROR_TAG = "papermill-error-cell-tag"
 
 def _sections(cells: list) -> dict:
     "The indices of the cells of each part of a report: banner, title, results, run, definitions, rest."
-    heads = [_heading(c) for c in cells]
+    heads = [section_heading(c) for c in cells]
     banner = [i for i, c in enumerate(cells) if _PAPERMILL_ERROR_TAG in _tags(c) and "An Exception was encountered" in c.source]
     first = next((i for i, c in enumerate(cells) if c.cell_type == "markdown" and i not in banner), None)
     title = [first] if first is not None and re.match(r"#[ \t]", cells[first].source.lstrip()) else []
