@@ -19,8 +19,8 @@ from .stages import STAGES, Stage, StageError, headline_metrics, preflight, sele
 
 # %% auto #0
 __all__ = ['NOTEBOOK_PARAMETERS', 'notebook_parameters', 'report_notebook', 'RunInterrupted', 'StageKernel', 'render_stage',
-           'run_stage', 'run_pipeline', 'StageFailed', 'find_run', 'headline', 'listed_status', 'format_runs',
-           'show_run', 'main']
+           'run_stage', 'PageRenderer', 'run_pipeline', 'StageFailed', 'find_run', 'headline', 'listed_status',
+           'format_runs', 'show_run', 'main']
 
 # %% ../nbs/00b_pipeline.ipynb #e3008374
 NOTEBOOK_PARAMETERS = ("run_dir", "overrides")  # the only names a stage notebook's parameters cell assigns
@@ -151,6 +151,7 @@ def run_stage(run: RunDirectory, # the run
               interrupts: _Interrupts | None = None, # where Ctrl-C is caught, if anywhere
               progress: bool = True, # show papermill's progress bar
               kernel: StageKernel | None = None, # the run's kernel (default: a kernel of its own, shut down after)
+              renderer: "PageRenderer | None" = None, # renders the HTML page in the background (default: now)
              ) -> None:
     "Execute one stage notebook into the run directory with papermill, and render it to HTML."
     import nbformat, papermill as pm
@@ -174,7 +175,25 @@ def run_stage(run: RunDirectory, # the run
         if own: kernel.close()
         if partial.exists():
             os.replace(partial, out)
-            render_stage(run, stage, out)
+            if renderer is None: render_stage(run, stage, out)
+            else: renderer.submit(run, stage, out)
+
+class PageRenderer:
+    "Renders stages' HTML pages on a background thread while the next stage runs in the kernel (another process)."
+    def __init__(self):
+        from concurrent.futures import ThreadPoolExecutor
+        self.pool, self.pending = ThreadPoolExecutor(max_workers=1, thread_name_prefix="render"), []
+    def __enter__(self): return self
+    def __exit__(self, *exc): self.pool.shutdown(wait=True)
+    def submit(self, run: RunDirectory, stage: Stage, out: Path) -> None:
+        self.pending.append((stage.name, self.pool.submit(render_stage, run, stage, out)))
+    def wait(self) -> dict:
+        "Wait for every page; the error of each stage whose page could not be rendered, by stage name."
+        errors = {}
+        for name, f in self.pending:
+            if f.exception() is not None: errors[name] = f"stage '{name}': its HTML page could not be rendered: {f.exception()!r}"
+        self.pending = []
+        return errors
 
 # %% ../nbs/00b_pipeline.ipynb #2b079ed5
 def _finish_stage(entry: dict, status: str, t0: float, error: str | None = None) -> None:
@@ -231,14 +250,14 @@ def run_pipeline(params_file=None, # YAML file of parameters
     save()
     t_run, failure = time.time(), None
     try:
-        with _Interrupts() as interrupts, StageKernel() as kernel:
+        with _Interrupts() as interrupts, StageKernel() as kernel, PageRenderer() as renderer:
             for i, (stage, entry) in enumerate(zip(chosen, manifest["stages"]), 1):
                 if progress: print(f"[{i}/{len(chosen)}] stage '{stage.name}' ({stage.notebook_path().name})", file=sys.stderr, flush=True)
                 entry.update(status="running", started=utcnow()); save()
                 t0 = time.time()
                 try:
                     if interrupts.received: raise RunInterrupted("stopped before the stage started")
-                    run_stage(run, stage, interrupts, progress, kernel)
+                    run_stage(run, stage, interrupts, progress, kernel, renderer)
                     if interrupts.received: raise RunInterrupted("stopped by Ctrl-C")
                 except BaseException as e:
                     stopped = interrupts.received > 0 or isinstance(e, (RunInterrupted, KeyboardInterrupt))
@@ -249,6 +268,10 @@ def run_pipeline(params_file=None, # YAML file of parameters
                     raise StageFailed(failure, run, interrupted=stopped) from (e if isinstance(e, Exception) else None)
                 _finish_stage(entry, "succeeded", t0)
                 save()
+            unrendered = renderer.wait()
+            for entry in manifest["stages"]:
+                if entry["name"] in unrendered: entry.update(status="failed", error=unrendered[entry["name"]])
+            if unrendered: raise StageFailed(next(iter(unrendered.values())), run)
     finally:
         manifest.update(status=_run_status(manifest), ended=utcnow(), duration_s=round(time.time() - t_run, 2))
         save()
