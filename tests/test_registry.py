@@ -234,20 +234,37 @@ def cli(*args, check=None):
     return p
 
 
+def _reproduced(p, reports: Path) -> dict:
+    "The reproduction record of the new run a `reproduce` command made."
+    new = [l for l in p.stdout.splitlines() if l.startswith("reproduced run")][0].split(" as ")[1].split()[0]
+    return json.loads((reports / new / "reproduction.json").read_text())
+
+
 def test_reproduce_gives_identical_results_and_names_a_changed_parameter(tmp_path):
     reports = tmp_path / "reports"
-    p = cli("run", "--small", "--until", "models", "-p", "n_users", "120", "-p", "n_trials", "1", "--no-progress",
-            "--reports-dir", str(reports), check=0)
+    p = cli("run", "--small", "--until", "features", "-p", "n_users", "120", "--no-progress", "--reports-dir", str(reports), check=0)
     original = Path(p.stdout.strip().splitlines()[-1].split("report: ", 1)[1])
     same = cli("reproduce", original.name, "--reports-dir", str(reports), "--no-progress", check=0)
-    assert same.stdout.strip().endswith("identical (within tolerance)"), same.stdout
-    assert "metrics" in same.stdout and "models" in same.stdout and "DIFFERENT" not in same.stdout
-    new = [l for l in same.stdout.splitlines() if l.startswith("reproduced run")][0].split(" as ")[1].split()[0]
-    rec = json.loads((reports / new / "reproduction.json").read_text())
-    assert rec["identical"] and rec["original"] == original.name and rec["compared"] > 20
+    assert same.stdout.strip().splitlines()[-1].startswith("identical: all "), same.stdout
+    assert "dataset" in same.stdout and "splits" in same.stdout and "metrics" in same.stdout and "DIFFERENT" not in same.stdout
+    rec = _reproduced(same, reports)
+    assert rec["identical"] and rec["original"] == original.name and rec["compared"] > 10
     changed = cli("reproduce", original.name, "--reports-dir", str(reports), "--no-progress", "-p", "seed", "7", check=1)
     assert "cause: parameters differ: seed 42 -> 7" in changed.stdout, changed.stdout
-    assert "DIFFERENT" in changed.stdout
+    assert "DIFFERENT" in changed.stdout and not _reproduced(changed, reports)["identical"]
+
+
+@pytest.mark.slow
+def test_the_default_small_run_reproduces_exactly(tmp_path):
+    reports = tmp_path / "reports"
+    p = cli("run", "--small", "--no-progress", "--reports-dir", str(reports), check=0)
+    original = Path(p.stdout.strip().splitlines()[-1].split("report: ", 1)[1])
+    same = cli("reproduce", original.name, "--reports-dir", str(reports), "--no-progress", "--all", check=0)
+    rec = _reproduced(same, reports)
+    assert rec["identical"] and rec["differences"] == 0, same.stdout
+    assert "matcher.pkl" in same.stdout and "recommender.pkl" in same.stdout  # the model files are compared, and equal
+    shown = cli("show", "latest", "--reports-dir", str(reports), check=0).stdout
+    assert "thinkalike-matcher version 1 (1.0.0)" in shown and "upstream champion: none" in shown
 
 
 @pytest.fixture()

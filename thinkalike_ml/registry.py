@@ -561,6 +561,8 @@ class Reproduction:
     causes: list = field(default_factory=list)
     warnings: list = field(default_factory=list)
     params_diff: dict = field(default_factory=dict)
+    rtol: float = 0.0
+    atol: float = 0.0
 
     @property
     def identical(self) -> bool: return bool(self.table["match"].all())
@@ -597,7 +599,7 @@ def reproduce_run(original: RunDirectory, # the run to reproduce
     new.write_json("reproduction.json", {"original": original.id, "original_path": str(original.path), "identical": bool(table["match"].all()),
                                          "rtol": rtol, "atol": atol, "causes": causes, "warnings": notes,
                                          "differences": int((~table["match"]).sum()), "compared": int(len(table))})
-    return Reproduction(original, new, table, causes, notes, pdiff)
+    return Reproduction(original, new, table, causes, notes, pdiff, rtol, atol)
 
 def format_reproduction(rep: Reproduction, # `reproduce_run` output
                         all_rows: bool = False, # list matching rows too (default: a count per kind, and every difference)
@@ -615,6 +617,7 @@ def format_reproduction(rep: Reproduction, # `reproduce_run` output
             f = lambda v: f"{v:.10g}" if isinstance(v, float) else str(v)[:22]
             lines.append(f"  {r.kind:<8} {r.name:<{w}} {f(r.original):>22} {f(r.reproduced):>22}  {'yes' if r.match else 'NO'}")
     lines += [f"cause: {c}" for c in rep.causes]
-    lines.append("identical" + (" (within tolerance)" if t["kind"].eq("metrics").any() else "") if rep.identical
+    tol = f" (metrics within rtol {rep.rtol:g}, atol {rep.atol:g})" if rep.rtol or rep.atol else ""
+    lines.append(f"identical: all {len(t)} compared values match{tol}" if rep.identical
                  else f"DIFFERENT: {int((~t['match']).sum())} of {len(t)} compared values differ")
     return "\n".join(lines)
