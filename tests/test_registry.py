@@ -240,6 +240,37 @@ def _reproduced(p, reports: Path) -> dict:
     return json.loads((reports / new / "reproduction.json").read_text())
 
 
+def _in_process_pipeline(overrides=None, only=None, reports_dir=None, progress=False):
+    "`run_pipeline` without papermill: the same stages, executed in this process into a new run with a manifest."
+    from thinkalike_ml.config import resolve_params
+    from thinkalike_ml.runs import RunDirectory, new_manifest
+    from thinkalike_ml.stages import execute_stage
+    params = resolve_params(overrides=overrides)
+    run = RunDirectory.create(params, reports_dir)
+    run.write_json("manifest.json", new_manifest(run, only.split(",")))
+    for s in only.split(","): execute_stage(run, s, params)
+    return run
+
+
+def test_reproduce_run_compares_dataset_splits_and_metrics_and_explains_a_change(tmp_path, monkeypatch):
+    from thinkalike_ml.config import resolve_params
+    from thinkalike_ml.registry import format_reproduction, reproduce_run
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    params = resolve_params(overrides=dict(n_users=120), small=True)
+    original = _in_process_pipeline(params, "data,splits,features", tmp_path)
+    same = reproduce_run(original, _in_process_pipeline, reports_dir=tmp_path)
+    assert same.identical and set(same.table["kind"]) == {"dataset", "splits", "metrics"} and len(same.table) > 10, format_reproduction(same)
+    assert same.run.path != original.path and same.run.read_json("reproduction.json")["identical"]
+    changed = reproduce_run(original, _in_process_pipeline, {"seed": "7"}, reports_dir=tmp_path)
+    assert not changed.identical and changed.params_diff == {"seed": (42, 7)}
+    assert changed.causes[0] == "parameters differ: seed 42 -> 7", changed.causes
+    assert not changed.table.set_index("kind").loc["dataset", "match"].all()  # the data generator's seed changed the dataset
+    loose = reproduce_run(original, _in_process_pipeline, {"n_folds": "4"}, reports_dir=tmp_path)  # splits change, data do not
+    t = loose.table.set_index("kind")
+    assert t.loc["dataset", "match"].all() and not t.loc["splits", "match"].all() and "n_folds 3 -> 4" in loose.causes[0]
+
+
+@pytest.mark.slow
 def test_reproduce_gives_identical_results_and_names_a_changed_parameter(tmp_path):
     reports = tmp_path / "reports"
     p = cli("run", "--small", "--until", "features", "-p", "n_users", "120", "--no-progress", "--reports-dir", str(reports), check=0)
