@@ -157,6 +157,7 @@ def test_show_summarises_a_run(first_run, reports):
     out = cli("show", first_run.name, reports=reports, check=0).stdout
     assert f"run {first_run.name}: succeeded" in out and "index.html" in out
     assert "models.matcher_test_roc_auc" in out and "dataset    version" in out
+    assert "model      thinkalike-matcher version 1 (1.0.0)" in out and "upstream champion: none" in out  # the registry's lineage
 
 
 def _start_run(reports: Path, *args) -> subprocess.Popen:

@@ -330,6 +330,12 @@ def show_run(entry: dict) -> str:
              f"  code       {code.get('commit') or 'unknown'}{' (uncommitted changes)' if code.get('dirty') else ''}"]
     if data: lines.append(f"  dataset    version {data.get('version')} ({data.get('source')})")
     if m.get("mlflow"): lines.append(f"  mlflow     run {m['mlflow'].get('run_id')} at {m['mlflow'].get('tracking_uri')}")
+    for fam, r in ((m.get("lineage") or {}).get("registry") or {}).items():  # what the registry stage recorded when it registered
+        before = r.get("champion_before") or {}
+        lines += [f"  model      {r['name']} version {r['version']} ({r['semver']}), {r['alias']} at registration",
+                  f"             dataset {r.get('dataset_version')}   code {r.get('code_commit')}{' (uncommitted changes)' if r.get('code_dirty') == 'true' else ''}"
+                  f"   params hash {r.get('params_hash')}",
+                  f"             upstream champion: " + (f"version {before['version']} ({before['semver']}) from run {before['thinkalike_run']}" if before else "none")]
     lines.append("  stages")
     for s in m["stages"]:
         dur = f"{s['duration_s']:.1f} s" if s.get("duration_s") is not None else "-"
@@ -362,7 +368,26 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true", help="print the raw manifest and metrics as JSON")
     s.add_argument("--reports-dir", metavar="DIR")
     sub.add_parser("params", help="list every run parameter with its default and meaning", description="List the run parameters.")
+    rp = sub.add_parser("reproduce", help="re-execute a past run from its manifest into a new run and compare them side by side",
+                        description="Re-execute RUN's stages with its parameters into a new run, then compare dataset hash, splits, metrics "
+                                    "and model files. Exit status 0 when everything matches (within the tolerance), 1 otherwise.")
+    rp.add_argument("run", metavar="RUN", help="a run id, a unique prefix of one, or 'latest'")
+    rp.add_argument("-p", "--param", nargs=2, action="append", default=[], metavar=("KEY", "VALUE"),
+                    help="change one parameter on purpose (repeatable); the comparison then names it as the cause")
+    rp.add_argument("--rtol", type=float, default=0.0, help="relative tolerance of the metrics (default 0: identical)")
+    rp.add_argument("--atol", type=float, default=0.0, help="absolute tolerance of the metrics (default 0: identical)")
+    rp.add_argument("--all", action="store_true", help="list every compared value, not only the differences")
+    rp.add_argument("--reports-dir", metavar="DIR")
+    rp.add_argument("--no-progress", action="store_true", help="no progress bars")
     return p
+
+def _reproduce(args) -> int:
+    "`thinkalike-ml reproduce`: the registry module does the work (imported here, when asked for)."
+    from thinkalike_ml.registry import format_reproduction, reproduce_run
+    rep = reproduce_run(RunDirectory(find_run(args.run, args.reports_dir)["path"]), run_pipeline, dict(args.param), args.reports_dir,
+                        args.rtol, args.atol, progress=not args.no_progress)
+    print(format_reproduction(rep, args.all))
+    return 0 if rep.identical else 1
 
 def _show(ref: str, reports_dir, raw: bool = False) -> str:
     entry = find_run(ref, reports_dir)
@@ -383,6 +408,7 @@ def main(argv=None) -> int:
             run = run_pipeline(args.params, dict(args.param), args.small, args.only, args.until, args.reports_dir,
                                progress=not args.no_progress)
             print(f"run {run.id} succeeded\nreport: {run.path}")
+        elif args.command == "reproduce": return _reproduce(args)
         return 0
     except StageFailed as e:
         print(f"error: {e}\nrun {e.run.id} marked {'interrupted' if e.interrupted else 'failed'}; partial report: {e.run.path}",

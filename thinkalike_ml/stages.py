@@ -88,6 +88,10 @@ STAGES: list[Stage] = [
           "SHAP and permutation importance checked against the true drivers, local explanations, rules, 'why this match'",
           runner="run_interpretability_stage", params=("seed", "n_explain"),
           loaders=("load_interpretability",), headline=("driver_spearman",)),
+    Stage("registry", "08_registry", "thinkalike_ml.registry",
+          "MLflow Model Registry: semantic versions by rule, lineage tags, environment, promotion gates, champion/challenger aliases",
+          runner="run_registry_stage", params=("seed", "top_k", "n_bootstrap", "fairness_threshold", "max_calibration_error", "mlflow_experiment"),
+          loaders=("load_registry",), headline=("matcher_promoted", "recommender_promoted"), lineage="registry_lineage"),
 ]
 
 # %% ../nbs/00c_stages.ipynb #dca3149e
