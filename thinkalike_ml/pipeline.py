@@ -268,7 +268,22 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true", help="print the raw manifest and metrics as JSON")
     s.add_argument("--reports-dir", metavar="DIR")
     sub.add_parser("params", help="list every run parameter with its default and meaning", description="List the run parameters.")
+    for name, what in _SERVING_COMMANDS.items():  # options are parsed by thinkalike_ml.serving / .server (imported when used)
+        sub.add_parser(name, help=what, add_help=False, prefix_chars="\0").add_argument("args", nargs=argparse.REMAINDER)
     return p
+
+_SERVING_COMMANDS = {"score": "score a file of pairs with a served matcher (see `thinkalike-ml score --help`)",
+                     "recommend": "recommend for a file of users with a served recommender",
+                     "export-onnx": "export a served matcher to ONNX",
+                     "serve": "serve the matcher and recommender over HTTP (FastAPI under uvicorn)"}
+
+def _serving_command(command: str, args: list) -> int:
+    "Run a serving command in its own module, imported only now (the other commands stay quick to start)."
+    if command == "serve":
+        from thinkalike_ml.server import main as serve
+        return serve(args)
+    from thinkalike_ml.serving import main as serving
+    return serving([command, *args])
 
 def _show(ref: str, reports_dir, raw: bool = False) -> str:
     entry = find_run(ref, reports_dir)
@@ -279,6 +294,7 @@ def _show(ref: str, reports_dir, raw: bool = False) -> str:
 def main(argv=None) -> int:
     "The `thinkalike-ml` command."
     args = _parser().parse_args(argv)
+    if args.command in _SERVING_COMMANDS: return _serving_command(args.command, args.args)
     try:
         if args.command == "params":
             import pandas as pd

@@ -88,6 +88,10 @@ STAGES: list[Stage] = [
           "SHAP and permutation importance checked against the true drivers, local explanations, rules, 'why this match'",
           runner="run_interpretability_stage", params=("seed", "n_explain"),
           loaders=("load_interpretability",), headline=("driver_spearman",)),
+    Stage("serving", "09_serving", "thinkalike_ml.serving",
+          "batch scoring, online API under uvicorn, ONNX edge model, hybrid precomputed lists, measured; deployment document",
+          runner="run_serving_stage", params=("seed",), loaders=("load_serving",),
+          headline=("batch_pairs_per_second", "api_match_p95_ms", "onnx_max_abs_diff")),
 ]
 
 # %% ../nbs/00c_stages.ipynb #dca3149e
