@@ -24,8 +24,9 @@ from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from .serving import (ServedModels, load_served, match_probability, pair_matrix, recommend_users, resolve_model,
-                                   Contributions)
+from .interpretability import why_this_match
+
+from .serving import (Contributions, OnlineMatcher, ServedModels, load_served, recommend_users, resolve_model)
 
 # %% auto #0
 __all__ = ['ValueScore', 'Profile', 'MatchRequest', 'MatchResponse', 'RecommendRequest', 'Item', 'RecommendResponse',
@@ -129,10 +130,11 @@ class ServerConfig:
     max_body_bytes: int = 16_384
     token: str | None = None  # bearer token (default: $THINKALIKE_API_TOKEN)
     served: ServedModels | None = None  # models already loaded (embedding, tests): `model` is then only a label
+    engine: str = "onnx"  # single-pair scoring: 'onnx' (ONNX Runtime, checked against scikit-learn) or 'sklearn' (NumPy / scikit-learn)
 
 class _State:
     "The loaded models and what the endpoints reuse."
-    def __init__(self): self.served, self.error, self.contrib, self.precomputed, self.loaded_at = None, None, None, {}, None
+    def __init__(self): self.served, self.error, self.contrib, self.online, self.precomputed, self.loaded_at = None, None, None, None, {}, None
 
 class _RateLimiter:
     "A token bucket per client."
@@ -174,16 +176,24 @@ def _load(state: _State, cfg: ServerConfig, m: dict) -> None:
             served.recommender, served.transformer = other.recommender, other.transformer
             served.version += f"; recommender {other.version}"
         contrib = Contributions(served) if served.matcher is not None else None
+        online = OnlineMatcher(served, cfg.engine) if served.matcher is not None else None
         pre = {}
         if cfg.precomputed:
             t = pd.read_parquet(cfg.precomputed)
             cutoff = pd.Timestamp.now(tz="UTC") - pd.Timedelta(hours=cfg.precomputed_max_age_hours)
             t = t[pd.to_datetime(t["computed_at"], utc=True) >= cutoff] if "computed_at" in t else t
             pre = {str(u): g.sort_values("rank") for u, g in t.groupby("user_id", sort=False)}
-        if served.matcher is not None:  # the first prediction pays one-off costs (validation caches): pay them before ready
-            u = served.users.index[:2]
-            match_probability(served, pair_matrix(served, served.users.loc[u].reset_index(), pd.DataFrame({"user_a": [u[0]], "user_b": [u[-1]]})))
-        state.served, state.contrib, state.precomputed, state.loaded_at = served, contrib, pre, time.time()
+        if online is not None:  # the online path must agree with scikit-learn before the server says it is ready
+            from thinkalike_ml.serving import match_probability, pair_matrix
+            rng = np.random.default_rng(0)
+            ids = served.users.index.to_numpy()
+            pairs = pd.DataFrame({"user_a": ids[rng.integers(0, len(ids), 200)], "user_b": ids[rng.integers(0, len(ids), 200)]})
+            ref = match_probability(served, pair_matrix(served, served.users.reset_index(), pairs))
+            fast = np.array([online.probability(online.features(online.known[a], online.known[b])) for a, b in zip(pairs.user_a, pairs.user_b)])
+            gap = float(np.max(np.abs(fast - ref)))
+            if gap > 1e-5: raise RuntimeError(f"the online scoring path differs from scikit-learn by {gap:.2e} (> 1e-5); refusing to serve")
+            contrib(np.zeros((1, len(served.columns))))
+        state.served, state.contrib, state.online, state.precomputed, state.loaded_at = served, contrib, online, pre, time.time()
         m["info"].labels(served.version, str(served.sha256.get("artifacts/models/matcher.pkl"))).set(1)
         m["ready"].set(1)
         log.warning("ready: %s", served.version)
@@ -257,6 +267,7 @@ def create_app(cfg: ServerConfig, load_in_background: bool = True) -> FastAPI:
             return JSONResponse({"ready": False, "error": state.error}, 503)
         from threadpoolctl import threadpool_info
         return {"ready": True, "model_version": state.served.version, "sha256": state.served.sha256,
+                "engine": state.online.engine if state.online is not None else None,
                 "threads": sorted({i["num_threads"] for i in threadpool_info()}), "precomputed_users": len(state.precomputed)}
 
     @app.get("/metrics", response_class=PlainTextResponse)
@@ -270,14 +281,17 @@ def create_app(cfg: ServerConfig, load_in_background: bool = True) -> FastAPI:
         "The matching percentage of two people (ids or profiles), with the reasons and the model version."
         s = served()
         if s.matcher is None: raise HTTPException(404, detail="this deployment has no matcher")
-        rows = [known_row(s, getattr(req, f"user_{k}"), ["body", f"user_{k}"]) if getattr(req, f"user_{k}") is not None
-                else profile_row(s, getattr(req, f"profile_{k}"), ["body", f"profile_{k}"]) for k in ("a", "b")]
-        users = pd.DataFrame(rows).assign(user_id=["a", "b"])
-        X = pair_matrix(s, users, pd.DataFrame({"user_a": ["a"], "user_b": ["b"]}))
-        p = float(match_probability(s, X)[0])
+        rows, arrays, om = [], [], state.online
+        for k in ("a", "b"):
+            uid = getattr(req, f"user_{k}")
+            if uid is not None:
+                rows.append(known_row(s, uid, ["body", f"user_{k}"])); arrays.append(om.known[uid])
+            else:
+                rows.append(profile_row(s, getattr(req, f"profile_{k}"), ["body", f"profile_{k}"])); arrays.append(om.profile(rows[-1]))
+        x = om.features(*arrays)
+        p = om.probability(x)
         m["score"].observe(p)
-        from thinkalike_ml.interpretability import why_this_match
-        reasons = why_this_match(state.contrib(X).iloc[0], rows[0], rows[1])
+        reasons = why_this_match(state.contrib(x[None, :]).iloc[0], rows[0], rows[1])
         return MatchResponse(matching_percentage=round(100 * p, 1), probability=p, reasons=reasons, model_version=s.version)
 
     @app.post("/v1/recommend", response_model=RecommendResponse)
@@ -314,6 +328,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--rate-limit", type=float, default=1000.0, help="requests per second per client (0: off; default %(default)s)")
     p.add_argument("--rate-burst", type=float, default=2000.0)
     p.add_argument("--max-body-bytes", type=int, default=16_384)
+    p.add_argument("--engine", choices=("onnx", "sklearn"), default="onnx",
+                   help="single-pair scoring by ONNX Runtime (checked against scikit-learn at start) or NumPy/scikit-learn (default: %(default)s)")
     p.add_argument("--log-level", default="warning")
     return p
 
@@ -323,7 +339,7 @@ def main(argv=None) -> int:
     a = _parser().parse_args(argv)
     logging.basicConfig(level=a.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     cfg = ServerConfig(a.model, a.recommender, a.reports_dir, a.tracking_uri, a.precomputed, a.precomputed_max_age_hours,
-                       a.rate_limit, a.rate_burst, a.max_body_bytes)
+                       a.rate_limit, a.rate_burst, a.max_body_bytes, engine=a.engine)
     app = create_app(cfg)
     server = uvicorn.Server(uvicorn.Config(app, host=a.host, port=a.port, workers=1, log_level=a.log_level, access_log=False))
     def stop_on_load_error():

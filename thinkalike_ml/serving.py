@@ -25,9 +25,9 @@ __all__ = ['REGISTERED_MODELS', 'RUN_TAG', 'REPORT_TAG', 'PROFILE_PREFIXES', 'SE
            'ModelRefError', 'ModelSource', 'default_tracking_uri', 'resolve_model', 'ServedModels', 'load_served',
            'pair_matrix', 'match_probability', 'Contributions', 'reasons', 'BatchInputError', 'BatchSummary',
            'score_file', 'new_user_features', 'recommend_users', 'recommend_file', 'export_onnx', 'onnx_session',
-           'onnx_probability', 'onnx_parity', 'precompute_recommendations', 'main', 'deployment_document',
-           'load_serving', 'batch_checks', 'edge_checks', 'hybrid_checks', 'running_server', 'latency_sample',
-           'profile_body', 'online_checks', 'run_serving_stage']
+           'onnx_probability', 'onnx_parity', 'OnlineMatcher', 'precompute_recommendations', 'main',
+           'deployment_document', 'load_serving', 'batch_checks', 'edge_checks', 'hybrid_checks', 'running_server',
+           'latency_sample', 'profile_body', 'online_checks', 'run_serving_stage']
 
 # %% ../nbs/09_serving.ipynb #12b0c5ad
 REGISTERED_MODELS = {"matcher": "thinkalike-matcher", "recommender": "thinkalike-recommender"}  # short name -> registered model
@@ -156,8 +156,9 @@ def _toy_served(n_users: int = 120, n_pairs: int = 3000, seed: int = 0, kind: st
     y = (rng.random(n_pairs) < 1 / (1 + np.exp(-(2 * X["value_cosine"] + X["shared_interests"] - 1)))).astype(int)
     base = (make_logreg(seed) if kind == "logreg" else make_hgb(seed, max_iter=30)).fit(X[:2000], y[:2000])
     model = calibrate_on_validation(base, X[2000:], y[2000:])
+    prof = [c for c in users.columns if c.startswith(PROFILE_PREFIXES)]
     return ServedModels({"model": model, "columns": list(X.columns), "selected": kind}, None, users.set_index("user_id")[_profile_columns(users)],
-                        {}, X[:2000].median(), X[:2000].mean(), version=f"toy {kind}")
+                        {k: float(v) for k, v in users[prof].median().items()}, X[:2000].median(), X[:2000].mean(), version=f"toy {kind}")
 
 # %% ../nbs/09_serving.ipynb #3241d4a0
 def pair_matrix(served: ServedModels, # the served models
@@ -185,7 +186,7 @@ class Contributions:
         self.columns = served.columns
         pre, est = (base[:-1], base[-1]) if isinstance(base, Pipeline) else (None, base)
         self.pre = pre
-        ref = served.feature_mean.reindex(self.columns).to_frame().T
+        ref = served.feature_mean.reindex(self.columns).to_numpy(float)[None, :]
         if hasattr(est, "coef_"):
             self.coef = np.ravel(est.coef_)
             self.ref = np.ravel(self._tf(ref))
@@ -196,15 +197,18 @@ class Contributions:
                 import shap
             self.tree = shap.TreeExplainer(est)
 
-    def _tf(self, X: pd.DataFrame) -> np.ndarray:
-        return np.asarray(self.pre.transform(X) if self.pre is not None else X, float)
+    def _tf(self, X) -> np.ndarray:
+        X = np.asarray(X, float)
+        if self.pre is None: return X
+        if len(self.pre) == 1 and hasattr(self.pre[0], "scale_"): return (X - self.pre[0].mean_) / self.pre[0].scale_  # a StandardScaler, without validation overhead
+        return np.asarray(self.pre.transform(pd.DataFrame(X, columns=self.columns)), float)
 
-    def __call__(self, X: pd.DataFrame) -> pd.DataFrame:
-        "Contributions (rows x features) in log-odds."
+    def __call__(self, X) -> pd.DataFrame:
+        "Contributions (rows x features) in log-odds of a feature matrix (a frame or an array in the matcher's column order)."
         Z = self._tf(X)
         vals = (Z - self.ref) * self.coef if self.tree is None else np.asarray(self.tree.shap_values(Z), float)
         if vals.ndim == 3: vals = vals[..., -1]
-        return pd.DataFrame(vals, columns=self.columns, index=X.index)
+        return pd.DataFrame(vals, columns=self.columns, index=X.index if isinstance(X, pd.DataFrame) else None)
 
 def reasons(served: ServedModels, contributions: pd.Series, a: dict, b: dict) -> list[str]:
     "The interpretability stage's 'why this match' sentences for one pair, from its contributions and the two profiles."
@@ -449,6 +453,88 @@ def onnx_probability(session, X) -> np.ndarray:
 def onnx_parity(model, session, X: pd.DataFrame) -> float:
     "Largest absolute difference between the ONNX model's and scikit-learn's probabilities on `X`."
     return float(np.max(np.abs(onnx_probability(session, X.to_numpy()) - model.predict_proba(X)[:, 1])))
+
+# %% ../nbs/09_serving.ipynb #50107222
+def _cosine(a: np.ndarray, b: np.ndarray) -> float:
+    den = np.sqrt((a * a).sum() * (b * b).sum())
+    return float((a * b).sum() / den) if den > 1e-12 else 0.0
+
+class OnlineMatcher:
+    "Pair features and the calibrated probability of one pair of profiles, without pandas (same results as `pair_matrix` and `match_probability`)."
+    def __init__(self, served: ServedModels, engine: str = "onnx"):
+        self.served, self.columns = served, served.columns
+        self.cats = served.categories
+        med, users = served.profile_medians, served.users
+        self.fill_w = np.array([med.get(f"value_importance_{c}", users[f"value_importance_{c}"].median()) for c in self.cats], float)
+        self.fill_p = np.array([med.get(f"value_position_{c}", users[f"value_position_{c}"].median()) for c in self.cats], float)
+        self.fill_w, self.fill_p = np.nan_to_num(self.fill_w, nan=0.5), np.nan_to_num(self.fill_p, nan=0.0)
+        self.fill = served.feature_fill.reindex(self.columns).fillna(0.0).to_numpy(float)
+        self.known = {}
+        W = users[[f"value_importance_{c}" for c in self.cats]].to_numpy(float)
+        P = users[[f"value_position_{c}" for c in self.cats]].to_numpy(float)
+        from thinkalike_ml.features import interest_sets
+        S = interest_sets(users["interests"]) if "interests" in users else [set()] * len(users)
+        T = np.full(len(users), np.nan)
+        if "signup_time" in users:
+            t = pd.to_datetime(users["signup_time"])
+            T = np.where(t.isna().to_numpy(), np.nan, t.to_numpy().astype("datetime64[ns]").astype(np.int64) / 86400e9)
+        for i, u in enumerate(users.index): self.known[u] = self._arrays(W[i], P[i], S[i], T[i])
+        self.engine, self.session = "numpy-sklearn", None
+        if engine == "onnx":
+            try:
+                self.session, self.engine = onnx_session(export_onnx(served.matcher["model"], len(self.columns))), "onnx"
+            except Exception as e: warnings.warn(f"ONNX Runtime not used for online scoring ({type(e).__name__}: {e}); using scikit-learn")
+        self._linear = self._linear_parts(served.matcher["model"])
+
+    def _arrays(self, w, p, interests: set, t: float):
+        w = np.clip(np.where(np.isnan(w), self.fill_w, w), 0, 1)
+        p = np.clip(np.where(np.isnan(p), self.fill_p, p), -1, 1)
+        return w, p, interests, t
+
+    def profile(self, row: dict):
+        "A person's arrays from a user-table row (imputed and clipped as in training)."
+        from thinkalike_ml.features import interest_sets
+        w = np.array([row.get(f"value_importance_{c}", np.nan) for c in self.cats], float)
+        p = np.array([row.get(f"value_position_{c}", np.nan) for c in self.cats], float)
+        t = row.get("signup_time")
+        t = float(pd.Timestamp(t).value / 86400e9) if t is not None and not pd.isna(t) else np.nan
+        return self._arrays(w, p, interest_sets([row.get("interests")])[0], t)
+
+    def features(self, a, b) -> np.ndarray:
+        "The matcher's feature vector (its column order) of two people's arrays."
+        (wa, pa, sa, ta), (wb, pb, sb, tb) = a, b
+        both, gap, prod = np.sqrt(wa * wb), np.abs(pa - pb), pa * pb
+        sb_ = max(both.sum(), 1e-12)
+        inter, union = len(sa & sb), len(sa | sb)
+        f = {"value_cosine": _cosine(wa * pa, wb * pb), "value_weighted_agreement": (both * prod).sum() / sb_,
+             "value_max_conflict": (both * np.clip(-prod, 0, None)).max() if len(self.cats) else 0.0,
+             "value_weighted_overlap": (both * (1 - gap / 2)).sum() / sb_, "value_weighted_distance": (both * gap).sum(),
+             "importance_cosine": _cosine(wa, wb), "shared_important_values": float(((wa > .5) & (wb > .5) & (np.sign(pa) == np.sign(pb))).sum()),
+             "interest_jaccard": inter / union if union else 0.0, "shared_interests": float(inter),
+             "n_interests_min": float(min(len(sa), len(sb))), "n_interests_max": float(max(len(sa), len(sb))), "signup_days_apart": abs(ta - tb)}
+        for j, c in enumerate(self.cats): f[f"agree_{c}"], f[f"care_{c}"] = both[j] * prod[j], wa[j] + wb[j]
+        x = np.array([f.get(c, np.nan) for c in self.columns], float)
+        return np.where(np.isnan(x), self.fill, x)
+
+    @staticmethod
+    def _linear_parts(model):
+        "(mean, scale, coef, intercept, calibrators) of a calibrated standardised logistic matcher, else None."
+        from sklearn.pipeline import Pipeline
+        from thinkalike_ml.interpretability import base_model
+        base = base_model(model)
+        if not (isinstance(base, Pipeline) and len(base) == 2 and hasattr(base[-1], "coef_") and hasattr(base[0], "scale_")): return None
+        if getattr(model, "method", None) != "sigmoid": return None
+        cal = [(float(cc.calibrators[0].a_), float(cc.calibrators[0].b_)) for cc in model.calibrated_classifiers_]
+        return base[0].mean_, base[0].scale_, np.ravel(base[-1].coef_), float(np.ravel(base[-1].intercept_)[0]), cal
+
+    def probability(self, x: np.ndarray) -> float:
+        "The calibrated probability of one feature vector."
+        if self.session is not None: return float(onnx_probability(self.session, x[None, :])[0])
+        if self._linear is not None:
+            mean, scale, coef, icpt, cal = self._linear
+            f = float(((x - mean) / scale) @ coef + icpt)
+            return float(np.mean([1 / (1 + np.exp(a * f + b)) for a, b in cal]))
+        return float(match_probability(self.served, pd.DataFrame(x[None, :], columns=self.columns))[0])
 
 # %% ../nbs/09_serving.ipynb #af7745a5
 def precompute_recommendations(served: ServedModels, k: int | None = None, chunk_users: int = 5000) -> pd.DataFrame:
