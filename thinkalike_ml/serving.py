@@ -23,11 +23,11 @@ from .runs import RunDirectory, atomic_target, default_reports_dir, read_index, 
 __all__ = ['REGISTERED_MODELS', 'RUN_TAG', 'REPORT_TAG', 'PROFILE_PREFIXES', 'SERVING_DIR', 'MATCHER_ONNX',
            'MATCHER_ONNX_COLUMNS', 'PRECOMPUTED', 'DEPLOYMENT_DOC', 'SERVING_SUMMARY', 'BATCH_ROWS', 'LATENCY_REQUESTS',
            'ModelRefError', 'ModelSource', 'default_tracking_uri', 'resolve_model', 'ServedModels', 'load_served',
-           'pair_matrix', 'match_probability', 'Contributions', 'reasons', 'BatchInputError', 'BatchSummary',
-           'score_file', 'new_user_features', 'recommend_users', 'recommend_file', 'export_onnx', 'onnx_session',
-           'onnx_probability', 'onnx_parity', 'OnlineMatcher', 'precompute_recommendations', 'main',
-           'deployment_document', 'load_serving', 'batch_checks', 'edge_checks', 'hybrid_checks', 'running_server',
-           'latency_sample', 'profile_body', 'online_checks', 'run_serving_stage']
+           'pair_matrix', 'match_probability', 'linear_parts', 'fast_probability', 'Contributions', 'reasons',
+           'BatchInputError', 'BatchSummary', 'score_file', 'new_user_features', 'recommend_users', 'recommend_file',
+           'export_onnx', 'onnx_session', 'onnx_probability', 'onnx_parity', 'OnlineMatcher',
+           'precompute_recommendations', 'main', 'deployment_document', 'load_serving', 'batch_checks', 'edge_checks',
+           'hybrid_checks', 'running_server', 'latency_sample', 'profile_body', 'online_checks', 'run_serving_stage']
 
 # %% ../nbs/09_serving.ipynb #12b0c5ad
 REGISTERED_MODELS = {"matcher": "thinkalike-matcher", "recommender": "thinkalike-recommender"}  # short name -> registered model
@@ -115,6 +115,7 @@ class ServedModels:
     version: str = ""  # what the API and batch outputs report
     sha256: dict = field(default_factory=dict)  # model file -> sha256, as verified on load
     run_path: Path | None = None
+    cache: dict = field(default_factory=dict, repr=False)  # what scoring prepares once (linear parts, ONNX session)
 
     @property
     def columns(self) -> list[str]: return list(self.matcher["columns"])
@@ -173,8 +174,28 @@ def pair_matrix(served: ServedModels, # the served models
     return f.reindex(columns=served.columns).astype(float).fillna(served.feature_fill).fillna(0.0)
 
 def match_probability(served: ServedModels, X: pd.DataFrame) -> np.ndarray:
-    "The calibrated match probability of each row of the matcher's feature matrix."
+    "The calibrated match probability of each row of the matcher's feature matrix (scikit-learn)."
     return served.matcher["model"].predict_proba(X)[:, 1]
+
+def linear_parts(model):
+    "(mean, scale, coef, intercept, sigmoid calibrators) of a calibrated standardised logistic matcher, else None."
+    from sklearn.pipeline import Pipeline
+    from thinkalike_ml.interpretability import base_model
+    base = base_model(model)
+    if not (isinstance(base, Pipeline) and len(base) == 2 and hasattr(base[-1], "coef_") and hasattr(base[0], "scale_")): return None
+    if getattr(model, "method", None) != "sigmoid": return None
+    cal = [(float(cc.calibrators[0].a_), float(cc.calibrators[0].b_)) for cc in model.calibrated_classifiers_]
+    return base[0].mean_, base[0].scale_, np.ravel(base[-1].coef_), float(np.ravel(base[-1].intercept_)[0]), cal
+
+def fast_probability(served: ServedModels, X: np.ndarray) -> np.ndarray:
+    "`match_probability` of a float matrix in the matcher's column order: the same arithmetic in NumPy for the logistic matcher, scikit-learn otherwise."
+    key = ("linear", id(served.matcher["model"]))  # a swapped matcher gets its own parts
+    if key not in served.cache: served.cache[key] = linear_parts(served.matcher["model"])
+    lin = served.cache[key]
+    if lin is None: return match_probability(served, pd.DataFrame(X, columns=served.columns, copy=False))
+    mean, scale, coef, icpt, cal = lin
+    f = ((X - mean) / scale) @ coef + icpt
+    return np.mean([1 / (1 + np.exp(a * f + b)) for a, b in cal], axis=0)
 
 # %% ../nbs/09_serving.ipynb #e1fdf035
 class Contributions:
@@ -292,12 +313,14 @@ def _score_batch(served: ServedModels, batch, mode: str, start: int, columns: li
         if ok.any():
             X[ok] = pair_matrix(served, served.users.reset_index(), pd.DataFrame({"user_a": ids["user_a"][ok], "user_b": ids["user_b"][ok]})).to_numpy()
         keep = list(batch.schema.names)
-    ok = np.array([e is None for e in err])
+    ok = np.array([e is None for e in err], dtype=bool)
     p = np.full(n, np.nan)
-    if ok.any(): p[ok] = match_probability(served, pd.DataFrame(X[ok], columns=served.columns, copy=False))
+    if ok.all(): p = fast_probability(served, X)
+    elif ok.any(): p[ok] = fast_probability(served, X[ok])
     out = {"row": pa.array(np.arange(start, start + n, dtype=np.int64))}
     out |= {c: batch.column(c) for c in keep if c not in ("row", "probability", "error")}
-    out |= {"probability": pa.array(p, mask=~ok), "error": pa.array(err, pa.string())}
+    out |= {"probability": pa.array(p) if ok.all() else pa.array(p, mask=~ok),
+            "error": pa.nulls(n, pa.string()) if ok.all() else pa.array(err, pa.string())}
     bad = np.flatnonzero(~ok)
     return pa.table(out), bad + start, err[bad]
 
@@ -484,7 +507,7 @@ class OnlineMatcher:
             try:
                 self.session, self.engine = onnx_session(export_onnx(served.matcher["model"], len(self.columns))), "onnx"
             except Exception as e: warnings.warn(f"ONNX Runtime not used for online scoring ({type(e).__name__}: {e}); using scikit-learn")
-        self._linear = self._linear_parts(served.matcher["model"])
+        self._linear = linear_parts(served.matcher["model"])
 
     def _arrays(self, w, p, interests: set, t: float):
         w = np.clip(np.where(np.isnan(w), self.fill_w, w), 0, 1)
@@ -515,17 +538,6 @@ class OnlineMatcher:
         for j, c in enumerate(self.cats): f[f"agree_{c}"], f[f"care_{c}"] = both[j] * prod[j], wa[j] + wb[j]
         x = np.array([f.get(c, np.nan) for c in self.columns], float)
         return np.where(np.isnan(x), self.fill, x)
-
-    @staticmethod
-    def _linear_parts(model):
-        "(mean, scale, coef, intercept, calibrators) of a calibrated standardised logistic matcher, else None."
-        from sklearn.pipeline import Pipeline
-        from thinkalike_ml.interpretability import base_model
-        base = base_model(model)
-        if not (isinstance(base, Pipeline) and len(base) == 2 and hasattr(base[-1], "coef_") and hasattr(base[0], "scale_")): return None
-        if getattr(model, "method", None) != "sigmoid": return None
-        cal = [(float(cc.calibrators[0].a_), float(cc.calibrators[0].b_)) for cc in model.calibrated_classifiers_]
-        return base[0].mean_, base[0].scale_, np.ravel(base[-1].coef_), float(np.ravel(base[-1].intercept_)[0]), cal
 
     def probability(self, x: np.ndarray) -> float:
         "The calibrated probability of one feature vector."
