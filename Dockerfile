@@ -18,8 +18,8 @@ RUN python -m pip install -c requirements.lock .
 ARG MODEL_RUN=model
 COPY ${MODEL_RUN} /srv/model
 
-RUN useradd --create-home --uid 10001 thinkalike
-USER thinkalike
+RUN groupadd --gid 10001 thinkalike && useradd --uid 10001 --gid 10001 --create-home thinkalike
+USER 10001:10001
 ENV THINKALIKE_MODEL=/srv/model
 
 EXPOSE 8000

@@ -98,8 +98,8 @@ class FieldError(ValueError):
 
 def profile_row(served: ServedModels, profile: Profile, loc: list) -> dict:
     "A profile as a user-table row (value_importance_*, value_position_*, interests, signup_time)."
-    cats = set(served.categories)
-    row = {f"{p}{c}": np.nan for c in cats for p in ("value_importance_", "value_position_")}
+    cats = served.categories  # in the user table's order, as a known user's row (the reasons list categories in this order)
+    row = {f"{p}{c}": np.nan for p in ("value_importance_", "value_position_") for c in cats}
     for name, v in profile.values.items():
         c = name.strip().replace(" ", "_")
         if c not in cats: raise FieldError([*loc, "values", name], f"unknown value category; expected one of {sorted(cats)}")

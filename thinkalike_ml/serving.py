@@ -27,7 +27,8 @@ __all__ = ['REGISTERED_MODELS', 'RUN_TAG', 'REPORT_TAG', 'PROFILE_PREFIXES', 'SE
            'BatchInputError', 'BatchSummary', 'score_file', 'new_user_features', 'recommend_users', 'recommend_file',
            'export_onnx', 'onnx_session', 'onnx_probability', 'onnx_parity', 'OnlineMatcher',
            'precompute_recommendations', 'main', 'deployment_document', 'load_serving', 'batch_checks', 'edge_checks',
-           'hybrid_checks', 'running_server', 'latency_sample', 'profile_body', 'online_checks', 'run_serving_stage']
+           'hybrid_checks', 'running_server', 'latency_sample', 'profile_body', 'peak_rss_mib', 'online_checks',
+           'run_serving_stage']
 
 # %% ../nbs/09_serving.ipynb #12b0c5ad
 REGISTERED_MODELS = {"matcher": "thinkalike-matcher", "recommender": "thinkalike-recommender"}  # short name -> registered model
@@ -609,7 +610,8 @@ def main(argv=None) -> int:
 
 # %% ../nbs/09_serving.ipynb #788f3a71
 def deployment_document(m: dict, version: str) -> str:
-    "The deployment document (Markdown) from the stage's measurements `m`."
+    "The deployment document (Markdown) from the stage's measurements `m` (times in seconds, shown in ms)."
+    m = {**m, **{k.replace("_seconds", "_ms"): v * 1000 for k, v in m.items() if k.endswith("_seconds") and isinstance(v, (int, float))}}
     f = lambda k, fmt="{:,.2f}": fmt.format(m[k]) if isinstance(m.get(k), (int, float)) and np.isfinite(m[k]) else "not measured"
     return f"""# Deployment of {version}
 
@@ -627,9 +629,9 @@ The model card promises 95% of predictions under 20 ms: the measured p95 is {f('
 The load test (200 requests/s for 30 s, 10% malformed) is `bench/bench_serving.py`.
 
 ## Resources
-- Server process memory (RSS) after the latency sample: {f('api_server_rss_mib', '{:,.0f}')} MiB; one worker, one thread for numerical libraries.
+- Server process peak memory (peak RSS) over the latency sample: {f('api_server_peak_rss_mib', '{:,.0f}')} MiB; one worker, one thread for numerical libraries.
 - Model files: matcher {f('matcher_pkl_kib', '{:,.0f}')} KiB (joblib), ONNX {f('onnx_kib', '{:,.1f}')} KiB; recommender {f('recommender_pkl_kib', '{:,.0f}')} KiB.
-- CPU: a request is single-threaded; one core serves about {f('api_match_rps_one_core', '{:,.0f}')} sequential match requests per second.
+- CPU: a request is single-threaded; one core serves about {f('api_match_requests_per_second', '{:,.0f}')} sequential match requests per second.
 
 ## Scaling strategy
 Horizontal: the server is stateless (models and profiles are read-only, loaded at start, checked
@@ -709,7 +711,7 @@ def edge_checks(run, served: ServedModels) -> dict:
     times = []
     for _ in range(300):
         t0 = time.perf_counter(); onnx_probability(sess, row); times.append(time.perf_counter() - t0)
-    out["onnx_single_row_p50_ms"] = float(np.median(times) * 1000)
+    out["onnx_single_row_p50_seconds"] = float(np.median(times))
     return out
 
 def hybrid_checks(run, served: ServedModels) -> dict:
@@ -733,7 +735,7 @@ def hybrid_checks(run, served: ServedModels) -> dict:
     t_online = (time.perf_counter() - t0) / max(len(warm), 1)
     return {"hybrid_users_precomputed": len(known), "hybrid_active_users": len(active),
             "hybrid_hit_rate": float(np.mean([u in known for u in active])) if len(active) else float("nan"),
-            "hybrid_precomputed_ms": t_pre * 1000, "hybrid_online_ms": t_online * 1000}
+            "hybrid_precomputed_seconds": t_pre, "hybrid_online_seconds": t_online}
 
 # %% ../nbs/09_serving.ipynb #abb32ddb
 def _free_port() -> int:
@@ -786,13 +788,22 @@ def profile_body(served: ServedModels, user_id: str) -> dict:
     row = served.users.loc[user_id]
     vals = {c: {"importance": row[f"value_importance_{c}"], "position": row[f"value_position_{c}"]} for c in served.categories}
     vals = {c: {k: (None if pd.isna(v) else float(v)) for k, v in d.items()} for c, d in vals.items()}
-    out = {"values": vals, "interests": sorted(s for s in str(row.get("interests") or "").split(";") if s)}
+    from thinkalike_ml.features import interest_sets
+    out = {"values": vals, "interests": sorted(interest_sets([row.get("interests")])[0])}
     if "signup_time" in row and pd.notna(row["signup_time"]): out["signup_time"] = pd.Timestamp(row["signup_time"]).isoformat()
     return out
 
+def peak_rss_mib(pid: int) -> float:
+    "A process's peak resident memory (VmHWM on Linux; the current RSS elsewhere), in MiB."
+    try:
+        for line in open(f"/proc/{pid}/status"):
+            if line.startswith("VmHWM:"): return int(line.split()[1]) / 1024
+    except OSError: pass
+    import psutil
+    return psutil.Process(pid).memory_info().rss / 2**20
+
 def online_checks(run, served: ServedModels, seed: int = 0) -> dict:
     "Start the server on this run, time sequential match (ids, profiles) and recommend requests, read its memory, stop it."
-    import psutil
     test = _test_pairs(run)
     rng = np.random.default_rng(seed)
     idx = rng.choice(len(test), min(LATENCY_REQUESTS, len(test)), replace=False)
@@ -801,11 +812,11 @@ def online_checks(run, served: ServedModels, seed: int = 0) -> dict:
     users = [{"user_id": b["user_a"]} for b in ids]
     with running_server(str(run.path), "--precomputed", str(run.file(PRECOMPUTED))) as (base, proc):
         t_ids, t_prof, t_rec = latency_sample(base, "/v1/match", ids), latency_sample(base, "/v1/match", profiles), latency_sample(base, "/v1/recommend", users)
-        rss = psutil.Process(proc.pid).memory_info().rss / 2**20
-    q = lambda t, p: float(np.percentile(t, p) * 1000)
-    return {"api_requests": len(t_ids), "api_match_p50_ms": q(t_ids, 50), "api_match_p95_ms": q(t_ids, 95), "api_match_p99_ms": q(t_ids, 99),
-            "api_match_profiles_p95_ms": q(t_prof, 95), "api_recommend_p50_ms": q(t_rec, 50), "api_recommend_p95_ms": q(t_rec, 95),
-            "api_server_rss_mib": rss, "api_match_rps_one_core": 1 / float(np.mean(t_ids))}
+        rss = peak_rss_mib(proc.pid)
+    q = lambda t, p: float(np.percentile(t, p))
+    return {"api_requests": len(t_ids), "api_match_p50_seconds": q(t_ids, 50), "api_match_p95_seconds": q(t_ids, 95), "api_match_p99_seconds": q(t_ids, 99),
+            "api_match_profiles_p95_seconds": q(t_prof, 95), "api_recommend_p50_seconds": q(t_rec, 50), "api_recommend_p95_seconds": q(t_rec, 95),
+            "api_server_peak_rss_mib": rss, "api_match_requests_per_second": 1 / float(np.mean(t_ids))}
 
 # %% ../nbs/09_serving.ipynb #ef823739
 def run_serving_stage(run, # the run's `RunDirectory`

@@ -91,7 +91,7 @@ STAGES: list[Stage] = [
     Stage("serving", "09_serving", "thinkalike_ml.serving",
           "batch scoring, online API under uvicorn, ONNX edge model, hybrid precomputed lists, measured; deployment document",
           runner="run_serving_stage", params=("seed",), loaders=("load_serving",),
-          headline=("batch_pairs_per_second", "api_match_p95_ms", "onnx_max_abs_diff")),
+          headline=("batch_pairs_per_second", "api_match_p95_seconds", "onnx_max_abs_diff")),
 ]
 
 # %% ../nbs/00c_stages.ipynb #dca3149e
