@@ -657,8 +657,8 @@ MATCHER_ONNX_COLUMNS = f"{SERVING_DIR}/matcher.columns.json"
 PRECOMPUTED = f"{SERVING_DIR}/precomputed_recommendations.parquet"
 DEPLOYMENT_DOC = f"{SERVING_DIR}/deployment.md"
 SERVING_SUMMARY = f"{SERVING_DIR}/serving.json"
-BATCH_ROWS = 200_000  # pairs scored in the stage's batch throughput sample (bench/bench_serving.py scores millions)
-LATENCY_REQUESTS = 200  # sequential requests per endpoint in the stage's latency sample
+BATCH_ROWS = 100_000  # pairs scored in the stage's batch throughput sample (bench/bench_serving.py scores millions)
+LATENCY_REQUESTS = 100  # sequential requests per endpoint in the stage's latency sample
 
 def load_serving(run) -> dict:
     "What the serving stage wrote: its summary (measurements), the deployment document, the precomputed lists (if any)."
@@ -808,8 +808,8 @@ def online_checks(run, served: ServedModels, seed: int = 0) -> dict:
     rng = np.random.default_rng(seed)
     idx = rng.choice(len(test), min(LATENCY_REQUESTS, len(test)), replace=False)
     ids = [{"user_a": str(test.loc[i, "user_a"]), "user_b": str(test.loc[i, "user_b"])} for i in idx]
-    profiles = [{"profile_a": profile_body(served, b["user_a"]), "profile_b": profile_body(served, b["user_b"])} for b in ids[:50]]
-    users = [{"user_id": b["user_a"]} for b in ids]
+    profiles = [{"profile_a": profile_body(served, b["user_a"]), "profile_b": profile_body(served, b["user_b"])} for b in ids[:30]]
+    users = [{"user_id": b["user_a"]} for b in ids[:50]]
     with running_server(str(run.path), "--precomputed", str(run.file(PRECOMPUTED))) as (base, proc):
         t_ids, t_prof, t_rec = latency_sample(base, "/v1/match", ids), latency_sample(base, "/v1/match", profiles), latency_sample(base, "/v1/recommend", users)
         rss = peak_rss_mib(proc.pid)
