@@ -379,6 +379,8 @@ def _parser() -> argparse.ArgumentParser:
     rp.add_argument("--all", action="store_true", help="list every compared value, not only the differences")
     rp.add_argument("--reports-dir", metavar="DIR")
     rp.add_argument("--no-progress", action="store_true", help="no progress bars")
+    for name, what in _SERVING_COMMANDS.items():  # options are parsed by thinkalike_ml.serving / .server (imported when used)
+        sub.add_parser(name, help=what, add_help=False, prefix_chars="\0").add_argument("args", nargs=argparse.REMAINDER)
     return p
 
 def _reproduce(args) -> int:
@@ -389,6 +391,19 @@ def _reproduce(args) -> int:
     print(format_reproduction(rep, args.all))
     return 0 if rep.identical else 1
 
+_SERVING_COMMANDS = {"score": "score a file of pairs with a served matcher (see `thinkalike-ml score --help`)",
+                     "recommend": "recommend for a file of users with a served recommender",
+                     "export-onnx": "export a served matcher to ONNX",
+                     "serve": "serve the matcher and recommender over HTTP (FastAPI under uvicorn)"}
+
+def _serving_command(command: str, args: list) -> int:
+    "Run a serving command in its own module, imported only now (the other commands stay quick to start)."
+    if command == "serve":
+        from thinkalike_ml.server import main as serve
+        return serve(args)
+    from thinkalike_ml.serving import main as serving
+    return serving([command, *args])
+
 def _show(ref: str, reports_dir, raw: bool = False) -> str:
     entry = find_run(ref, reports_dir)
     if not raw: return show_run(entry)
@@ -398,6 +413,7 @@ def _show(ref: str, reports_dir, raw: bool = False) -> str:
 def main(argv=None) -> int:
     "The `thinkalike-ml` command."
     args = _parser().parse_args(argv)
+    if args.command in _SERVING_COMMANDS: return _serving_command(args.command, args.args)
     try:
         if args.command == "params":
             import pandas as pd

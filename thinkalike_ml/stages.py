@@ -92,6 +92,10 @@ STAGES: list[Stage] = [
           "MLflow Model Registry: semantic versions by rule, lineage tags, environment, promotion gates, champion/challenger aliases",
           runner="run_registry_stage", params=("seed", "top_k", "n_bootstrap", "fairness_threshold", "max_calibration_error", "mlflow_experiment"),
           loaders=("load_registry",), headline=("matcher_promoted", "recommender_promoted"), lineage="registry_lineage"),
+    Stage("serving", "09_serving", "thinkalike_ml.serving",
+          "batch scoring, online API under uvicorn, ONNX edge model, hybrid precomputed lists, measured; deployment document",
+          runner="run_serving_stage", params=("seed",), loaders=("load_serving",),
+          headline=("batch_pairs_per_second", "api_match_p95_seconds", "onnx_max_abs_diff")),
 ]
 
 # %% ../nbs/00c_stages.ipynb #dca3149e

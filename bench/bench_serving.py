@@ -1,0 +1,128 @@
+"""Serving benchmark; prints its figures.
+
+1. Batch: `score_file` on a Parquet file of pair features (the run's test pairs repeated to --rows rows), with the
+   logistic matcher and with the calibrated gradient-boosted trees of the same run (goal: >= 500k pairs/s for the
+   logistic matcher on 2 cores), plus the raw `predict_proba` rate without file input/output.
+2. Online: the real server (`python -m thinkalike_ml.server`, one worker, threads pinned to 1) on 127.0.0.1, driven
+   from this process by an asyncio httpx client at --rate requests/s (open loop) for --seconds, 10% of them malformed;
+   p50/p95/p99 latency of the well-formed /v1/match requests, throughput, status counts (goal: p95 <= 5 ms, 0 5xx,
+   every malformed request a 4xx). Once with ONNX Runtime scoring, once with scikit-learn/NumPy (--engines).
+   Also 1000 sequential requests (p50/p95), the model card's figure (p95 < 20 ms).
+
+    OMP_NUM_THREADS=1 .venv/bin/python bench/bench_serving.py [--run RUN] [--rows 2000000] [--rate 200] [--seconds 30]
+
+Without --run, the small profile's cached models are used (built on first use, a few minutes).
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import numpy as np
+import pandas as pd
+
+from thinkalike_ml.serving import (_test_pairs, latency_sample, load_served, match_probability, running_server,
+                                   score_file)
+from thinkalike_ml.runs import RunDirectory
+
+
+def models_run(ref: str | None) -> RunDirectory:
+    if ref: return RunDirectory(load_served(ref).run_path)
+    from thinkalike_ml.stages import open_stage
+    return open_stage(None, "evaluation")[0]
+
+
+def bench_batch(run: RunDirectory, rows: int) -> None:
+    served = load_served(str(run.path))
+    test = _test_pairs(run)
+    with tempfile.TemporaryDirectory() as d:
+        X = pd.concat([test[served.columns]] * int(np.ceil(rows / len(test))), ignore_index=True).head(rows)
+        X.to_parquet(Path(d)/"pairs.parquet")
+        for name, model in served.matcher["candidates"].items():
+            served.matcher = {**served.matcher, "model": model, "selected": name}
+            score_file(served, Path(d)/"pairs.parquet", Path(d)/"warm.parquet", progress=False)  # warm the page cache
+            s = score_file(served, Path(d)/"pairs.parquet", Path(d)/"scores.parquet", progress=False)
+            t0 = time.perf_counter()
+            match_probability(served, X)
+            raw = len(X) / (time.perf_counter() - t0)
+            print(f"batch {name:6s}: {s.rows:,} pairs file-to-file in {s.seconds:.2f} s = {s.rows_per_second:,.0f} pairs/s "
+                  f"(goal for logreg >= 500,000); predict_proba alone {raw:,.0f} pairs/s")
+
+
+def _bodies(served, test: pd.DataFrame, n: int, seed: int = 0) -> list[tuple[str, object, bool]]:
+    "(kind, body, well-formed) for n requests: 90% valid matches by ids, 10% malformed of several kinds."
+    rng = np.random.default_rng(seed)
+    bad = [{"user_a": "x"}, {"user_a": 5, "user_b": "y"}, {"profile_a": {"values": {"Astrology": {"importance": .5}}}, "user_b": "x"},
+           {"profile_a": {"values": {}, "gender": "f"}, "user_b": "x"}, "{not json", {"user_a": "nobody", "user_b": "nobody"}]
+    out = []
+    for i in range(n):
+        if rng.random() < 0.1: out.append(("bad", bad[i % len(bad)], False))
+        else:
+            j = int(rng.integers(len(test)))
+            out.append(("ok", {"user_a": str(test.user_a[j]), "user_b": str(test.user_b[j])}, True))
+    return out
+
+
+async def _drive(base: str, bodies: list, rate: float) -> list[tuple[bool, int, float]]:
+    import httpx
+    limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
+    async with httpx.AsyncClient(base_url=base, timeout=10, limits=limits) as c:
+        async def one(ok: bool, body) -> tuple[bool, int, float]:
+            t0 = time.perf_counter()
+            try:
+                r = await (c.post("/v1/match", content=body, headers={"Content-Type": "application/json"}) if isinstance(body, str)
+                           else c.post("/v1/match", json=body))
+                code = r.status_code
+            except httpx.HTTPError: code = -1
+            return ok, code, time.perf_counter() - t0
+        start, tasks = time.perf_counter(), []
+        for i, (_, body, ok) in enumerate(bodies):
+            delay = start + i / rate - time.perf_counter()
+            if delay > 0: await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(one(ok, body)))
+        return await asyncio.gather(*tasks)
+
+
+def bench_online(run: RunDirectory, rate: float, seconds: float, engines: list[str]) -> None:
+    served = load_served(str(run.path))
+    test = _test_pairs(run)
+    for engine in engines:
+        with running_server(str(run.path), "--rate-limit", "0", "--engine", engine) as (base, proc):
+            seq = latency_sample(base, "/v1/match", [b for _, b, ok in _bodies(served, test, 1100, 1) if ok][:1000])
+            print(f"online [{engine}] sequential: {len(seq)} requests, p50 {np.percentile(seq, 50)*1000:.2f} ms, "
+                  f"p95 {np.percentile(seq, 95)*1000:.2f} ms (model card: p95 < 20 ms)")
+            bodies = _bodies(served, test, int(rate * seconds))
+            t0 = time.perf_counter()
+            res = asyncio.run(_drive(base, bodies, rate))
+            wall = time.perf_counter() - t0
+            ok_lat = np.array([t for ok, code, t in res if ok and code == 200])
+            codes = pd.Series([code for _, code, _ in res]).value_counts().sort_index()
+            bad_codes = [code for ok, code, _ in res if not ok]
+            import psutil
+            rss = psutil.Process(proc.pid).memory_info().rss / 2**20
+            print(f"online [{engine}] load: {len(res):,} requests at {rate:g}/s target over {wall:.1f} s ({len(res)/wall:.1f}/s achieved); "
+                  f"well-formed /v1/match p50 {np.percentile(ok_lat, 50)*1000:.2f} ms, p95 {np.percentile(ok_lat, 95)*1000:.2f} ms, "
+                  f"p99 {np.percentile(ok_lat, 99)*1000:.2f} ms (goal p95 <= 5 ms)")
+            print(f"online [{engine}] statuses: {dict(codes)}; 5xx: {int(sum(c >= 500 for c in codes.index for _ in range(codes[c])))}; "
+                  f"malformed answered 4xx: {sum(400 <= c < 500 for c in bad_codes)}/{len(bad_codes)}; server RSS {rss:.0f} MiB")
+
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--run", help="a model reference (run folder, run id, NAME@ALIAS); default: the small profile's cached models")
+    ap.add_argument("--rows", type=int, default=2_000_000)
+    ap.add_argument("--rate", type=float, default=200.0)
+    ap.add_argument("--seconds", type=float, default=30.0)
+    ap.add_argument("--engines", default="onnx,sklearn")
+    ap.add_argument("--skip-batch", action="store_true")
+    ap.add_argument("--skip-online", action="store_true")
+    a = ap.parse_args()
+    run = models_run(a.run)
+    if not a.skip_batch: bench_batch(run, a.rows)
+    if not a.skip_online: bench_online(run, a.rate, a.seconds, a.engines.split(","))
