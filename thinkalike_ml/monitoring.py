@@ -20,20 +20,19 @@ from .config import ParamError
 from .evaluation import bootstrap, percentile_interval, user_ranking_metrics, weighted_classification_metrics
 from .fairness import (MISSING_GROUP, choose_threshold, confusion_cells, fairness_summary, group_labels, holm, pair_attributes,
                                     summaries_from_cells)
-from .tracking import measured
 
 # %% auto #0
-__all__ = ['PSI_SMOOTHING', 'CORRECTIONS', 'DRIFT_COLUMNS', 'PERFORMANCE_METRICS', 'BIAS_METRICS', 'BIAS_NULL_SIMULATIONS',
-           'ACTIONS', 'log', 'STATISTICAL_DETECTORS', 'DETECTORS', 'MONITORING_DIR', 'MONITORING_SUMMARY',
-           'MONITORING_TABLES', 'ALERTS_FILE', 'production_start', 'window_table', 'assign_windows', 'is_categorical',
-           'ks_two_sample', 'chi_square_counts', 'psi', 'drift_test', 'adjust_p', 'ReferenceProfile', 'feature_drift',
-           'drift_by_window', 'performance_with_intervals', 'degraded', 'window_ndcg', 'gap_null', 'bias_by_window',
-           'raise_alerts', 'deliver_alerts', 'MonitorSettings', 'monitor_settings', 'performance_by_window',
-           'monitor_period', 'system_by_window', 'scoring_models', 'score_window', 'score_by_window',
-           'user_feature_rows', 'new_user_source', 'simulate_period', 'window_alarms', 'calibrate_detectors',
-           'calibration_summary', 'retraining_decision', 'maintenance_plan', 'load_later_data', 'monitoring_inputs',
-           'recommender_by_window', 'check_monitoring_params', 'monitor_run', 'retraining_command',
-           'monitoring_metrics', 'persist_monitoring', 'load_monitoring', 'run_monitoring_stage']
+__all__ = ['PSI_SMOOTHING', 'KS_LIMIT_SIZE', 'CORRECTIONS', 'DRIFT_COLUMNS', 'PERFORMANCE_METRICS', 'BIAS_METRICS',
+           'BIAS_NULL_SIMULATIONS', 'ACTIONS', 'log', 'STATISTICAL_DETECTORS', 'DETECTORS', 'MONITORING_DIR',
+           'MONITORING_SUMMARY', 'MONITORING_TABLES', 'ALERTS_FILE', 'production_start', 'window_table',
+           'assign_windows', 'is_categorical', 'ks_two_sample', 'chi_square_counts', 'psi', 'drift_test', 'adjust_p',
+           'ReferenceProfile', 'feature_drift', 'drift_by_window', 'performance_with_intervals', 'degraded',
+           'window_ndcg', 'gap_null', 'bias_by_window', 'raise_alerts', 'deliver_alerts', 'MonitorSettings',
+           'monitor_settings', 'performance_by_window', 'monitor_period', 'system_by_window', 'scoring_models',
+           'score_window', 'score_by_window', 'user_feature_rows', 'new_user_source', 'simulate_period',
+           'window_alarms', 'calibrate_detectors', 'calibration_summary', 'retraining_decision', 'maintenance_plan',
+           'load_later_data', 'monitoring_inputs', 'recommender_by_window', 'check_monitoring_params', 'monitor_run',
+           'retraining_command', 'monitoring_metrics', 'persist_monitoring', 'load_monitoring', 'run_monitoring_stage']
 
 # %% ../nbs/10_monitoring.ipynb #8c6f0aaa
 def production_start(times, # timestamps of the rows (suggestions)
@@ -106,15 +105,23 @@ def _ks_statistic(reference_sorted: np.ndarray, current: np.ndarray) -> float:
     return float(np.max(np.abs(np.searchsorted(reference_sorted, both, side="right") / len(reference_sorted)
                                 - np.searchsorted(c, both, side="right") / len(c))))
 
+KS_LIMIT_SIZE = 100  # from this effective sample size on, KS p-values use Kolmogorov's limit distribution (scipy's `kstwo` loops in Python)
+
 def _ks_p(d, n_reference, n_current) -> np.ndarray:
-    "Two-sided p-values of KS statistics (scipy's asymptotic formula: `kstwo` at the effective sample size); vectorised."
-    m, n = np.maximum(n_reference, n_current).astype(float), np.minimum(n_reference, n_current).astype(float)
-    return np.clip(stats.kstwo.sf(np.asarray(d, float), np.round(m * n / (m + n))), 0, 1)
+    "Two-sided p-values of KS statistics at the effective size en = mn/(m+n): scipy's `kstwo` below `KS_LIMIT_SIZE`, its limit `kstwobign` above."
+    d = np.atleast_1d(np.asarray(d, float))
+    m, n = np.broadcast_arrays(np.asarray(n_reference, float), np.asarray(n_current, float))
+    en = np.round(np.atleast_1d(m * n / (m + n)))
+    p = np.empty(len(d))
+    big = en >= KS_LIMIT_SIZE
+    p[big] = stats.kstwobign.sf(d[big] * np.sqrt(en[big]))
+    if (~big).any(): p[~big] = stats.kstwo.sf(d[~big], en[~big])
+    return np.clip(p, 0, 1)
 
 def ks_two_sample(reference_sorted: np.ndarray, current: np.ndarray) -> tuple[float, float]:
-    "Two-sample KS statistic and p-value from a sorted reference (the numbers of scipy's `ks_2samp(method='asymp')`)."
+    "Two-sample KS statistic and p-value from a sorted reference (scipy's `ks_2samp(method='asymp')` numbers, the limit form for large samples)."
     d = _ks_statistic(reference_sorted, current)
-    return d, float(_ks_p(d, len(reference_sorted), len(current)))
+    return d, float(_ks_p(d, len(reference_sorted), len(current))[0])
 
 def _chi_square_statistic(ref_counts, cur_counts) -> tuple[float, int]:
     "Pearson's chi-square statistic of homogeneity of two count vectors, and its degrees of freedom (0: nothing to test)."
@@ -129,7 +136,7 @@ def chi_square_counts(ref_counts, cur_counts) -> tuple[float, float]:
     stat, dof = _chi_square_statistic(ref_counts, cur_counts)
     return stat, float(stats.chi2.sf(stat, dof)) if dof else 1.0
 
-def _compare(prof: dict, values: pd.Series) -> tuple[str, float, float, float, int]:
+def _compare(prof: dict, values) -> tuple[str, float, float, float, int]:
     "(test, statistic, degrees of freedom or effective size, PSI, current rows) of `values` against a reference profile; p-values come later, vectorised."
     if prof["categorical"]:
         labels, counts = np.unique(group_labels(values), return_counts=True)
@@ -139,7 +146,7 @@ def _compare(prof: dict, values: pd.Series) -> tuple[str, float, float, float, i
         cur[np.searchsorted(levels, labels)] = counts
         stat, dof = _chi_square_statistic(ref, cur)
         return "chi-square", stat, dof, _psi_from_counts(ref, cur), int(counts[labels != MISSING_GROUP].sum())
-    v = values.to_numpy(float)
+    v = np.asarray(values, float)
     f = v[np.isfinite(v)]
     cur = np.r_[np.bincount(np.searchsorted(prof["edges"], f, side="right"), minlength=len(prof["edges"]) + 1), len(v) - len(f)]
     if not len(f) or not len(prof["sorted"]): return "ks", float("nan"), 0, _psi_from_counts(prof["counts"], cur), len(f)
@@ -200,7 +207,10 @@ class ReferenceProfile:
         "Per feature: the test (KS or chi-square), its statistic and p-value, PSI and the two sample sizes."
         missing = [f for f in self.features if f not in current.columns]
         if missing: raise KeyError(f"ReferenceProfile.compare: column '{missing[0]}' is missing from the current rows")
-        rows = [(f, *_compare(self.profiles[f], current[f])) for f in self.features]
+        num = [f for f in self.features if not self.profiles[f]["categorical"]]
+        block = current[num].to_numpy(float) if num else None  # one copy instead of a column lookup per feature
+        col = {f: j for j, f in enumerate(num)}
+        rows = [(f, *_compare(self.profiles[f], current[f] if self.profiles[f]["categorical"] else block[:, col[f]])) for f in self.features]
         t = pd.DataFrame(rows, columns=["feature", "test", "statistic", "size", "psi", "n_current"])
         t["n_reference"] = [self.n[f] for f in self.features]
         t["p_value"] = _p_values(t["test"].to_numpy(), t["statistic"].to_numpy(float), t["size"].to_numpy(), t["n_reference"].to_numpy())
@@ -297,7 +307,7 @@ def window_ndcg(lists: pd.DataFrame, # top-k lists: user_id, rank, item_id
 
 # %% ../nbs/10_monitoring.ipynb #7bc5edc6
 BIAS_METRICS = ("dp_difference", "eo_difference")
-BIAS_NULL_SIMULATIONS = 2000  # draws behind each widening test's p-value (its smallest possible value is 1/2001)
+BIAS_NULL_SIMULATIONS = 1000  # draws behind each widening test's p-value (its smallest possible value is 1/1001)
 
 def _group_rates(cells: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     "(TPR, FPR) per group from confusion cells (groups x 4 in the order tn, fp, fn, tp)."
@@ -488,7 +498,7 @@ def monitor_period(reference: pd.DataFrame, # training rows: features and p
                    settings: MonitorSettings,
                    attributes=(), # sensitive attribute columns present in the labelled tables
                    new_users: tuple | None = None, # (reference users, the window's new users with `window`, user feature columns)
-                   timings: pd.DataFrame | None = None, # per window: rows, seconds, peak_mib, failed_share (the scoring job)
+                   timings: pd.DataFrame | None = None, # per window: rows, seconds, rss_mib, failed_share (the scoring job)
                    recommender: pd.DataFrame | None = None, # per window: users, ndcg, ndcg_low, ndcg_high, degraded
                    recommender_reference: float = float("nan"), # the recommender's reference NDCG
                   ) -> dict:
@@ -510,8 +520,8 @@ def monitor_period(reference: pd.DataFrame, # training rows: features and p
     return {"drift": drift, "performance": perf, "reference_performance": ref_perf, "bias": bias, "system": sysm, "alerts": alerts}
 
 def system_by_window(timings: pd.DataFrame | None, s: MonitorSettings) -> pd.DataFrame:
-    "Per window: rows, scoring seconds, ms per row, rows per second, peak MiB, failed share, and the slow / failing verdicts."
-    if timings is None or not len(timings): return pd.DataFrame(columns=["window", "rows", "seconds", "ms_per_row", "rows_per_second", "peak_mib", "failed_share", "slow", "failing"])
+    "Per window: rows, scoring seconds, ms per row, rows per second, resident MiB, failed share, and the slow / failing verdicts."
+    if timings is None or not len(timings): return pd.DataFrame(columns=["window", "rows", "seconds", "ms_per_row", "rows_per_second", "rss_mib", "failed_share", "slow", "failing"])
     t = timings.copy()
     t["ms_per_row"] = 1000 * t["seconds"] / t["rows"].clip(lower=1)
     t["rows_per_second"] = t["rows"] / t["seconds"].clip(lower=1e-9)
@@ -544,13 +554,16 @@ def score_window(matcher: dict, # `scoring_models(run)["matcher"]`
 
 def score_by_window(matcher: dict, users: pd.DataFrame, pairs: pd.DataFrame, medians: dict | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     "Score `pairs` (with a `window` column) window by window: (pairs with features and p, timings per window)."
-    parts, timings = [], []
+    import psutil
+    proc, parts, timings = psutil.Process(), [], []
     for w, g in pairs[pairs["window"] >= 0].groupby("window", sort=True):
-        with measured() as m: feats, p, failed = score_window(matcher, users, g, medians)
+        t0 = time.perf_counter()
+        feats, p, failed = score_window(matcher, users, g, medians)
+        seconds = time.perf_counter() - t0
         parts.append(pd.concat([g, feats.drop(columns=[c for c in feats.columns if c in g.columns])], axis=1).assign(p=p, failed=failed))
-        timings.append({"window": int(w), "rows": len(g), "seconds": m.seconds, "peak_mib": m.peak_mib, "failed_share": float(failed.mean())})
+        timings.append({"window": int(w), "rows": len(g), "seconds": seconds, "rss_mib": proc.memory_info().rss / 2**20, "failed_share": float(failed.mean())})
     out = pd.concat(parts) if parts else pairs.iloc[:0].assign(p=np.nan, failed=False)
-    return out, pd.DataFrame(timings, columns=["window", "rows", "seconds", "peak_mib", "failed_share"])
+    return out, pd.DataFrame(timings, columns=["window", "rows", "seconds", "rss_mib", "failed_share"])
 
 # %% ../nbs/10_monitoring.ipynb #4b9618d9
 def user_feature_rows(users: pd.DataFrame, # the user table
@@ -850,7 +863,7 @@ def monitoring_metrics(result: dict, calibration: pd.DataFrame, decision: dict) 
         m |= {"reference_roc_auc": result["reference_performance"]["roc_auc"], "min_window_roc_auc": float(perf["roc_auc"].min())}
     if len(result["system"]):
         m |= {"scoring_ms_per_row_max": float(result["system"]["ms_per_row"].max()), "scoring_rows_per_second_min": float(result["system"]["rows_per_second"].min()),
-              "scoring_peak_mib_max": float(result["system"]["peak_mib"].max())}
+              "scoring_rss_mib_max": float(result["system"]["rss_mib"].max())}
     if len(result["recommender"]) and np.isfinite(result["recommender_reference"]): m["recommender_reference_ndcg"] = result["recommender_reference"]
     if len(calibration):
         c = calibration.set_index(["scenario", "detector"])
