@@ -437,7 +437,7 @@ def deliver_alerts(alerts: list[dict], # `raise_alerts` output
                    webhook: str = "", # URL to POST the alerts to as JSON ('' sends nothing)
                    timeout: float = 5.0,
                   ) -> dict:
-    "Log one line per alert and, with a webhook, POST {'alerts': [...]} to it; returns what was delivered."
+    "Log one line per alert and, with a webhook, POST the list to it as JSON under 'alerts'; returns what was delivered."
     for a in alerts: log.warning("monitoring alert: %s [%s] window %s (%s): %s — %s", a["kind"], a["severity"], a["window"], a["where"], a["how_much"], a["action"])
     out = {"logged": len(alerts), "webhook_status": None}
     if webhook and alerts:
