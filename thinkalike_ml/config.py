@@ -105,6 +105,28 @@ PARAMS: dict[str, Param] = {p.name: p for p in [
     Param("n_explain", int, 2000, "Test pairs sampled for SHAP summaries, local explanations and counterfactuals.", small=300, low=10, high=10_000_000),
     # -- registry
     Param("max_calibration_error", float, 0.05, "Largest expected calibration error (test) a matcher may have to be promoted to champion in the model registry.", low=0.0, high=1.0),
+    # -- monitoring
+    Param("monitoring_window_days", int, 7, "Width in days of each monitoring window of the production period.", low=1, high=366),
+    Param("label_delay_days", float, 7.0, "Days until a suggestion's outcome (accepted or not) is known; later windows wait for their labels.", low=0.0, high=3660.0),
+    Param("monitoring_start", str, "", "Start of the monitored production period (a date such as '2025-10-20'); empty: the generator's own, else the last `production_fraction` of the time span."),
+    Param("monitoring_alpha", float, 0.05, "Level of every monitoring test: a window's drift verdict (after correction) and the performance intervals (1 - alpha).", low=1e-6, high=0.5),
+    Param("drift_correction", str, "bh", "Multiple-testing control across a window's features: 'bh' (Benjamini-Hochberg false discovery rate; the same false-alarm level as Holm when nothing drifts, more power when several features do) or 'holm' (family-wise error).",
+          choices=("holm", "bh")),
+    Param("psi_bins", int, 10, "Quantile bins of the reference behind the PSI of numeric features.", low=2, high=1000),
+    Param("drift_min_psi", float, 0.1, "A feature drifts only if its corrected test is significant and its PSI reaches this (0.1: a moderate shift).", low=0.0, high=10.0),
+    Param("drift_exclude_features", list, ["signup_days_apart"], "Features whose drift is measured but kept out of the verdict (known trends, e.g. gaps that grow with the platform's age)."),
+    Param("degradation_tolerance", float, 0.02, "Smallest performance change that alerts (AUC and calibration gap in absolute terms, log loss relative), on top of significance.", low=0.0, high=1.0),
+    Param("max_scoring_ms_per_row", float, 2.0, "Batch scoring slower than this (milliseconds per row, features included) raises a system alert.", low=1e-6, high=1e6),
+    Param("max_failed_share", float, 0.01, "Share of a window's rows that may fail to score before a system alert.", low=0.0, high=1.0),
+    Param("monitoring_seeds", int, 1, "Generator seeds per scenario behind the stage's measured false-alarm and detection rates (0: skip; bench/bench_monitoring.py runs many).",
+          low=0, high=10_000),
+    Param("monitoring_sim_users", int, 3000, "Users of each generated dataset in the detectors' calibration.", small=1500, low=100, high=10_000_000),
+    Param("monitoring_drift_strength", float, 0.3, "Data or concept drift injected into the generator when measuring detection rates and delays.", low=0.01, high=1.0),
+    Param("monitoring_files", dict, {}, "A user's later data to monitor instead of the run's production period: table name to file, like `files` (a 'users' table is required)."),
+    Param("monitoring_webhook", str, "", "URL that receives the alerts as a JSON POST (empty: alerts go to alerts.json and the log only)."),
+    Param("retrain_after_windows", int, 2, "Consecutive alerting windows (degradation, or data and score drift together) that trigger retraining.", low=1, high=1000),
+    Param("retraining_interval_days", int, 90, "Scheduled retraining interval in days, alerts or not.", low=1, high=36500),
+    Param("model_max_age_days", int, 365, "A model version older than this is retired (the retirement plan).", low=1, high=36500),
 ]}
 
 # %% ../nbs/00_config.ipynb #03e6db9d

@@ -96,6 +96,16 @@ STAGES: list[Stage] = [
           "batch scoring, online API under uvicorn, ONNX edge model, hybrid precomputed lists, measured; deployment document",
           runner="run_serving_stage", params=("seed",), loaders=("load_serving",),
           headline=("batch_pairs_per_second", "api_match_p95_seconds", "onnx_max_abs_diff")),
+    Stage("monitoring", "10_monitoring", "thinkalike_ml.monitoring",
+          "production windows: data and score drift (KS, chi-square, PSI, Holm/BH), degradation with intervals, bias emergence, batch system metrics, alerts with measured false-alarm rates, retraining trigger",
+          runner="run_monitoring_stage",
+          params=("seed", "top_k", "n_bootstrap", "sensitive_attributes", "fairness_threshold", "min_group_size", "production_fraction",
+                  "suggestions_per_user", "group_bias", "missing_rate", "consent_rate", "column_mapping", "withdrawn_ids_file",
+                  "monitoring_window_days", "label_delay_days", "monitoring_start", "monitoring_alpha", "drift_correction", "psi_bins", "drift_min_psi",
+                  "drift_exclude_features", "degradation_tolerance", "max_scoring_ms_per_row", "max_failed_share", "monitoring_seeds",
+                  "monitoring_sim_users", "monitoring_drift_strength", "monitoring_files", "monitoring_webhook", "retrain_after_windows",
+                  "retraining_interval_days", "model_max_age_days"),
+          loaders=("load_monitoring",), headline=("alerts", "false_alarm_rate", "drift_detection_rate"), preflight="check_monitoring_params"),
 ]
 
 # %% ../nbs/00c_stages.ipynb #dca3149e

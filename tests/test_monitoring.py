@@ -1,0 +1,153 @@
+"""Monitoring: the detectors on the generator (quiet without drift, firing with it), hand-computed PSI and KS,
+bias emergence, alerts delivered to a local webhook, and clear errors for bad parameters."""
+from __future__ import annotations
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, HTTPServer
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from thinkalike_ml import monitoring as M
+from thinkalike_ml.config import ParamError, resolve_params
+
+
+@pytest.fixture(scope="module")
+def stored_models():
+    "A matcher and a user transformer fitted on one generated dataset, standing in for the stored models."
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    from thinkalike_ml.data import age_band, generate_raw
+    from thinkalike_ml.features import UserFeatureTransformer, pair_features
+    raw, _ = generate_raw(n_users=1500, n_items=20, interactions_per_user=1.0, seed=1)
+    users = raw["users"].assign(age_band=lambda u: age_band(u["age"]))
+    feats = pair_features(users, raw["suggestions"])
+    cols = [c for c in feats.columns if c != "signup_days_apart"]
+    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000)).fit(feats[cols], raw["suggestions"]["accepted"])
+    keep = ["user_id", "signup_time", "age_band", "gender", "region", *[c for c in users.columns if c.startswith("value_")], "interests"]
+    transformer = UserFeatureTransformer().set_output(transform="pandas").fit(users[keep])
+    return {"model": model, "columns": cols}, transformer
+
+
+def _alarms(matcher, transformer, data_drift, concept_drift, seed=11, n_users=3000):
+    s = M.MonitorSettings(n_bootstrap=100, exclude=("signup_days_apart",))
+    sim = M.simulate_period(matcher, seed, data_drift, concept_drift, n_users, {}, ("age_band", "gender", "region"), transformer)
+    prod = sim["production"]
+    windows = M.window_table(sim["start"], prod["timestamp"].max(), s.window_days, s.label_delay_days)
+    prod = prod.assign(window=M.assign_windows(prod["timestamp"], windows))
+    mon = M.monitor_period(sim["reference"], sim["reference_labelled"], prod, sim["features"], windows, s, sim["attributes"],
+                           M.new_user_source(sim["user_rows"], sim["user_columns"], sim["start"], windows))
+    return M.window_alarms(windows, mon["alerts"]), mon
+
+
+def test_no_drift_stays_quiet_and_strong_data_drift_fires(stored_models):
+    matcher, transformer = stored_models
+    quiet, _ = _alarms(matcher, transformer, 0.0, 0.0)
+    assert len(quiet) >= 10
+    assert quiet["any"].mean() <= 0.1, quiet
+    drifted, mon = _alarms(matcher, transformer, 1.0, 0.0)
+    assert drifted["data_drift"].mean() >= 0.8, drifted
+    top = mon["drift"][mon["drift"]["drifted"]]
+    assert top["feature"].str.contains("Innovation|Efficiency|interest=|age_band").any()  # the generator's drifted attributes
+
+
+def test_concept_drift_degrades_performance_without_data_drift(stored_models):
+    matcher, transformer = stored_models
+    alarms, mon = _alarms(matcher, transformer, 0.0, 1.0)
+    assert alarms["degradation"].mean() >= 0.5, mon["performance"]
+    assert alarms["data_drift"].mean() <= 0.2, alarms
+
+
+def test_psi_and_ks_hand_computed():
+    # deciles of 1..10, ten 10s: shares 1.5/15 against 0.5/15 (nine bins) and 10.5/15 (the last)
+    assert M.psi(np.arange(1, 11), np.full(10, 10)) == pytest.approx(9 * (-1 / 15) * np.log(1 / 3) + (9 / 15) * np.log(7), abs=1e-12)
+    assert M.psi(list("aabb"), list("aaaaaaaabb")) == pytest.approx((8.5 / 11 - 0.5) * np.log(8.5 / 5.5) + (2.5 / 11 - 0.5) * np.log(5 / 11), abs=1e-12)
+    assert M.psi(np.arange(100), np.arange(100)) == 0.0
+    assert M.drift_test(np.arange(1, 11), np.arange(6, 16))[:2] == ("ks", 0.5)
+    a, b = np.random.default_rng(0).normal(size=2000), np.random.default_rng(1).normal(0.2, 1, 50)
+    assert M.ks_two_sample(np.sort(a), b) == pytest.approx(tuple(stats.ks_2samp(a, b, method="asymp")), abs=1e-12)
+    table = np.array([[40, 35, 25], [10, 30, 10]])
+    assert M.chi_square_counts(*table) == pytest.approx(stats.chi2_contingency(table, correction=False)[:2], abs=1e-12)
+    assert M.adjust_p([0.01, 0.04, 0.03], "holm") == pytest.approx([0.03, 0.06, 0.06])
+
+
+def test_bias_emergence_fires_on_a_widening_gap_only():
+    rng = np.random.default_rng(5)
+    n = 9000
+    f = pd.DataFrame({"accepted": (rng.random(n) < 0.3).astype(int), "g": rng.choice(list("abc"), n), "window": np.repeat([-1, 0, 1], n // 3)})
+    f["p"] = np.clip(0.3 + 0.3 * (f["accepted"] - 0.3) + rng.normal(0, 0.15, n), 0, 1)
+    f.loc[(f["window"] == 1) & (f["g"] == "c"), "p"] -= 0.2
+    t = M.choose_threshold(f["accepted"], f["p"])
+    b = M.bias_by_window(f[f["window"] >= 0], f[f["window"] == -1], ["g"], t, 0.05, alpha=0.0125, n_bootstrap=100)
+    assert b.groupby("window")["alert"].any().tolist() == [False, True]
+
+
+class _Receiver(BaseHTTPRequestHandler):
+    received: list = []
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        type(self).received.append(json.loads(body))
+        self.send_response(204); self.end_headers()
+    def log_message(self, *args): pass
+
+
+def test_alerts_reach_a_local_webhook():
+    server = HTTPServer(("127.0.0.1", 0), _Receiver)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        alerts = [{"kind": "data_drift", "severity": "warning", "window": 3, "where": "value_cosine", "how_much": "PSI 0.3",
+                   "since": "2025-11-01", "action": M.ACTIONS["data_drift"]}]
+        out = M.deliver_alerts(alerts, f"http://127.0.0.1:{server.server_port}/alerts")
+    finally:
+        server.shutdown(); thread.join(5)
+    assert out == {"logged": 1, "webhook_status": 204}
+    assert _Receiver.received[-1] == {"alerts": alerts}
+
+
+def test_alerts_say_what_where_how_much_since_and_what_to_do():
+    rng = np.random.default_rng(3)
+    ref = pd.DataFrame({"x": rng.normal(size=2000)}).assign(p=lambda d: 1 / (1 + np.exp(-d["x"])))
+    windows = M.window_table(pd.Timestamp("2025-03-01"), pd.Timestamp("2025-03-20"), 7)
+    prod = pd.DataFrame({"timestamp": pd.Timestamp("2025-03-01") + pd.to_timedelta(rng.uniform(0, 21, 1500), unit="D"), "x": rng.normal(size=1500)})
+    prod["window"] = M.assign_windows(prod["timestamp"], windows)
+    prod.loc[prod["window"] >= 1, "x"] += 1.0
+    prod = prod.assign(p=lambda d: 1 / (1 + np.exp(-d["x"])), accepted=lambda d: (rng.random(len(d)) < d["p"]).astype(float), held_out=True)
+    mon = M.monitor_period(ref, ref.assign(accepted=(rng.random(2000) < ref["p"]).astype(int)), prod, ["x"], windows, M.MonitorSettings(n_bootstrap=50))
+    a = [x for x in mon["alerts"] if x["kind"] == "data_drift"]
+    assert [x["window"] for x in a] == [1, 2]
+    assert set(a[0]) >= {"what", "where", "how_much", "since", "action", "severity"}
+    assert a[1]["where"] == "x" and a[1]["since"] == "2025-03-08" and "PSI" in a[1]["how_much"]
+
+
+def test_bad_monitoring_parameters_give_clear_errors():
+    with pytest.raises(ParamError, match="'drift_correction': expected one of 'holm', 'bh'"):
+        resolve_params(overrides={"drift_correction": "bonferroni"})
+    with pytest.raises(ParamError, match="'monitoring_window_days': 0 is out of range"):
+        resolve_params(overrides={"monitoring_window_days": 0})
+    with pytest.raises(ParamError, match="'label_delay_days': expected a number"):
+        resolve_params(overrides={"label_delay_days": "a week"})
+    ok = resolve_params(small=True)
+    with pytest.raises(ParamError, match="'label_delay_days'.*no window would ever be judged"):
+        M.check_monitoring_params({**ok, "label_delay_days": 1000.0})
+    with pytest.raises(ParamError, match="must include a 'users' table"):
+        M.check_monitoring_params({**ok, "monitoring_files": {"suggestions": "later.csv"}})
+    with pytest.raises(ParamError, match=r"monitoring_files\['users'\]: file 'missing/users.csv' does not exist"):
+        M.check_monitoring_params({**ok, "monitoring_files": {"users": "missing/users.csv"}})
+    with pytest.raises(ParamError, match="'monitoring_webhook': expected an http"):
+        M.check_monitoring_params({**ok, "monitoring_webhook": "file:///tmp/x"})
+    with pytest.raises(ParamError, match="'monitoring_start'"):
+        M.check_monitoring_params({**ok, "monitoring_start": "soon"})
+    with pytest.raises(ParamError, match="'drift_exclude_features': expected a list of feature names"):
+        M.check_monitoring_params({**ok, "drift_exclude_features": [1, 2]})
+
+
+def test_retraining_trigger_needs_consecutive_windows():
+    alerts = [{"kind": "degradation", "window": w} for w in (0, 2, 3)]
+    assert M.retraining_decision(alerts, 2)["trigger"] and M.retraining_decision(alerts, 2)["since_window"] == 2
+    assert not M.retraining_decision(alerts, 3)["trigger"]
+    assert M.retraining_decision([], 2, model_age_days=100, interval_days=90)["reason"].startswith("scheduled")
