@@ -7,6 +7,7 @@ import pytest
 
 from thinkalike_ml.config import resolve_params
 from thinkalike_ml.data import DataError, DataQualityError, dataset_version, export_data, load_dataset, run_data_stage
+from thinkalike_ml.fairness import FAIRNESS_SUMMARY
 from thinkalike_ml.features import load_features, run_features_stage
 from thinkalike_ml.runs import RunDirectory
 from thinkalike_ml.splits import (EXCLUDED, LeakageError, check_matcher_split, make_splits, run_splits_stage, split_suggestions,
@@ -68,7 +69,7 @@ def test_users_and_suggestions_only_run_the_matcher_and_every_later_stage(tmp_pa
     assert m["models"]["recommender_skipped"] == 1.0 and m["models"]["matcher_test_roc_auc"] > 0.6
     assert m["evaluation"]["recommender_skipped"] == 1.0 and "matcher_test_roc_auc_ci_low" in m["evaluation"]
     assert m["fairness"]["recommender_skipped"] == 1.0 and np.isfinite(m["fairness"]["matcher_dp_difference"])
-    assert "ethnicity" in run.read_json("artifacts/fairness/summary.json")["attributes"]  # a declared sensitive column reaches fairness
+    assert "ethnicity" in run.read_json(FAIRNESS_SUMMARY)["attributes"]  # a declared sensitive column reaches fairness
     assert m["interpretability"].get("matcher_skipped", 0.0) == 0.0
     f = load_features(run)
     assert {"same_field", "absdiff_height", "pair_same_city"} <= set(f["pair_columns"])
