@@ -209,3 +209,16 @@ def test_a_suggestion_naming_unknown_users_is_an_error_naming_the_table_column_a
     run, params = _run(tmp_path, "unknown_user", source="files", files=_write(tmp_path, frames))
     with pytest.raises(DataQualityError) as e: run_data_stage(run, params)
     assert "table 'suggestions', column 'user_b', rule 'refers to a known user'" in str(e.value) and "parameter 'files'" in str(e.value)
+
+
+def test_a_stage_with_nothing_to_do_says_so_in_the_manifest(tmp_path):
+    from thinkalike_ml.pipeline import _note_nothing_to_do
+    from thinkalike_ml.stages import stage
+    run, _ = _run(tmp_path, "note")
+    run.record_metrics("models", {"matcher_skipped": 1.0, "recommender_test_ndcg": 0.3})
+    entry = {}
+    _note_nothing_to_do(run, stage("models"), entry)
+    assert entry == {"nothing_to_do": ["matcher"]}
+    run.record_metrics("evaluation", {"matcher_test_roc_auc": 0.8})
+    _note_nothing_to_do(run, stage("evaluation"), entry := {})
+    assert entry == {}
