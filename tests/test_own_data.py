@@ -222,3 +222,17 @@ def test_a_stage_with_nothing_to_do_says_so_in_the_manifest(tmp_path):
     run.record_metrics("evaluation", {"matcher_test_roc_auc": 0.8})
     _note_nothing_to_do(run, stage("evaluation"), entry := {})
     assert entry == {}
+
+
+def test_value_categories_are_read_from_the_data(tmp_path):
+    frames = _export(tmp_path, ["users", "suggestions"])
+    u = frames["users"]
+    keep = [c for c in u.columns if not c.startswith(("value_importance_", "value_position_"))]
+    rng = np.random.default_rng(1)
+    u = u[keep].assign(value_importance_Care=rng.uniform(0, 1, len(u)).astype(str), value_position_Care=rng.uniform(-1, 1, len(u)).astype(str),
+                       value_importance_Craft=rng.uniform(0, 1, len(u)).astype(str), value_position_Craft=rng.uniform(-1, 1, len(u)).astype(str))
+    run, params = _run(tmp_path, "categories", source="files", files=_write(tmp_path, {**frames, "users": u}))
+    for s in ("data", "splits", "features"): execute_stage(run, s, params)
+    f = load_features(run)
+    assert {"agree_Care", "care_Craft"} <= set(f["pair_columns"]) and not any(c.endswith("_Privacy") for c in f["pair_columns"])
+    assert {"value_position_Care", "stance_Craft"} <= set(f["user_features"].columns)
