@@ -80,8 +80,17 @@ PARAMS: dict[str, Param] = {p.name: p for p in [
     # -- data: your own files and consent
     Param("files", dict, {}, "With source 'files': the path of each table's CSV or Parquet file, e.g. {'users': 'u.csv', 'interactions': 'i.parquet'}."),
     Param("column_mapping", dict, {}, "With source 'files': per table, a mapping from the project's column names to yours, e.g. {'users': {'user_id': 'uid'}}."),
+    Param("feature_columns", dict, {}, "Extra columns of your files to use as features, per table ('users' or 'suggestions'), each 'numeric' or 'categorical', "
+          "e.g. {'users': {'field': 'categorical', 'height': 'numeric'}, 'suggestions': {'same_city': 'numeric'}}. User columns also give pair features "
+          "(numeric: absolute difference, smaller and larger value; categorical: same or different). Undeclared extra columns are dropped."),
+    Param("group_column", str, "", "A column of the suggestions file holding each suggestion's group (an event, a cohort), kept for splitting "
+          "(matcher_split 'group'); never a feature unless also in feature_columns."),
     Param("withdrawn_ids_file", str, "", "A text file of user ids (one per line) who withdrew consent: all their rows are removed from new dataset versions."),
     # -- splits
+    Param("matcher_split", str, "time", "How match suggestions are split into train/validation/test, and the matcher's tuning folds: 'stratified' (random "
+          "rows, label-balanced; the same users on both sides), 'time' (earlier suggestions train, later ones test; forward-chaining folds), "
+          "'group' (by group_column, GroupKFold folds) or 'users' (the test pairs' users never appear in training pairs: cold start).",
+          choices=("stratified", "time", "group", "users")),
     Param("validation_fraction", float, 0.15, "Share of rows in the validation split.", low=0.01, high=0.5),
     Param("test_fraction", float, 0.15, "Share of rows in the test split.", low=0.01, high=0.5),
     Param("n_folds", int, 5, "Number of folds for k-fold and stratified k-fold cross-validation.", small=3, low=2, high=50),
@@ -207,6 +216,18 @@ def validate_params(params: dict) -> dict:
     if params["validation_fraction"] + params["test_fraction"] >= 0.9:
         raise ParamError("parameters 'validation_fraction' + 'test_fraction' must leave at least 10% for training; "
                          f"got {params['validation_fraction']} + {params['test_fraction']}")
+    for table, cols in (params.get("feature_columns") or {}).items():
+        if table not in ("users", "suggestions"):
+            raise ParamError(f"parameter 'feature_columns': table '{table}' cannot declare feature columns; expected 'users' or 'suggestions'")
+        if not isinstance(cols, dict):
+            raise ParamError(f"parameter 'feature_columns': table '{table}' must map column names to 'numeric' or 'categorical', got {cols!r}")
+        for c, kind in cols.items():
+            if kind not in ("numeric", "categorical"):
+                raise ParamError(f"parameter 'feature_columns': column '{table}.{c}' must be 'numeric' or 'categorical', got {kind!r}")
+    if not all(isinstance(a, str) and a for a in params.get("sensitive_attributes") or []):
+        raise ParamError(f"parameter 'sensitive_attributes': expected a list of user column names, got {params.get('sensitive_attributes')!r}")
+    if params.get("matcher_split") == "group" and not params.get("group_column"):
+        raise ParamError("parameter 'matcher_split' is 'group', which needs parameter 'group_column' (the suggestions column holding each group)")
     if params["source"] == "files" and not params["files"]:
         raise ParamError("parameter 'files' must name at least one table file when 'source' is 'files'")
     return params

@@ -18,21 +18,21 @@ import numpy as np
 import pandas as pd
 
 from .config import ParamError
-from .runs import RunDirectory, atomic_dir, project_root, to_json, utcnow
+from .runs import RunDirectory, atomic_dir, atomic_write_text, project_root, to_json, utcnow
 from .stages import execute_stage, open_stage, stage
 
 # %% auto #0
 __all__ = ['VALUE_CATEGORIES', 'IMPORTANCE_COLUMNS', 'POSITION_COLUMNS', 'TOPIC_COLUMNS', 'INTEREST_TAGS', 'REGIONS', 'GENDERS',
            'AGE_BANDS', 'EVENTS', 'TABLES', 'ID_COLUMNS', 'USER_ID_COLUMNS', 'IDENTIFIER_COLUMNS', 'BIAS_ATTRIBUTE',
            'BIAS_GROUP', 'TIME_START', 'TIME_END', 'MAX_DROP_SHARE', 'RAW_SCHEMA', 'PREFERENCE_WEIGHT',
-           'POPULARITY_WEIGHT', 'ACCEPTANCE', 'DATA_PARAMS', 'DATASET_RECORD', 'TRUTH_DIR', 'category_slug',
-           'DataError', 'DataQualityError', 'marginal_acceptance', 'acceptance_terms', 'generate_raw', 'resolve_path',
-           'read_table_file', 'apply_column_mapping', 'read_files', 'check_input_files', 'read_movietweetings',
-           'conform', 'read_withdrawn_ids', 'apply_consent', 'pseudonym_key', 'dataset_pseudonym_key', 'pseudonymize',
-           'apply_privacy', 'age_band', 'check_quality', 'finalize', 'empty_interactions', 'empty_suggestions',
-           'dataset_hash', 'store_root', 'write_version', 'read_version', 'make_datasheet', 'collect_raw',
-           'build_dataset', 'value_similarity', 'run_data_stage', 'dataset_version', 'load_dataset', 'load_truth',
-           'true_item_scores']
+           'POPULARITY_WEIGHT', 'ACCEPTANCE', 'VALUE_PREFIXES', 'DATA_PARAMS', 'GENERATOR_PARAMS', 'DATASET_RECORD',
+           'TRUTH_DIR', 'category_slug', 'DataError', 'DataQualityError', 'marginal_acceptance', 'acceptance_terms',
+           'generate_raw', 'resolve_path', 'read_table_file', 'apply_column_mapping', 'read_files', 'check_input_files',
+           'read_movietweetings', 'declared_columns', 'conform', 'read_withdrawn_ids', 'apply_consent', 'pseudonym_key',
+           'synthetic_pseudonym_key', 'dataset_pseudonym_key', 'pseudonymize', 'apply_privacy', 'age_band',
+           'check_quality', 'finalize', 'empty_interactions', 'empty_suggestions', 'dataset_hash', 'store_root',
+           'write_version', 'read_version', 'make_datasheet', 'collect_raw', 'build_dataset', 'value_similarity',
+           'run_data_stage', 'export_data', 'dataset_version', 'load_dataset', 'load_truth', 'true_item_scores']
 
 # %% ../nbs/01_data.ipynb #2122c8d0
 VALUE_CATEGORIES = ["Transparency", "Empowerment", "Privacy", "Ethical AI", "Community", "Authenticity", "Innovation", "Efficiency"]
@@ -453,9 +453,26 @@ def _coerce(table: str, col: str, kind: str, s: pd.Series, df: pd.DataFrame) -> 
         return s.astype("string").str.strip().astype(object).where(present, None)
     return s.astype("string").astype(object).where(present, None)
 
-def conform(table: str, df: pd.DataFrame) -> tuple[pd.DataFrame, list[dict]]:
-    "Check a raw table's columns against the schema and convert their types; return it and any warnings."
-    schema, checks = RAW_SCHEMA[table], []
+VALUE_PREFIXES = ("value_importance_", "value_position_")  # any value category present in the users file is read
+
+def declared_columns(params: dict) -> dict[str, dict[str, tuple[str, str]]]:
+    "Per table, the extra columns the parameters declare: column -> (kind, the parameter that declares it)."
+    out: dict = {t: {} for t in TABLES}
+    for t, cols in (params.get("feature_columns") or {}).items():
+        for c, kind in cols.items(): out[t][c] = ("float" if kind == "numeric" else "str", "feature_columns")
+    for c in params.get("sensitive_attributes") or []:
+        if c not in RAW_SCHEMA["users"] and c not in ("age_band",): out["users"].setdefault(c, ("str", "sensitive_attributes"))
+    if params.get("group_column"): out["suggestions"].setdefault(params["group_column"], ("str", "group_column"))
+    return out
+
+def conform(table: str, df: pd.DataFrame, declared: dict | None = None, # column -> (kind, parameter) of declared extra columns
+           ) -> tuple[pd.DataFrame, list[dict]]:
+    "Check a raw table's columns against the schema and the declared columns and convert their types; return it and any warnings."
+    declared = {c: v for c, v in (declared or {}).items() if c not in RAW_SCHEMA[table]}
+    schema, checks = dict(RAW_SCHEMA[table]), []
+    if table == "users":  # value categories are read from the data, not fixed to the generator's eight
+        schema |= {str(c).strip(): ("float", False) for c in df.columns if str(c).strip().startswith(VALUE_PREFIXES)}
+    schema |= {c: (kind, False) for c, (kind, _) in declared.items()}
     if len(df.columns) == 0 or len(df) == 0:
         raise DataError(f"table '{table}' is empty: expected at least one row with columns {', '.join(c for c, (_, r) in schema.items() if r)}")
     df = df.copy()
@@ -464,10 +481,16 @@ def conform(table: str, df: pd.DataFrame) -> tuple[pd.DataFrame, list[dict]]:
     if len(dup): raise DataError(f"table '{table}': column '{dup[0]}' appears more than once")
     missing = [c for c, (_, req) in schema.items() if req and c not in df.columns]
     if missing: raise DataError(f"table '{table}': missing required column(s) {', '.join(repr(c) for c in missing)}; found: {', '.join(df.columns)}")
+    for c, (_, param) in declared.items():
+        if c not in df.columns:
+            raise DataError(f"table '{table}': column '{c}' is declared in parameter '{param}' but the table has no such column; "
+                            f"its columns are: {', '.join(map(str, df.columns))}")
     extra = [c for c in df.columns if c not in schema]
     if extra:
         checks.append(_check(table, ", ".join(extra), "known columns", "warn", len(extra), len(df), -1, "dropped",
-                             f"table '{table}': unknown column(s) {', '.join(repr(c) for c in extra)} dropped"))
+                             f"table '{table}': unknown column(s) {', '.join(repr(c) for c in extra)} dropped; to keep one, declare it in "
+                             f"parameter 'feature_columns' (a feature){', ' + repr('sensitive_attributes') + ' (for fairness, never a feature)' if table == 'users' else ''}"
+                             f"{', ' + repr('group_column') + ' (groups for splitting)' if table == 'suggestions' else ''}"))
         df = df.drop(columns=extra)
     df["_row"] = np.arange(len(df))
     for col in [c for c in schema if c in df.columns]:
@@ -478,7 +501,10 @@ def conform(table: str, df: pd.DataFrame) -> tuple[pd.DataFrame, list[dict]]:
                                  f"table '{table}', column '{col}': all values missing; column dropped"))
             df = df.drop(columns=col)
             continue
-        df[col] = _coerce(table, col, kind, df[col], df)
+        try: df[col] = _coerce(table, col, kind, df[col], df)
+        except DataError as e:
+            if col not in declared: raise
+            raise DataError(f"{e} (declared {'numeric' if kind == 'float' else kind} in parameter '{declared[col][1]}')") from None
     checks.append(_check(table, "*", "schema and types", "pass", 0, len(df), -1, "", ""))
     return df, checks
 
@@ -537,10 +563,13 @@ def pseudonym_key(root=None) -> bytes:
         except FileExistsError: pass  # another process made it first
     return path.read_text(encoding="utf-8").strip().encode("utf-8")
 
+def synthetic_pseudonym_key(seed: int) -> bytes:
+    "The (public, not secret) pseudonymization key of synthetic data made with `seed`."
+    return hashlib.sha256(f"thinkalike-ml synthetic pseudonyms, seed {seed}".encode()).hexdigest().encode()
+
 def dataset_pseudonym_key(params: dict) -> bytes:
     "The key for a run's data: derived from the seed for synthetic data, the secret `pseudonym_key()` for real data."
-    if params.get("source") == "synthetic":
-        return hashlib.sha256(f"thinkalike-ml synthetic pseudonyms, seed {params['seed']}".encode()).hexdigest().encode()
+    if params.get("source") == "synthetic": return synthetic_pseudonym_key(params["seed"])
     return pseudonym_key()
 
 def pseudonymize(ids, key: bytes, domain: str = "user") -> np.ndarray:
@@ -570,6 +599,9 @@ def age_band(age: pd.Series) -> pd.Series:
     return b.astype(object).where(b.notna(), "unknown")
 
 # %% ../nbs/01_data.ipynb #c1a10b74
+_RULE_HINTS = {"refers to a known user": "; every user id must be in the users table (parameter 'files', table 'users')",
+               "refers to a known item": "; every item id must be in the items table (parameter 'files', table 'items')"}
+
 class _Checker:
     "Applies quality rules to tables, repairing or dropping offending rows and recording each outcome."
     def __init__(self): self.rows = []
@@ -587,6 +619,7 @@ class _Checker:
             msg = f"table '{table}', column '{column}', rule '{rule}': {_rows(n)} ({share}) (first at row {first}{ident})"
             msg += {"pass": "", "warn": f"; {'rows dropped' if action == 'drop' else 'values set to missing'}",
                     "fail": "; cannot be repaired" if action == "fail" else f"; more than the {MAX_DROP_SHARE:.0%} that may be repaired"}[status]
+            if status == "fail": msg += _RULE_HINTS.get(rule, "")
         self.rows.append(_check(table, column, rule, status, n, len(df), first, action if n else "", msg))
         if status != "warn": return df
         if action == "drop": return df[~bad]
@@ -623,6 +656,9 @@ def _check_duplicates(chk: _Checker, table: str, df: pd.DataFrame) -> pd.DataFra
 def _check_table(chk: _Checker, table: str, df: pd.DataFrame, now: pd.Timestamp) -> pd.DataFrame:
     "Duplicates, required values, ranges, allowed values and future timestamps of one table."
     df = _check_duplicates(chk, table, df)
+    for col in [c for c in df.columns if c.startswith(VALUE_PREFIXES) and c not in RAW_SCHEMA[table]]:  # value categories of the data
+        lo, hi = (0, 1) if col.startswith(VALUE_PREFIXES[0]) else (-1, 1)
+        df = chk.rule(table, df, col, f"in range [{lo}, {hi}]", df[col].notna() & ~df[col].between(lo, hi), "blank")
     for col, (kind, req) in RAW_SCHEMA[table].items():
         if col not in df: continue
         if req: df = chk.rule(table, df, col, "not missing", df[col].isna())
@@ -704,6 +740,7 @@ def finalize(tables: dict) -> dict:
         out[name] = df[order].sort_values(ID_COLUMNS[name], kind="stable").reset_index(drop=True)
     if "suggestions" not in out: out["suggestions"] = empty_suggestions()
     if "interactions" not in out: out["interactions"] = empty_interactions()
+    if "items" not in out: out["items"] = pd.DataFrame({"item_id": pd.Series([], dtype=object)})  # users + suggestions only
     return out
 
 def empty_interactions() -> pd.DataFrame:
@@ -879,9 +916,10 @@ def build_dataset(params: dict, key: bytes | None = None) -> dict:
     raw, truth = collect_raw(params)
     checks = []
     conformed = {}
+    declared = declared_columns(params) if params.get("source") == "files" else {t: {} for t in TABLES}
     for name in TABLES:
         if name in raw:
-            conformed[name], warns = conform(name, raw[name])
+            conformed[name], warns = conform(name, raw[name], declared[name])
             checks += warns
     if "items" not in conformed and "interactions" in conformed:  # communities known only by their ids
         ids = pd.unique(conformed["interactions"]["item_id"].dropna())
@@ -916,7 +954,7 @@ def _oracle_metrics(tables: dict, truth: dict | None) -> dict:
 
 def value_similarity(users: pd.DataFrame, pairs: pd.DataFrame) -> np.ndarray:
     "A hand-written baseline: mean agreement of positions (missing as 0) between user_a and user_b."
-    pos = users.set_index("user_id")[POSITION_COLUMNS].fillna(0.0)
+    pos = users.set_index("user_id")[[c for c in users.columns if c.startswith(VALUE_PREFIXES[1])]].fillna(0.0)
     a, b = pos.reindex(pairs.user_a).to_numpy(), pos.reindex(pairs.user_b).to_numpy()
     return np.nan_to_num((a * b).mean(axis=1))
 
@@ -953,6 +991,34 @@ def _write_truth(run: RunDirectory, truth: dict) -> None:
     "Write the ground truth apart from the dataset (`TRUTH_DIR`)."
     for k in ("suggestions", "user_factors", "item_factors"): run.write_table(f"{TRUTH_DIR}/{k}.parquet", truth[k])
     run.write_json(f"{TRUTH_DIR}/info.json", truth["info"])
+
+# %% ../nbs/01_data.ipynb #4d010b95
+GENERATOR_PARAMS = ("n_users", "n_items", "interactions_per_user", "suggestions_per_user", "consent_rate", "group_bias", "data_drift",
+                    "concept_drift", "production_fraction", "missing_rate", "dirty_rate")  # knobs of the generator only
+
+def export_data(params: dict, # resolved run parameters (source 'synthetic')
+                folder, # where to write <table>.csv and params.yaml
+                tables=TABLES, # which tables to write (e.g. users and suggestions only)
+               ) -> dict:
+    "Write the synthetic raw tables as CSV files and a params file for the files path; return {'files', 'params_file', 'pseudonym_key'}."
+    import yaml
+    if params.get("source", "synthetic") != "synthetic":
+        raise ParamError(f"export-data writes the synthetic data; parameter 'source' is {params['source']!r}")
+    raw, _ = generate_raw(**{k: params[k] for k in (*GENERATOR_PARAMS, "seed") if k in params})
+    folder = Path(folder).resolve()
+    folder.mkdir(parents=True, exist_ok=True)
+    files = {}
+    for name in tables:
+        if name not in raw: raise ParamError(f"unknown table '{name}'; known tables: {', '.join(TABLES)}")
+        df = raw[name].drop(columns=[c for c in IDENTIFIER_COLUMNS if c in raw[name].columns])
+        path = folder/f"{name}.csv"
+        atomic_write_text(path, df.to_csv(index=False, date_format="%Y-%m-%dT%H:%M:%S"))
+        files[name] = str(path)
+    out = {k: v for k, v in params.items() if k not in GENERATOR_PARAMS} | {"source": "files", "files": files}
+    params_file = folder/"params.yaml"
+    atomic_write_text(params_file, "# the files path on the synthetic data exported by `thinkalike-ml export-data`\n"
+                      + yaml.safe_dump(out, sort_keys=False))
+    return {"files": files, "params_file": str(params_file), "pseudonym_key": synthetic_pseudonym_key(params["seed"]).decode()}
 
 # %% ../nbs/01_data.ipynb #6e7c63d8
 DATASET_RECORD = "artifacts/data/dataset.json"  # the run's dataset version: version, hash, store path, source, counts

@@ -720,8 +720,9 @@ def evaluate_matcher_predictions(inputs: dict, n_resamples: int, seed: int) -> t
     rel = pd.concat([reliability_table(frames.y, frames.prob[m]).assign(model=m) for m in frames.prob.columns], ignore_index=True)
     return ev, rel
 
-def evaluate_recommender_lists(inputs: dict, k: int, n_resamples: int, seed: int) -> RecommenderEvaluation:
-    "The recommender's evaluation from its stored lists, against relevance recomputed without seen items."
+def evaluate_recommender_lists(inputs: dict, k: int, n_resamples: int, seed: int) -> RecommenderEvaluation | None:
+    "The recommender's evaluation from its stored lists, against relevance recomputed without seen items; None without interactions."
+    if inputs["models"]["recommender"] is None: return None
     train, relevant, info = recommender_relevance(inputs["data"]["interactions"], inputs["splits"]["interactions"])
     info["stored_relevant_pairs"] = int(len(inputs["predictions"]["recommender_relevant"]))
     return recommender_evaluation(inputs["predictions"]["recommender"], relevant, train, inputs["data"].get("items"),
@@ -741,7 +742,7 @@ def _logreg_test_auc(matcher) -> float:
     v = m[(m["model"] == "logreg") & (m["metric"] == "roc_auc")]["value"]
     return float(v.iloc[0]) if len(v) else float("nan")
 
-def evaluation_metrics(matcher: MatcherEvaluation | None, recommender: RecommenderEvaluation, ab: ABResult | None) -> dict:
+def evaluation_metrics(matcher: MatcherEvaluation | None, recommender: RecommenderEvaluation | None, ab: ABResult | None) -> dict:
     "The stage's flat metrics: every model's values, the selected models' intervals and baseline tests, the A/B figures."
     out = {}
     for fam, ev in (("matcher", matcher), ("recommender", recommender)):
@@ -752,30 +753,35 @@ def evaluation_metrics(matcher: MatcherEvaluation | None, recommender: Recommend
         for r in ev.comparisons[(ev.comparisons["model"] == ev.selected) & ev.comparisons["reference_is_baseline"]].itertuples():
             out |= {f"{fam}_vs_baseline_{r.metric}_p_value": r.p_value, f"{fam}_beats_baseline_{r.metric}": float(r.significant)}
     if matcher is not None: out["matcher_threshold"] = matcher.thresholds[matcher.selected]
-    out |= {f"recommender_{k}": float(v) for k, v in recommender.relevance.items()}
+    if recommender is not None: out |= {f"recommender_{k}": float(v) for k, v in recommender.relevance.items()}
+    out |= {f"{fam}_skipped": 1.0 for fam, ev in (("matcher", matcher), ("recommender", recommender)) if ev is None}
     if ab is not None:
         out |= {"ab_n_per_arm": float(ab.design["n_control"]), "ab_days": ab.design["days"], "ab_baseline_rate": ab.design["baseline_rate"],
                 "ab_simulations": float(ab.n_simulations), "ab_pocock_boundary": ab.design["pocock_boundary"]}
         out |= {f"ab_{'aa_false_positive_rate' if r.scenario.startswith('A/A') else 'power'}_{r.rule}": r.rate for r in ab.calibration.itertuples()}
     return {k: float(v) for k, v in out.items()}
 
-def persist_evaluation(run, matcher, recommender: RecommenderEvaluation, ab, flags: list, strategies=None, edges=None) -> None:
+def persist_evaluation(run, matcher, recommender: RecommenderEvaluation | None, ab, flags: list, strategies=None, edges=None, k: int | None = None) -> None:
     "Write the stage's tables and summary into the run."
     ev, rel = matcher if matcher is not None else (None, pd.DataFrame())
     fams = [("matcher", ev), ("recommender", recommender)]
-    tables = {"metrics": pd.concat([e.metrics.assign(family=f) for f, e in fams if e is not None], ignore_index=True),
-              "comparisons": pd.concat([e.comparisons.assign(family=f) for f, e in fams if e is not None], ignore_index=True),
-              "headline": pd.concat([headline_table(e.metrics, e.comparisons, e.selected, f) for f, e in fams if e is not None], ignore_index=True),
-              "by_k": recommender.by_k, "reliability": rel, "ab_calibration": ab.calibration if ab is not None else pd.DataFrame(),
+    cat = lambda frames: pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    tables = {"metrics": cat([e.metrics.assign(family=f) for f, e in fams if e is not None]),
+              "comparisons": cat([e.comparisons.assign(family=f) for f, e in fams if e is not None]),
+              "headline": cat([headline_table(e.metrics, e.comparisons, e.selected, f) for f, e in fams if e is not None]),
+              "by_k": recommender.by_k if recommender is not None else pd.DataFrame(), "reliability": rel, "ab_calibration": ab.calibration if ab is not None else pd.DataFrame(),
               "validation_folds": strategies[0] if strategies is not None else pd.DataFrame(),
               "validation_summary": strategies[1] if strategies is not None else pd.DataFrame(),
               "tuning_edges": edges if edges is not None else pd.DataFrame()}
     for name, df in tables.items(): run.write_table(f"{EVALUATION_DIR}/{name}.parquet", df)
     run.write_table(HEADLINE_TABLE, tables["headline"])
     run.write_json(EVALUATION_SUMMARY, {"thresholds": ev.thresholds if ev is not None else {}, "matcher_pairs": ev.n_pairs if ev is not None else 0,
-                                        "relevance": recommender.relevance, "k": recommender.k, "ab_design": ab.design if ab is not None else None,
+                                        "relevance": recommender.relevance if recommender is not None else None,
+                                        "k": recommender.k if recommender is not None else k, "ab_design": ab.design if ab is not None else None,
                                         "ab_simulations": ab.n_simulations if ab is not None else 0, "ab_looks": ab.looks if ab is not None else 0,
-                                        "flags": flags, "selected": {f: e.selected for f, e in fams if e is not None}})
+                                        "flags": flags, "selected": {f: e.selected for f, e in fams if e is not None},
+                                        "skipped": {f: ("no match suggestions in this data source" if f == "matcher" else "no user-item interactions in this data source")
+                                                    for f, e in fams if e is None}})
 
 def load_evaluation(run, # a run whose evaluation stage has finished
                    ) -> dict:
@@ -802,11 +808,12 @@ def run_evaluation_stage(run, # the run's `RunDirectory`
     recommender = evaluate_recommender_lists(inputs, params["top_k"], n_boot, seed)
     ab = ab_calibration(acceptance_pool(inputs), params["ab_minimum_detectable_effect"], params["ab_daily_traffic"],
                         params["ab_simulations"], params["ab_looks"], seed=seed) if matcher is not None else None
-    flags = (baseline_flags(matcher[0].comparisons, "matcher") if matcher is not None else []) + baseline_flags(recommender.comparisons, "recommender")
+    flags = ((baseline_flags(matcher[0].comparisons, "matcher") if matcher is not None else [])
+             + (baseline_flags(recommender.comparisons, "recommender") if recommender is not None else []))
     strategies = evaluate_validation_strategies(inputs, params["n_folds"], seed, _logreg_test_auc(matcher)) if matcher is not None else None
     edges = tuning_edges(inputs["models"])
     flags += edge_flags(edges)
-    persist_evaluation(run, matcher, recommender, ab, flags, strategies, edges)
+    persist_evaluation(run, matcher, recommender, ab, flags, strategies, edges, params["top_k"])
     metrics = evaluation_metrics(matcher[0] if matcher is not None else None, recommender, ab)
     if strategies is not None: metrics |= {f"validation_{r.strategy}_roc_auc": r.roc_auc_mean for r in strategies[1].itertuples()}
     metrics["n_tuned_at_grid_edge"] = float(edges["at_edge"].sum())

@@ -493,7 +493,7 @@ def fairness_inputs(run) -> dict:
     from thinkalike_ml.splits import load_splits
     preds, models = load_predictions(run), load_models(run)
     return {"data": load_dataset(run), "truth": load_truth(run), "features": load_features(run), "splits": load_splits(run), "predictions": preds,
-            "matcher": models["matcher"], "recommender_selected": run.read_json(RECOMMENDER_SUMMARY)["selected"]}
+            "matcher": models["matcher"], "recommender_selected": run.read_json(RECOMMENDER_SUMMARY).get("selected")}
 
 def matcher_rows(inputs: dict, split: str) -> pd.DataFrame:
     "The selected calibrated matcher's stored predictions on `split`, joined to their suggestion (user_a, user_b)."
@@ -618,7 +618,7 @@ def _ground_truth_table(inputs: dict, matcher: dict) -> pd.DataFrame:
     rows = test[["suggestion_id", "p"]].assign(group=pair_attributes(test, inputs["data"]["users"], [a])["suggested"][a].to_numpy())
     return ground_truth_check(rows, truth).assign(attribute=a, bias_group=truth["info"].get("bias_group"))
 
-def fairness_metrics(matcher: dict | None, mitigation: pd.DataFrame, recommended: dict, recommender: dict, params: dict) -> dict:
+def fairness_metrics(matcher: dict | None, mitigation: pd.DataFrame, recommended: dict, recommender: dict | None, params: dict) -> dict:
     "The stage's flat headline metrics."
     m = {}
     if matcher is None: m["matcher_skipped"] = 1.0
@@ -637,6 +637,10 @@ def fairness_metrics(matcher: dict | None, mitigation: pd.DataFrame, recommended
             gt.loc[gt["group"] == gt["bias_group"], "score_minus_unpenalised"].iloc[0]) if (gt["group"] == gt["bias_group"]).any() else np.nan
         if recommended: m |= {"mitigation_recommended_auc_change": recommended["auc_change"],
                               "mitigation_recommended_meets_threshold": float(recommended["meets_threshold"])}
+    if recommender is None:
+        m["recommender_skipped"] = 1.0
+        m["fairness_threshold"] = float(params["fairness_threshold"])
+        return m
     m["recommender_ndcg"] = recommender["ndcg"]
     if len(recommender["by_group"]):
         bg = recommender["by_group"][~recommender["by_group"]["small"]]
@@ -647,9 +651,11 @@ def fairness_metrics(matcher: dict | None, mitigation: pd.DataFrame, recommended
     m["fairness_threshold"] = float(params["fairness_threshold"])
     return m
 
-def persist_fairness(run, matcher: dict | None, mitigation: pd.DataFrame, recommended: dict, recommender: dict, attribute) -> None:
+def persist_fairness(run, matcher: dict | None, mitigation: pd.DataFrame, recommended: dict, recommender: dict | None, attribute,
+                     attributes: tuple = ([], [])) -> None:
     "Write the stage's tables and its summary into the run."
-    tables = {"exposure": recommender["exposure"], "ranking_groups": recommender["by_group"], "mitigation": mitigation}
+    tables = {"mitigation": mitigation}
+    if recommender is not None: tables |= {"exposure": recommender["exposure"], "ranking_groups": recommender["by_group"]}
     if matcher is not None:
         tables |= {"matcher_groups": matcher["groups"], "matcher_summary": matcher["summary"],
                    "traffic_light": matcher["traffic_light"], "bias_tests": matcher["bias_tests"],
@@ -658,9 +664,12 @@ def persist_fairness(run, matcher: dict | None, mitigation: pd.DataFrame, recomm
         if len(df): run.write_table(FAIRNESS_TABLES[name], df)
     run.write_json(FAIRNESS_SUMMARY, {
         "matcher_skipped": matcher is None, "threshold": None if matcher is None else matcher["threshold"],
-        "attributes": recommender["attributes"], "unavailable_attributes": recommender["unavailable"],
+        "recommender_skipped": recommender is None,
+        "attributes": recommender["attributes"] if recommender is not None else attributes[0],
+        "unavailable_attributes": recommender["unavailable"] if recommender is not None else attributes[1],
         "mitigation_attribute": attribute, "recommended_mitigation": recommended,
-        "recommender_model": recommender["model"], "popularity": recommender["popularity"]})
+        "recommender_model": recommender["model"] if recommender is not None else None,
+        "popularity": recommender["popularity"] if recommender is not None else {}})
 
 def track_fairness(run, params: dict, metrics: dict) -> None:
     "Log the metrics and the fairness thresholds to the run's MLflow run (the registry gates on them)."
@@ -686,8 +695,9 @@ def run_fairness_stage(run, # the run's `RunDirectory`
         mitigation, attribute = mitigation_table(inputs, matcher, params)
         recommended = recommend_mitigation(mitigation, params["fairness_threshold"])
         matcher["ground_truth"] = _ground_truth_table(inputs, matcher)
-    recommender = recommender_fairness(inputs, params)
-    persist_fairness(run, matcher, mitigation, recommended, recommender, attribute)
+    recommender = recommender_fairness(inputs, params) if inputs["recommender_selected"] is not None else None
+    persist_fairness(run, matcher, mitigation, recommended, recommender, attribute,
+                     available_attributes(inputs["data"]["users"], params["sensitive_attributes"]))
     metrics = fairness_metrics(matcher, mitigation, recommended, recommender, params)
     metrics["fairness_stage_seconds"] = time.perf_counter() - t0
     track_fairness(run, params, metrics)

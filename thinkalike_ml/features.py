@@ -17,7 +17,7 @@ from sklearn.utils.validation import (_check_feature_names, _check_feature_names
 # %% auto #0
 __all__ = ['IMPORTANCE_PREFIX', 'POSITION_PREFIX', 'TOPIC_PREFIX', 'DEMOGRAPHIC_COLUMNS', 'ID_COLUMNS', 'FEATURES_DIR',
            'USER_TRANSFORMER', 'interest_sets', 'UserFeatureTransformer', 'value_categories', 'pair_features',
-           'feature_dictionary', 'build_matcher_table', 'run_features_stage', 'load_features']
+           'feature_dictionary', 'build_matcher_table', 'never_features', 'run_features_stage', 'load_features']
 
 # %% ../nbs/03_features.ipynb #a5c901c3
 IMPORTANCE_PREFIX = "value_importance_"  # value_importance_<Category>: how much the user cares (0..1)
@@ -194,6 +194,8 @@ def pair_features(users: pd.DataFrame, # user table with user_id, value_importan
                   pairs: pd.DataFrame, # rows with user_a and user_b (user ids)
                   medians: dict | None = None, # imputation values for profile columns (default: medians of `users`)
                   per_category: bool = True, # add agree_<Cat> and care_<Cat> columns
+                  numeric=(), # declared numeric user columns: absdiff_<c>, min_<c>, max_<c>
+                  categorical=(), # declared categorical user columns: same_<c>
                  ) -> pd.DataFrame:
     "Symmetric features of each (user_a, user_b) pair: value similarity, interest overlap, attribute differences."
     cats = value_categories(users)
@@ -230,6 +232,13 @@ def pair_features(users: pd.DataFrame, # user table with user_id, value_importan
     if "signup_time" in u.columns:
         t = pd.to_datetime(u["signup_time"]).to_numpy()
         out["signup_days_apart"] = np.abs((t[ia] - t[ib]) / np.timedelta64(1, "D")).astype(float)
+    for c in numeric:  # the gap, and the two values without their order (the pair is unordered)
+        v = u[c].astype(float)
+        v = v.fillna((medians or {}).get(c, v.median())).fillna(0.0).to_numpy()
+        out |= {f"absdiff_{c}": np.abs(v[ia] - v[ib]), f"min_{c}": np.minimum(v[ia], v[ib]), f"max_{c}": np.maximum(v[ia], v[ib])}
+    for c in categorical:  # missing on either side counts as different
+        v = u[c].astype(object).to_numpy()
+        out[f"same_{c}"] = np.array([x == y and not pd.isna(x) for x, y in zip(v[ia], v[ib])], dtype=float)
     return pd.DataFrame(out, index=pairs.index)
 
 # %% ../nbs/03_features.ipynb #a557a15f
@@ -248,11 +257,29 @@ _PAIR_DOCS = {
     "signup_days_apart": ("Absolute difference of the two signup dates, in days.", "float >= 0"),
 }
 
+def _declared_pair_doc(n: str, declared: dict) -> tuple | None:
+    "(meaning, source, transformation, type) of a pair feature made from a declared column, else None."
+    users, sugg = declared.get("users", {}), declared.get("suggestions", {})
+    src = lambda t, c: f"{t}.{c} (declared in parameter 'feature_columns')"
+    for pre, what in (("absdiff_", "Absolute difference of the two users' '{c}'."), ("min_", "Smaller of the two users' '{c}'."),
+                      ("max_", "Larger of the two users' '{c}'.")):
+        c = n[len(pre):]
+        if n.startswith(pre) and users.get(c) == "numeric": return what.format(c=c), src("users", c), "symmetric pair function, median-imputed", "float"
+    if n.startswith("same_") and users.get(n[5:]) == "categorical":
+        return f"1 if both users have the same '{n[5:]}' (missing counts as different).", src("users", n[5:]), "equality", "binary"
+    if n.startswith("pair_"):
+        c, _, level = n[5:].partition("=")
+        if sugg.get(c) == "numeric": return f"The suggestion's '{c}'.", src("suggestions", c), "median imputation (training rows)", "float"
+        if sugg.get(c) == "categorical": return f"The suggestion's '{c}' is '{level}'.", src("suggestions", c), "one-hot (levels of the training rows)", "binary"
+    return None
+
 def feature_dictionary(transformer: UserFeatureTransformer | None = None, # fitted user transformer (user features)
                        pair_columns=None, # columns of `pair_features` output (pair features)
+                       declared: dict | None = None, # parameter `feature_columns`: table -> {column: 'numeric' or 'categorical'}
                       ) -> pd.DataFrame:
     "A table describing every feature: name, meaning, source, transformation, type."
-    rows = []
+    rows, declared = [], declared or {}
+    declared_users = declared.get("users", {})
     if transformer is not None:
         check_is_fitted(transformer, "scale_")
         scaled = " then standardised (mean 0, sd 1 on the fit data)" if transformer.standardize else ""
@@ -268,13 +295,19 @@ def feature_dictionary(transformer: UserFeatureTransformer | None = None, # fitt
                 rows.append((n, "Number of interests the user lists.", f"users.{transformer.interest_column}", "count" + scaled, "count"))
             elif "=" in n:
                 c, l = n.split("=", 1)
-                rows.append((n, f"User's '{c}' is '{l}'.", f"users.{c}", "one-hot" + scaled, "binary"))
+                rows.append((n, f"User's '{c}' is '{l}'.", f"users.{c}" + (" (declared in parameter 'feature_columns')" if c in declared_users else ""),
+                             "one-hot" + scaled, "binary"))
             else:
                 meaning = (f"How important value category '{n[len(IMPORTANCE_PREFIX):]}' is to the user (0..1)." if n.startswith(IMPORTANCE_PREFIX)
                            else f"The user's position on value category '{n[len(POSITION_PREFIX):]}' (-1..1)." if n.startswith(POSITION_PREFIX)
                            else f"Numeric column '{n}'.")
-                rows.append((n, meaning, f"users.{n}", "median imputation" + scaled, "float"))
+                rows.append((n, meaning, f"users.{n}" + (" (declared in parameter 'feature_columns')" if n in declared_users else ""),
+                             "median imputation" + scaled, "float"))
     for n in (pair_columns if pair_columns is not None else []):
+        doc = _declared_pair_doc(n, declared)
+        if doc is not None:
+            rows.append((n, doc[0], doc[1], doc[2], doc[3]))
+            continue
         if n in _PAIR_DOCS: meaning, typ = _PAIR_DOCS[n]
         elif n.startswith("agree_"): meaning, typ = f"Agreement on '{n[6:]}' weighted by how much both care: sqrt(w_a w_b) x_a x_b.", "float in [-1, 1]"
         elif n.startswith("care_"): meaning, typ = f"Combined importance of '{n[5:]}' to the two users: w_a + w_b.", "float in [0, 2]"
@@ -300,21 +333,46 @@ def _training_users(data: dict, splits: dict) -> set:
         out |= set(tr.loc[tr["split"] == "train", "user_id"])
     return out
 
-def build_matcher_table(data: dict, splits: dict, medians: dict | None = None) -> pd.DataFrame:
-    "Suggestions joined with their split, fold and pair features (empty frame if there are no suggestions)."
+def _suggestion_features(t: pd.DataFrame, declared: dict, max_levels: int = 20) -> pd.DataFrame:
+    "Declared suggestion columns as features: numeric ones median-imputed, categorical ones one-hot; both learned on training rows."
+    out, train = {}, t[t["split"] == "train"]
+    for c, kind in declared.items():
+        if kind == "numeric":
+            med = train[c].astype(float).median()
+            out[f"pair_{c}"] = t[c].astype(float).fillna(0.0 if pd.isna(med) else med).to_numpy()
+        else:
+            for level in train[c].dropna().astype(str).value_counts().index[:max_levels]:
+                out[f"pair_{c}={_slug(level)}"] = (t[c].astype(str) == level).to_numpy(float)
+    return pd.DataFrame(out, index=t.index)
+
+def build_matcher_table(data: dict, splits: dict, medians: dict | None = None,
+                        declared: dict | None = None, # parameter `feature_columns`: table -> {column: 'numeric' or 'categorical'}
+                       ) -> pd.DataFrame:
+    "Suggestions joined with their split, fold (the fold that validates the row, -1 if none) and pair features (empty frame if no suggestions)."
     sug = data.get("suggestions")
     if sug is None or len(sug) == 0: return pd.DataFrame()
+    declared = declared or {}
     t = sug.merge(splits["suggestions"][["suggestion_id", "split"]], on="suggestion_id", how="left")
     folds = splits.get("suggestion_folds")
+    if folds is not None and "role" in folds: folds = folds[folds["role"] == "validation"]
     if folds is not None and len(folds): t = t.merge(folds[["suggestion_id", "fold"]], on="suggestion_id", how="left")
     else: t["fold"] = -1
     t["fold"] = t["fold"].fillna(-1).astype(int)
-    feats = pair_features(data["users"], t, medians=medians)
-    return pd.concat([t.reset_index(drop=True), feats.reset_index(drop=True)], axis=1)
+    du = declared.get("users", {})
+    feats = pair_features(data["users"], t, medians=medians, numeric=[c for c, k in du.items() if k == "numeric"],
+                          categorical=[c for c, k in du.items() if k == "categorical"])
+    return pd.concat([t.reset_index(drop=True), feats.reset_index(drop=True),
+                      _suggestion_features(t, declared.get("suggestions", {})).reset_index(drop=True)], axis=1)
 
 # %% ../nbs/03_features.ipynb #03b7927c
 FEATURES_DIR = "artifacts/features"  # what this stage gives later stages (read them with `load_features`)
 USER_TRANSFORMER = f"{FEATURES_DIR}/user_transformer.pkl"
+
+def never_features(params: dict) -> tuple:
+    "The user columns the transformer must not use: identifiers and times, and the sensitive attributes not requested as features."
+    requested = set((params.get("feature_columns") or {}).get("users", {}))
+    sensitive = set(DEMOGRAPHIC_COLUMNS) | set(params.get("sensitive_attributes") or [])
+    return tuple(ID_COLUMNS) + tuple(sorted(sensitive - requested))
 
 def run_features_stage(run, # the run's `RunDirectory`
                        params: dict, # the resolved run parameters
@@ -326,15 +384,17 @@ def run_features_stage(run, # the run's `RunDirectory`
     users = data["users"]
     train_ids = _training_users(data, splits)
     fit_users = users[users["user_id"].isin(train_ids)] if train_ids else users
-    uft = UserFeatureTransformer().set_output(transform="pandas").fit(fit_users)
+    declared = params.get("feature_columns") or {}
+    uft = UserFeatureTransformer(exclude=never_features(params)).set_output(transform="pandas").fit(fit_users)
     U = uft.transform(users)
     U.insert(0, "user_id", users["user_id"].to_numpy())
     cats = value_categories(users)
     prof = [IMPORTANCE_PREFIX + c for c in cats] + [POSITION_PREFIX + c for c in cats]
-    medians = {k: float(v) for k, v in fit_users[prof].astype(float).median().fillna(0.0).items()}
-    table = build_matcher_table(data, splits, medians)
+    num = prof + [c for c, k in declared.get("users", {}).items() if k == "numeric" and c in users]
+    medians = {k: float(v) for k, v in fit_users[num].astype(float).median().fillna(0.0).items()}
+    table = build_matcher_table(data, splits, medians, declared)
     pair_cols = [c for c in table.columns if c not in data["suggestions"].columns and c not in ("split", "fold")] if len(table) else []
-    fd = feature_dictionary(uft, pair_cols)
+    fd = feature_dictionary(uft, pair_cols, declared)
     run.write_table(f"{FEATURES_DIR}/user_features.parquet", U.reset_index(drop=True))
     run.write_table(f"{FEATURES_DIR}/pair_features.parquet", table)
     run.write_json(f"{FEATURES_DIR}/profile_medians.json", medians)

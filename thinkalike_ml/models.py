@@ -32,7 +32,7 @@ __all__ = ['LOGREG_GRID', 'HGB_SEARCH_SPACE', 'MIN_LOG_LOSS_GAIN', 'HGB_TUNING_M
            'ValueProfileRecommender', 'recommend', 'EvaluationSplit', 'evaluation_split', 'evaluate_on_split',
            'evaluate_recommender', 'movietweetings_split', 'evaluate_movietweetings_protocol',
            'tune_recommender_on_validation', 'ValueSimilarityBaseline', 'classification_scores', 'make_logreg',
-           'make_hgb', 'grid_search_logreg', 'optuna_search_hgb', 'calibrate_on_validation', 'MatcherData',
+           'make_hgb', 'cv_splits', 'grid_search_logreg', 'optuna_search_hgb', 'calibrate_on_validation', 'MatcherData',
            'matcher_data', 'MatcherTuning', 'tune_matcher', 'fit_matcher_candidates', 'calibrate_candidates',
            'matcher_predictions', 'matcher_scores', 'select_matcher', 'matcher_metrics', 'MatcherResult',
            'train_matcher', 'RecommenderData', 'recommender_data', 'cv_ndcg', 'grid_trials', 'optuna_ease',
@@ -63,14 +63,15 @@ def ranking_metrics(top: np.ndarray, # users x k recommended item indices, best 
     "NDCG@k, Precision@k, Recall@k, HitRate@k and MAP@k, averaged over users with at least one relevant item."
     k = k or top.shape[1]
     top = np.asarray(top)[:, :k]
+    L = top.shape[1]  # lists may be shorter than k (fewer recommendable items than k): the missing slots are misses
     R = sp.csr_matrix(relevant)
     R.data = (R.data > 0).astype(float); R.eliminate_zeros()
     n_rel = np.asarray(R.sum(1)).ravel()
     hits = np.asarray(R[np.arange(top.shape[0])[:, None], top].todense(), dtype=float) if top.size else np.zeros(top.shape)
     disc = 1.0 / np.log2(np.arange(2, k + 2))
-    dcg = hits @ disc
+    dcg = hits @ disc[:L]
     idcg = np.concatenate([[1.0], np.cumsum(disc)])[np.minimum(n_rel, k).astype(int)]
-    prec_at = np.cumsum(hits, 1) / np.arange(1, k + 1)
+    prec_at = np.cumsum(hits, 1) / np.arange(1, L + 1)
     out = pd.DataFrame({"ndcg": dcg / np.where(idcg > 0, idcg, 1), "precision": hits.sum(1) / k,
                         "recall": hits.sum(1) / np.maximum(n_rel, 1), "hit_rate": (hits.sum(1) > 0).astype(float),
                         "map": (hits * prec_at).sum(1) / np.maximum(np.minimum(n_rel, k), 1)})
@@ -362,11 +363,17 @@ def make_hgb(seed: int = 0, **params):
     return HistGradientBoostingClassifier(**kw)
 
 # %% ../nbs/04_models.ipynb #f38f450b
-def grid_search_logreg(X: pd.DataFrame, y, folds, # training features, labels, and fold number per row (predefined folds)
+def cv_splits(folds) -> list[tuple[np.ndarray, np.ndarray]]:
+    "(training positions, validation positions) of each fold: from a fold number per row (-1: never validated), or given as such a list."
+    if isinstance(folds, list): return [(np.asarray(tr, int), np.asarray(va, int)) for tr, va in folds]
+    folds = np.asarray(folds)
+    return [(np.flatnonzero(folds != f), np.flatnonzero(folds == f)) for f in np.unique(folds[folds >= 0])]
+
+def grid_search_logreg(X: pd.DataFrame, y, folds, # training features, labels, and the folds: a fold number per row, or (train, validation) positions per fold
                        seed: int = 0, grid: dict | None = None):
     "GridSearchCV of the logistic regression over `grid` on predefined folds, scored by negative log loss."
-    from sklearn.model_selection import GridSearchCV, PredefinedSplit
-    gs = GridSearchCV(make_logreg(seed), grid or LOGREG_GRID, cv=PredefinedSplit(np.asarray(folds)),
+    from sklearn.model_selection import GridSearchCV
+    gs = GridSearchCV(make_logreg(seed), grid or LOGREG_GRID, cv=cv_splits(folds),
                       scoring={"neg_log_loss": "neg_log_loss", "roc_auc": "roc_auc"}, refit="neg_log_loss", n_jobs=1)
     return gs.fit(X, y)
 
@@ -375,7 +382,7 @@ MIN_LOG_LOSS_GAIN = 0.002  # boosted trees replace logistic regression only if t
 HGB_TUNING_MAX_ROWS = 8_000  # the Optuna search fits on a seeded random subset of at most this many training rows
 HGB_TUNING_MAX_FOLDS = 2  # ...and scores each trial on at most this many of the folds (the final model uses all rows)
 
-def optuna_search_hgb(X: pd.DataFrame, y, folds, # training features, labels, fold number per row
+def optuna_search_hgb(X: pd.DataFrame, y, folds, # training features, labels, the folds (as for `grid_search_logreg`)
                       n_trials: int = 20, # number of trials
                       seed: int = 0, # seed of the sampler, the subsample and the models
                       on_trial=None, # called as on_trial(trial_number, params, mean_log_loss, fold_losses, seconds)
@@ -384,21 +391,22 @@ def optuna_search_hgb(X: pd.DataFrame, y, folds, # training features, labels, fo
                      ):
     "Optuna TPE (seeded) over `HGB_SEARCH_SPACE`, each trial scored by mean log loss over the folds, with median pruning."
     import optuna
-    y, folds = np.asarray(y), np.asarray(folds)
+    y, cv = np.asarray(y), cv_splits(folds)
     if max_rows is not None and len(y) > max_rows:
         keep = np.sort(np.random.default_rng(seed).choice(len(y), max_rows, replace=False))
-        X, y, folds = X.iloc[keep], y[keep], folds[keep]
-    fold_ids = np.unique(folds[folds >= 0])[: max_folds or None]
+        new = np.full(len(y), -1); new[keep] = np.arange(len(keep))  # old position -> position in the subsample
+        X, y = X.iloc[keep], y[keep]
+        cv = [(new[tr][new[tr] >= 0], new[va][new[va] >= 0]) for tr, va in cv]
+    cv = [(tr, va) for tr, va in cv if len(tr) and len(va)][: max_folds or None]
     def objective(trial):
         params = {}
         for name, (lo, hi, log) in HGB_SEARCH_SPACE.items():
             params[name] = (trial.suggest_int(name, lo, hi, log=log) if isinstance(lo, int) and isinstance(hi, int)
                             else trial.suggest_float(name, lo, hi, log=log))
         t0, losses = time.perf_counter(), []
-        for step, f in enumerate(fold_ids):
-            tr, va = folds != f, folds == f
-            m = make_hgb(seed, **params).fit(X[tr], y[tr])
-            losses.append(log_loss(y[va], m.predict_proba(X[va])[:, 1], labels=[0, 1]))
+        for step, (tr, va) in enumerate(cv):
+            m = make_hgb(seed, **params).fit(X.iloc[tr], y[tr])
+            losses.append(log_loss(y[va], m.predict_proba(X.iloc[va])[:, 1], labels=[0, 1]))
             trial.report(float(np.mean(losses)), step)
             if trial.should_prune():
                 if on_trial: on_trial(trial.number, params, float("nan"), losses, time.perf_counter() - t0)
@@ -436,7 +444,10 @@ class MatcherData:
     "The matcher's rows by split (pair features, labels, suggestion ids) and the fold of each training row."
     tables: dict  # split name -> rows of the pair-feature table, index reset
     columns: list  # the feature columns the models see
-    folds: np.ndarray  # fold number of each training row
+    folds: np.ndarray  # fold number of each training row (the fold in which it is validated; -1: never)
+    cv: list | None = None  # (training positions, validation positions) per fold when the folds are not a partition (time, users)
+
+    def cv_folds(self) -> list: return self.cv if self.cv is not None else cv_splits(self.folds)
 
     def X(self, split: str) -> pd.DataFrame: return self.tables[split][self.columns]
     def y(self, split: str) -> np.ndarray: return self.tables[split]["accepted"].to_numpy(int)
@@ -444,12 +455,20 @@ class MatcherData:
 def matcher_data(pair_features: pd.DataFrame, # the features stage's pair table: suggestion_id, accepted, split, fold, features
                  columns, # the feature columns
                  n_folds: int = 3, # folds to make when the table has none (every fold is -1)
+                 fold_roles: pd.DataFrame | None = None, # the splits stage's suggestion folds with a `role` per (suggestion_id, fold)
                 ) -> MatcherData:
     "Split the pair-feature table into training, validation and test rows, with the training folds."
     tables = {s: pair_features[pair_features["split"] == s].reset_index(drop=True) for s in SPLITS}
     folds = tables["train"]["fold"].to_numpy()
     if (folds < 0).all(): folds = np.arange(len(folds)) % n_folds
-    return MatcherData(tables, list(columns), folds)
+    cv = None
+    if fold_roles is not None and "role" in fold_roles and len(fold_roles):
+        pos = pd.Series(np.arange(len(tables["train"])), index=tables["train"]["suggestion_id"])
+        cv = []
+        for _, g in fold_roles.groupby("fold", sort=True):
+            at = lambda role: pos.reindex(g.loc[g["role"] == role, "suggestion_id"]).dropna().to_numpy(int)
+            if len(at("train")) and len(at("validation")): cv.append((at("train"), at("validation")))
+    return MatcherData(tables, list(columns), folds, cv)
 
 # %% ../nbs/04_models.ipynb #5caf1069
 @dataclass
@@ -468,14 +487,14 @@ def tune_matcher(data: MatcherData, # the matcher's rows
                 ) -> MatcherTuning:
     "Grid search of the logistic regression and Optuna search of the boosted trees, on the training folds."
     X, y = data.X("train"), data.y("train")
-    with measured() as m: gs = grid_search_logreg(X, y, data.folds, seed, grid)
+    with measured() as m: gs = grid_search_logreg(X, y, data.cv_folds(), seed, grid)
     cv = pd.DataFrame(gs.cv_results_)
     grid_table = pd.DataFrame({"C": cv["param_logisticregression__C"].astype(float), "cv_log_loss": -cv["mean_test_neg_log_loss"],
                                "cv_roc_auc": cv["mean_test_roc_auc"]})
     trials = []
     def on_trial(i, p, loss, losses, secs):
         trials.append({"trial": i, **p, "cv_log_loss": loss, "folds_run": len(losses), "seconds": secs})
-    with measured() as h: study = optuna_search_hgb(X, y, data.folds, n_trials=n_trials, seed=seed, on_trial=on_trial)
+    with measured() as h: study = optuna_search_hgb(X, y, data.cv_folds(), n_trials=n_trials, seed=seed, on_trial=on_trial)
     return MatcherTuning(gs.best_params_, study.best_params, grid_table, pd.DataFrame(trials),
                          {"logreg_search_seconds": m.seconds, "hgb_search_seconds": h.seconds})
 
@@ -559,7 +578,10 @@ def matcher_metrics(scores: pd.DataFrame, selected: str, timing: dict) -> dict:
     res |= {f"matcher_{k}": float(v) for k, v in timing.items()}
     res["matcher_selected_is_hgb"] = float(selected == "hgb")
     res |= {f"matcher_test_{k}": float(test.loc[selected, k]) for k in cols}
-    if "oracle" in test.index: res["matcher_test_gap_to_oracle_roc_auc"] = float(test.loc["oracle", "roc_auc"] - test.loc[selected, "roc_auc"])
+    if "oracle" in test.index:
+        res["matcher_test_gap_to_oracle_roc_auc"] = float(test.loc["oracle", "roc_auc"] - test.loc[selected, "roc_auc"])
+        res |= {f"matcher_test_{n}_gap_to_oracle_roc_auc": float(test.loc["oracle", "roc_auc"] - test.loc[n, "roc_auc"])
+                for n in test.index if n not in ("oracle", "prior")}
     return res
 
 # %% ../nbs/04_models.ipynb #353617e3
@@ -583,9 +605,10 @@ def train_matcher(pair_features: pd.DataFrame, # the features stage's pair table
                   columns, # its feature columns
                   params: dict, # run parameters: seed, n_trials, n_folds
                   truth: dict | None = None, # the ground truth of synthetic data (for the oracle)
+                  fold_roles: pd.DataFrame | None = None, # the splits stage's suggestion folds (their `role` column, when present, defines the folds)
                  ) -> MatcherResult:
     "Split, tune, fit, calibrate, predict, score and select the matcher."
-    data = matcher_data(pair_features, columns, params.get("n_folds", 3))
+    data = matcher_data(pair_features, columns, params.get("n_folds", 3), fold_roles)
     tuning = tune_matcher(data, params["seed"], params["n_trials"])
     models, fit_timing = fit_matcher_candidates(data, tuning, params["seed"])
     calibrated = calibrate_candidates(models, data)
@@ -964,10 +987,20 @@ def persist_matcher(run, # the run's `RunDirectory`
     run.write_json(MATCHER_SUMMARY, {"selected": result.selected, "columns": result.data.columns, "logreg_best": result.tuning.logreg_best,
                                      "hgb_best": result.tuning.hgb_best, "timing": result.timing})
 
+def _empty_lists() -> pd.DataFrame:
+    "Recommender lists and relevant items without rows (a source without interactions)."
+    return pd.DataFrame({"user_id": pd.Series(dtype=str), "model": pd.Series(dtype=str), "rank": pd.Series(dtype=int),
+                         "item_id": pd.Series(dtype=str), "score": pd.Series(dtype=float)})
+
 def persist_recommender(run, # the run's `RunDirectory`
-                        result: RecommenderResult, # the trained recommender
+                        result: RecommenderResult | None, # the trained recommender, or None when the source has no interactions
                        ) -> None:
     "Write the served recommender, its lists and relevant items, report tables and summary into the run."
+    if result is None:
+        _write_verified_table(run, RECOMMENDER_LISTS, _empty_lists())
+        _write_verified_table(run, RECOMMENDER_RELEVANT, _empty_lists()[RELEVANT_COLUMNS])
+        run.write_json(RECOMMENDER_SUMMARY, {"skipped": True, "selected": None, "reason": "no user-item interactions in this data source"})
+        return
     run.save_object(RECOMMENDER_MODEL, result.package)
     _write_verified_table(run, RECOMMENDER_LISTS, result.lists)
     _write_verified_table(run, RECOMMENDER_RELEVANT, result.relevant)
@@ -981,9 +1014,10 @@ def persist_recommender(run, # the run's `RunDirectory`
 # %% ../nbs/04_models.ipynb #3a8d6746
 def load_models(run, # a run whose models stage has finished
                ) -> dict:
-    "The stored models, checked against their sha256: `matcher` (model, columns, selected, candidates; None if skipped), `recommender`."
-    skipped = run.exists(MATCHER_SUMMARY) and run.read_json(MATCHER_SUMMARY).get("skipped", False)
-    return {"matcher": None if skipped else run.load_object(MATCHER_MODEL), "recommender": run.load_object(RECOMMENDER_MODEL)}
+    "The stored models, checked against their sha256: `matcher` (model, columns, selected, candidates) and `recommender`; each None if skipped."
+    skipped = lambda f: run.exists(f) and run.read_json(f).get("skipped", False)
+    return {"matcher": None if skipped(MATCHER_SUMMARY) else run.load_object(MATCHER_MODEL),
+            "recommender": None if skipped(RECOMMENDER_SUMMARY) else run.load_object(RECOMMENDER_MODEL)}
 
 def load_predictions(run, # a run whose models stage has finished
                     ) -> dict:
@@ -1150,13 +1184,14 @@ def track_recommender(result: RecommenderResult) -> None:
         mlflow.pyfunc.log_model(name="recommender", python_model=py, signature=infer_signature(ex, py.predict(None, ex)), input_example=ex,
                                 pip_requirements=_pip_requirements("thinkalike-ml"))
 
-def track_figures(matcher: MatcherResult | None, recommender: RecommenderResult) -> None:
+def track_figures(matcher: MatcherResult | None, recommender: RecommenderResult | None) -> None:
     "Log the stage's figures, drawn from its results, under `figures/` in MLflow."
     import matplotlib.pyplot as plt
     import mlflow
     figs = {"matcher_calibration": lambda: plot_matcher_calibration(matcher.predictions),
             "matcher_search": lambda: plot_matcher_search(matcher.tuning.grid, matcher.tuning.trials)} if matcher is not None else {}
-    figs["recommender_scores"] = lambda: plot_recommender_scores(recommender.tuning.table, recommender.scores, recommender.k)
+    if recommender is not None:
+        figs["recommender_scores"] = lambda: plot_recommender_scores(recommender.tuning.table, recommender.scores, recommender.k)
     for name, draw in figs.items():
         fig = draw()
         mlflow.log_figure(fig, f"figures/{name}.png")
@@ -1187,12 +1222,12 @@ def _stage_inputs(run) -> dict:
     from thinkalike_ml.splits import load_splits
     return {"data": load_dataset(run), "truth": load_truth(run), "splits": load_splits(run), "features": load_features(run)}
 
-def track_models_stage(run, inputs: dict, matcher: MatcherResult | None, recommender: RecommenderResult) -> None:
-    "Log the dataset, both models, the figures and the feature dictionary to the run's MLflow run."
+def track_models_stage(run, inputs: dict, matcher: MatcherResult | None, recommender: RecommenderResult | None) -> None:
+    "Log the dataset, the models that were trained, the figures and the feature dictionary to the run's MLflow run."
     import mlflow
     track_dataset(run, inputs["data"])
     if matcher is not None: track_matcher(matcher)
-    track_recommender(recommender)
+    if recommender is not None: track_recommender(recommender)
     track_figures(matcher, recommender)
     mlflow.log_text(inputs["features"]["dictionary"].to_csv(index=False), "features/feature_dictionary.csv")
 
@@ -1205,11 +1240,14 @@ def run_models_stage(run, # the run's `RunDirectory`
     t0 = time.perf_counter()
     inputs = _stage_inputs(run)
     feats = inputs["features"]
-    matcher = train_matcher(feats["pair_features"], feats["pair_columns"], params, inputs["truth"]) if len(feats["pair_features"]) else None
-    recommender = train_recommender(inputs["data"]["interactions"], inputs["splits"], feats["user_features"], params, inputs["truth"])
+    matcher = (train_matcher(feats["pair_features"], feats["pair_columns"], params, inputs["truth"], inputs["splits"].get("suggestion_folds"))
+               if len(feats["pair_features"]) else None)
+    recommender = (train_recommender(inputs["data"]["interactions"], inputs["splits"], feats["user_features"], params, inputs["truth"])
+                   if len(inputs["data"]["interactions"]) else None)
     persist_matcher(run, matcher)
     persist_recommender(run, recommender)
-    metrics = (matcher.metrics() if matcher is not None else {"matcher_skipped": 1.0}) | recommender.metrics()
+    metrics = ((matcher.metrics() if matcher is not None else {"matcher_skipped": 1.0})
+               | (recommender.metrics() if recommender is not None else {"recommender_skipped": 1.0}))
     if params.get("source") == "movietweetings":
         mt, table = run_movietweetings(params, inputs["data"]["interactions"])
         run.write_table(MOVIETWEETINGS_PROTOCOL, table)

@@ -199,6 +199,11 @@ class PageRenderer:
 def _finish_stage(entry: dict, status: str, t0: float, error: str | None = None) -> None:
     entry.update(status=status, ended=utcnow(), duration_s=round(time.time() - t0, 2), error=error)
 
+def _note_nothing_to_do(run: RunDirectory, stage: Stage, entry: dict) -> None:
+    "Record in the stage's manifest entry the parts it had nothing to do for (its `<part>_skipped` metrics, e.g. a matcher without suggestions)."
+    parts = [k[: -len("_skipped")] for k, v in run.metrics().get(stage.name, {}).items() if k.endswith("_skipped") and v]
+    if parts: entry["nothing_to_do"] = parts
+
 def _link_lineage(run: RunDirectory, manifest: dict, stages: list[Stage]) -> None:
     "Record in the manifest what stages declared as lineage, the MLflow run, and the sha256 of every artifact."
     from thinkalike_ml.tracking import tracking_record
@@ -267,6 +272,7 @@ def run_pipeline(params_file=None, # YAML file of parameters
                     for later in manifest["stages"][i:]: later["status"] = "skipped"
                     raise StageFailed(failure, run, interrupted=stopped) from (e if isinstance(e, Exception) else None)
                 _finish_stage(entry, "succeeded", t0)
+                _note_nothing_to_do(run, stage, entry)
                 save()
             unrendered = renderer.wait()
             for entry in manifest["stages"]:
@@ -339,7 +345,7 @@ def show_run(entry: dict) -> str:
     lines.append("  stages")
     for s in m["stages"]:
         dur = f"{s['duration_s']:.1f} s" if s.get("duration_s") is not None else "-"
-        lines.append(f"    {s['name']:<16} {s['status']:<11} {dur:>9}")
+        lines.append(f"    {s['name']:<16} {s['status']:<11} {dur:>9}" + (f"  (nothing to do for: {', '.join(s['nothing_to_do'])})" if s.get("nothing_to_do") else ""))
         if s.get("error"): lines += [f"      {l}" for l in s["error"].splitlines()]
     metrics, keys = run.metrics(), headline_metrics()
     shown = [(k, metrics.get(k.split(".")[0], {}).get(k.split(".", 1)[1])) for k in keys]
@@ -381,6 +387,14 @@ def _parser() -> argparse.ArgumentParser:
     rp.add_argument("--no-progress", action="store_true", help="no progress bars")
     for name, what in _SERVING_COMMANDS.items():  # options are parsed by thinkalike_ml.serving / .server (imported when used)
         sub.add_parser(name, help=what, add_help=False, prefix_chars="\0").add_argument("args", nargs=argparse.REMAINDER)
+    e = sub.add_parser("export-data", help="write the synthetic raw tables as CSV files plus a params file for the files path",
+                       description="Write the generator's raw tables as the CSV files you would bring (no direct identifiers) and a params.yaml "
+                                   "that runs the files path on them; with the printed pseudonym key the files path makes the same dataset version.")
+    e.add_argument("--out", metavar="DIR", required=True, help="folder to write <table>.csv and params.yaml into")
+    e.add_argument("--params", metavar="FILE", help="YAML file of parameters (the generator's settings and the rest of the run)")
+    e.add_argument("-p", "--param", nargs=2, action="append", default=[], metavar=("KEY", "VALUE"), help="set one parameter (repeatable)")
+    e.add_argument("--small", action="store_true", help="start from the small profile")
+    e.add_argument("--tables", metavar="TABLES", help="comma-separated tables to write (default: all), e.g. users,suggestions")
     return p
 
 def _reproduce(args) -> int:
@@ -420,6 +434,14 @@ def main(argv=None) -> int:
             with pd.option_context("display.max_colwidth", 90, "display.width", 200): print(params_table().to_string())
         elif args.command == "list": print(format_runs(read_index(args.reports_dir)))
         elif args.command == "show": print(_show(args.run, args.reports_dir, args.json))
+        elif args.command == "export-data":
+            from thinkalike_ml.data import TABLES, export_data
+            params = resolve_params(args.params, dict(args.param), small=args.small)
+            out = export_data(params, args.out, [t.strip() for t in args.tables.split(",")] if args.tables else TABLES)
+            print(f"wrote {', '.join(out['files'])} and {out['params_file']}\n"
+                  f"run the files path on them: thinkalike-ml run --params {out['params_file']}\n"
+                  f"to make the very same dataset version (same hash) as the synthetic source, set the synthetic data's "
+                  f"(public) pseudonym key first: export THINKALIKE_PSEUDONYM_KEY={out['pseudonym_key']}")
         elif args.command == "run":
             run = run_pipeline(args.params, dict(args.param), args.small, args.only, args.until, args.reports_dir,
                                progress=not args.no_progress)

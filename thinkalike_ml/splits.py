@@ -7,16 +7,17 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from sklearn.model_selection import GroupShuffleSplit, KFold, StratifiedKFold, train_test_split
+from sklearn.model_selection import GroupKFold, GroupShuffleSplit, KFold, StratifiedKFold, train_test_split
 
 from .data import dataset_version, load_dataset
 from .runs import RunDirectory
 
 # %% auto #0
-__all__ = ['SPLITS', 'SPLITS_DIR', 'split_fractions', 'stratified_split', 'split_by_time', 'kfold_assign',
-           'stratified_kfold_assign', 'forward_chaining_folds', 'group_split', 'LeakageError', 'check_no_overlap',
-           'check_time_order', 'check_time_folds', 'make_splits', 'check_splits', 'split_summary', 'run_splits_stage',
-           'load_splits']
+__all__ = ['SPLITS', 'EXCLUDED', 'MATCHER_SPLITS', 'SPLITS_DIR', 'split_fractions', 'stratified_split', 'split_by_time',
+           'kfold_assign', 'stratified_kfold_assign', 'forward_chaining_folds', 'group_split', 'users_split',
+           'user_fold_roles', 'partition_fold_roles', 'LeakageError', 'check_no_overlap', 'check_time_order',
+           'check_time_folds', 'check_disjoint', 'check_disjoint_folds', 'split_suggestions', 'user_overlap',
+           'make_splits', 'check_matcher_split', 'check_splits', 'split_summary', 'run_splits_stage', 'load_splits']
 
 # %% ../nbs/02_splits.ipynb #70077553
 SPLITS = ["train", "validation", "test"]
@@ -115,6 +116,41 @@ def group_split(df: pd.DataFrame, group_col: str, fractions: dict, seed: int = 4
         rest, left = rest[keep], left - frac
     return out
 
+# %% ../nbs/02_splits.ipynb #66961f63
+EXCLUDED = "excluded"  # the split label of pairs a user-disjoint split has to leave out
+
+def users_split(df: pd.DataFrame, fractions: dict, seed: int = 42, cols=("user_a", "user_b")) -> pd.Series:
+    "Seeded split of pairs in which no user appears in two splits; pairs across splits are labelled `EXCLUDED`."
+    parts = _check_fractions(fractions)
+    users = np.unique(np.concatenate([df[c].to_numpy() for c in cols])) if len(df) else np.array([], object)
+    w = np.sqrt([f for _, f in parts])
+    side = np.random.default_rng(seed).choice(len(parts), size=len(users), p=w / w.sum())
+    where = pd.Series(np.array([n for n, _ in parts], dtype=object)[side], index=users)
+    a, b = (where.reindex(df[c]).to_numpy() for c in cols)
+    return pd.Series(np.where(a == b, a, EXCLUDED), index=df.index, dtype=object)
+
+def user_fold_roles(df: pd.DataFrame, n_folds: int, seed: int = 42, id_col: str = "suggestion_id", cols=("user_a", "user_b")) -> pd.DataFrame:
+    "User-disjoint folds over pairs: (id, fold, role); fold k validates on pairs of fold-k users and trains on pairs without them."
+    users = np.unique(np.concatenate([df[c].to_numpy() for c in cols])) if len(df) else np.array([], object)
+    fold_of = pd.Series(np.random.default_rng(seed).permutation(len(users)) % n_folds, index=users)
+    a, b = (fold_of.reindex(df[c]).to_numpy() for c in cols)
+    parts = []
+    for k in range(n_folds):
+        va, tr = (a == k) & (b == k), (a != k) & (b != k)
+        parts.append(pd.DataFrame({id_col: np.r_[df[id_col].to_numpy()[tr], df[id_col].to_numpy()[va]], "fold": k,
+                                   "role": np.r_[np.full(tr.sum(), "train", object), np.full(va.sum(), "validation", object)]}))
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame({id_col: [], "fold": [], "role": []})
+
+def partition_fold_roles(ids, folds: np.ndarray, id_col: str = "suggestion_id") -> pd.DataFrame:
+    "(id, fold, role) of k-fold style folds given a fold number per row: fold k validates on its rows and trains on the others."
+    ids, folds = np.asarray(ids), np.asarray(folds)
+    ks = np.unique(folds[folds >= 0])
+    parts = [pd.DataFrame({id_col: np.r_[ids[folds != k], ids[folds == k]], "fold": int(k),
+                           "role": np.r_[np.full((folds != k).sum(), "train", object), np.full((folds == k).sum(), "validation", object)]})
+             for k in ks]
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame({id_col: pd.Series([], dtype=object), "fold": pd.Series([], dtype=int),
+                                                                            "role": pd.Series([], dtype=object)})
+
 # %% ../nbs/02_splits.ipynb #7a1f3311
 class LeakageError(AssertionError):
     "A split or fold lets information cross between training and evaluation rows."
@@ -137,6 +173,21 @@ def check_time_folds(folds: pd.DataFrame, times: pd.Series, id_col: str, what: s
     for k, g in folds.groupby("fold"):
         check_time_order(times.reindex(g[id_col]).to_numpy(), g.role, ["train", "validation"], f"{what}, fold {k}")
 
+def check_disjoint(keys: pd.DataFrame, split, what: str = "rows", key: str = "key") -> None:
+    "Assert no key (a group, a user) appears in rows of more than one split; `keys` has one or more key columns per row."
+    split = np.asarray(split)
+    keep = pd.Series(split).isin(SPLITS + ["train", "validation"]).to_numpy()  # excluded rows are in no split
+    long = pd.DataFrame({"key": np.concatenate([keys[c].to_numpy()[keep] for c in keys.columns]),
+                         "split": np.tile(split[keep], keys.shape[1])}).drop_duplicates()
+    n = long.groupby("key")["split"].nunique()
+    bad = n[n > 1]
+    if len(bad): raise LeakageError(f"{what}: {len(bad)} {key}s appear in more than one split (first: {bad.index[0]!r})")
+
+def check_disjoint_folds(folds: pd.DataFrame, keys: pd.DataFrame, id_col: str, what: str = "folds", key: str = "key") -> None:
+    "Assert in every fold that no key appears in both its training and its validation rows; `keys` is indexed by row id."
+    for k, g in folds.groupby("fold"):
+        check_disjoint(keys.reindex(g[id_col]), g["role"].to_numpy(), f"{what}, fold {k}", key)
+
 # %% ../nbs/02_splits.ipynb #65c88302
 def _summary(table: str, df: pd.DataFrame, split: pd.Series, label: str | None, time_col: str | None) -> pd.DataFrame:
     "Rows, share, label balance and time span per split."
@@ -147,31 +198,100 @@ def _summary(table: str, df: pd.DataFrame, split: pd.Series, label: str | None, 
     if time_col: out["time_min"], out["time_max"] = g[time_col].min(), g[time_col].max()
     return out.reindex([s for s in SPLITS if s in out.index]).rename_axis("split").reset_index()
 
+MATCHER_SPLITS = ("stratified", "time", "group", "users")  # the strategies of parameter `matcher_split`
+
+def _group_column(s: pd.DataFrame, params: dict) -> str:
+    "The declared group column of the suggestions, checked to exist and be complete."
+    g = params.get("group_column") or ""
+    if not g: raise ValueError("parameter 'matcher_split' is 'group', which needs parameter 'group_column'")
+    if g not in s.columns: raise ValueError(f"table 'suggestions' has no column '{g}' (parameter 'group_column')")
+    if s[g].isna().any(): raise ValueError(f"table 'suggestions', column '{g}' (parameter 'group_column'): {int(s[g].isna().sum())} rows have no group")
+    return g
+
+def split_suggestions(s: pd.DataFrame, params: dict) -> tuple[pd.Series, pd.DataFrame]:
+    "The split of each suggestion and the tuning folds of the training rows, (suggestion_id, fold, role), under `matcher_split`."
+    strategy, seed, k = params.get("matcher_split", "stratified"), params["seed"], params["n_folds"]
+    fr = split_fractions(params["validation_fraction"], params["test_fraction"])
+    if strategy not in MATCHER_SPLITS: raise ValueError(f"parameter 'matcher_split': unknown strategy {strategy!r}; expected one of {', '.join(MATCHER_SPLITS)}")
+    if len(s) == 0: return pd.Series([], dtype=object), partition_fold_roles([], np.array([], int))
+    if strategy == "stratified":
+        split = stratified_split(s, "accepted", fr, seed)
+        train = s[split.to_numpy() == "train"]
+        return split, partition_fold_roles(train.suggestion_id, stratified_kfold_assign(train.accepted, k, seed))
+    if strategy == "time":
+        split = split_by_time(s, "timestamp", fr)
+        train = s[split.to_numpy() == "train"]
+        return split, forward_chaining_folds(train, "timestamp", k, "suggestion_id")
+    if strategy == "group":
+        g = _group_column(s, params)
+        if s[g].nunique() < 3: raise ValueError(f"table 'suggestions', column '{g}' (parameter 'group_column'): {s[g].nunique()} groups; "
+                                                "a group split needs at least 3 (train, validation, test)")
+        split = group_split(s, g, fr, seed)
+        train = s[split.to_numpy() == "train"]
+        n = min(k, train[g].nunique())
+        folds = np.full(len(train), -1)
+        if n >= 2:
+            for f, (_, va) in enumerate(GroupKFold(n).split(np.zeros(len(train)), groups=train[g].to_numpy())): folds[va] = f
+        return split, partition_fold_roles(train.suggestion_id, folds)
+    split = users_split(s, fr, seed)
+    train = s[split.to_numpy() == "train"]
+    return split, user_fold_roles(train, k, seed)
+
+def user_overlap(s: pd.DataFrame, split) -> dict:
+    "How much the test pairs' users were seen in training pairs: shares of test users, and of test pairs with one or both users seen."
+    split = np.asarray(split)
+    tr, te = s[split == "train"], s[split == "test"]
+    seen = set(tr["user_a"]) | set(tr["user_b"])
+    users = set(te["user_a"]) | set(te["user_b"])
+    a, b = te["user_a"].isin(seen).to_numpy(), te["user_b"].isin(seen).to_numpy()
+    nan = float("nan")
+    return {"test_users": len(users), "test_users_seen_in_train_share": len(users & seen) / len(users) if users else nan,
+            "test_pairs_with_a_seen_user_share": float((a | b).mean()) if len(te) else nan,
+            "test_pairs_with_both_users_seen_share": float((a & b).mean()) if len(te) else nan,
+            "excluded_share": float((split == EXCLUDED).mean()) if len(split) else 0.0}
+
 def make_splits(tables: dict, params: dict) -> dict[str, pd.DataFrame]:
     "Every split of a dataset version, by row id, leakage-checked."
-    fr, seed = split_fractions(params["validation_fraction"], params["test_fraction"]), params["seed"]
+    fr = split_fractions(params["validation_fraction"], params["test_fraction"])
     s, it = tables["suggestions"], tables["interactions"]
-    s_split = stratified_split(s, "accepted", fr, seed) if len(s) else pd.Series([], dtype=object)
-    train = s[s_split.to_numpy() == "train"]
+    s_split, s_folds = split_suggestions(s, params)
     i_split = split_by_time(it, "timestamp", fr)
     trval = it[i_split.isin(["train", "validation"]).to_numpy()]
     out = {"suggestions": pd.DataFrame({"suggestion_id": s.suggestion_id.to_numpy(), "split": s_split.to_numpy()}),
-           "suggestion_folds": pd.DataFrame({"suggestion_id": train.suggestion_id.to_numpy(),
-                                             "fold": stratified_kfold_assign(train.accepted, params["n_folds"], seed)}),
+           "suggestion_folds": s_folds,
            "interactions": pd.DataFrame({"interaction_id": it.interaction_id.to_numpy(), "split": i_split.to_numpy()}),
            "interaction_time_folds": forward_chaining_folds(trval, "timestamp", params["n_time_folds"], "interaction_id")}
-    check_splits(tables, out)
+    check_splits(tables, out, params)
     return out
 
-def check_splits(tables: dict, splits: dict) -> None:
-    "Assert the leakage checks on a full set of splits."
+def check_matcher_split(s: pd.DataFrame, split, folds: pd.DataFrame, strategy: str, group_column: str = "") -> None:
+    "Assert what strategy `strategy` promises, on the splits and on the tuning folds: time order, group or user disjointness."
+    idx = s.set_index("suggestion_id")
+    if strategy == "time":
+        check_time_order(s["timestamp"], split, SPLITS, "suggestions (matcher_split 'time')")
+        check_time_folds(folds, idx["timestamp"], "suggestion_id", "suggestion time folds")
+    if strategy == "group":
+        check_disjoint(s[[group_column]], split, f"suggestions (matcher_split 'group', column '{group_column}')", "group")
+        check_disjoint_folds(folds, idx[[group_column]], "suggestion_id", "suggestion group folds", "group")
+    if strategy == "users":
+        check_disjoint(s[["user_a", "user_b"]], split, "suggestions (matcher_split 'users')", "user")
+        check_disjoint_folds(folds, idx[["user_a", "user_b"]], "suggestion_id", "suggestion user folds", "user")
+
+def check_splits(tables: dict, splits: dict, params: dict | None = None) -> None:
+    "Assert the leakage checks on a full set of splits (with `params`, also what its `matcher_split` promises)."
     check_no_overlap(splits["suggestions"].suggestion_id, splits["suggestions"].split, "suggestions")
+    if params is not None and len(tables["suggestions"]):
+        s = tables["suggestions"].merge(splits["suggestions"], on="suggestion_id")
+        check_matcher_split(s, s["split"].to_numpy(), splits["suggestion_folds"], params.get("matcher_split", "stratified"), params.get("group_column", ""))
     check_no_overlap(splits["interactions"].interaction_id, splits["interactions"].split, "interactions")
     times = tables["interactions"].set_index("interaction_id").timestamp
     check_time_order(times.reindex(splits["interactions"].interaction_id).to_numpy(), splits["interactions"].split, SPLITS, "interactions")
     check_time_folds(splits["interaction_time_folds"], times, "interaction_id", "interaction time folds")
     train = set(splits["suggestions"].suggestion_id[splits["suggestions"].split == "train"])
     if not set(splits["suggestion_folds"].suggestion_id) <= train: raise LeakageError("suggestion folds hold rows outside the training split")
+    sf = splits["suggestion_folds"]
+    if "role" in sf and sf[sf["role"] == "validation"].duplicated(["suggestion_id"]).any():
+        raise LeakageError("suggestion folds validate a row in more than one fold")
 
 # %% ../nbs/02_splits.ipynb #3665470c
 SPLITS_DIR = "artifacts/splits"  # the splits by row id (read them with `load_splits`)
@@ -190,10 +310,15 @@ def run_splits_stage(run: RunDirectory, params: dict) -> dict:
     for name, df in splits.items(): run.write_table(f"{SPLITS_DIR}/{name}.parquet", df)
     summary = split_summary(tables, splits)
     run.write_table("tables/split_summary.parquet", summary)
+    s = tables["suggestions"].merge(splits["suggestions"], on="suggestion_id")
+    overlap = user_overlap(s, s["split"].to_numpy()) if len(s) else {}
+    strategy = params.get("matcher_split", "stratified")
     run.write_json(f"{SPLITS_DIR}/splits.json", {"dataset_version": dataset_version(run)["version"], "seed": params["seed"],
-        "fractions": split_fractions(params["validation_fraction"], params["test_fraction"]),
+        "fractions": split_fractions(params["validation_fraction"], params["test_fraction"]), "matcher_split": strategy,
+        "group_column": params.get("group_column", ""), "user_overlap": overlap,
         "n_folds": params["n_folds"], "n_time_folds": params["n_time_folds"], "row_counts": {k: len(v) for k, v in splits.items()}})
-    m = {}
+    m = {f"matcher_split_is_{x}": float(strategy == x) for x in MATCHER_SPLITS}
+    m |= {f"suggestions_{k}": float(v) for k, v in overlap.items()}
     for _, r in summary.iterrows():
         m[f"{r.table}_{r.split}_rows"] = int(r.rows)
         if r.table == "suggestions": m[f"suggestions_{r.split}_positive_rate"] = float(r.positive_rate)
