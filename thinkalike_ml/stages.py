@@ -52,6 +52,12 @@ class Stage:
 
 # %% ../nbs/00c_stages.ipynb #aacd94de
 STAGES: list[Stage] = [
+    Stage("problem", "00e_problem", "thinkalike_ml.problem",
+          "business objectives, success criteria with thresholds, data sources, privacy, fairness and latency constraints",
+          runner="run_problem_stage", params=("source", "top_k", "sensitive_attributes", "fairness_threshold", "min_group_size",
+                                              "matcher_min_roc_auc", "matcher_max_calibration_error", "recommender_min_ndcg",
+                                              "max_latency_p95_ms"),
+          loaders=("load_problem",), headline=("n_success_criteria",)),
     Stage("data", "01_data", "thinkalike_ml.data",
           "generator with ground truth, your files, consent, privacy, quality, versioned datasets, datasheet",
           runner="run_data_stage",
@@ -88,6 +94,11 @@ STAGES: list[Stage] = [
           "SHAP and permutation importance checked against the true drivers, local explanations, rules, 'why this match'",
           runner="run_interpretability_stage", params=("seed", "n_explain"),
           loaders=("load_interpretability",), headline=("driver_spearman",)),
+    Stage("documents", "11_documents", "thinkalike_ml.documents",
+          "success criteria met or not, model cards, datasheet, impact assessments, engineering handoff; every number checked against the run",
+          runner="run_documents_stage", params=("seed", "top_k", "fairness_threshold", "matcher_min_roc_auc", "matcher_max_calibration_error",
+                                                "recommender_min_ndcg", "max_latency_p95_ms"),
+          loaders=("load_documents",), headline=("criteria_met", "criteria_not_measured", "numbers_checked")),
 ]
 
 # %% ../nbs/00c_stages.ipynb #dca3149e
