@@ -148,6 +148,7 @@ def render_value(v, # the value read from the source
     "The text a value is written as: NaN and None as 'n/a', flags as yes/no, otherwise `fmt.format(v)`."
     if v is None or (isinstance(v, float) and math.isnan(v)): return "n/a"
     if fmt == "yes/no": return "yes" if v else "no"
+    if fmt == "auto": return f"{v:,.0f}" if abs(v) >= 1000 or float(v).is_integer() else f"{v:.4g}"
     return fmt.format(v)
 
 @dataclass
@@ -288,8 +289,8 @@ def ledger_table(led: Ledger, # the document's ledger
     fixed = dict(where or {})
     lines = ["| " + " | ".join([*keys, *values]) + " |", "|" + "---|" * (len(keys) + len(values))]
     for r in df.to_dict("records"):
-        f = {**fixed, **{k: r[k] for k in keys}}
-        cells = [led.text([*src, f, k]) for k in keys] + [led.num([*src, f, c], fmt) for c, fmt in values.items()]
+        f = {**fixed, **{k: r[k] for k in keys if not pd.isna(r[k])}}  # an empty key cell does not identify the row
+        cells = [led.text([*src, f, k]) if not pd.isna(r[k]) else "—" for k in keys] + [led.num([*src, f, c], fmt) for c, fmt in values.items()]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -349,7 +350,7 @@ def stage_metrics_list(led: Ledger, stage: str) -> str:
     "Every numeric metric `stage` recorded, as a Markdown list read through the ledger; the marker if it did not run."
     if not led.sources.ran(stage): return led.not_run(stage, f"{stage} metrics")
     m = {k: v for k, v in led.sources.metrics[stage].items() if isinstance(v, numbers.Real) and not isinstance(v, bool)}
-    return "\n".join(f"- `{k}`: {led.num(['metric', stage, k], '{:.4g}')}" for k in sorted(m)) or "No numeric metrics recorded."
+    return "\n".join(f"- `{k}`: {led.num(['metric', stage, k], 'auto')}" for k in sorted(m)) or "No numeric metrics recorded."
 
 # %% ../nbs/11_documents.ipynb #e7ca774c
 _OUT_OF_SCOPE = {
@@ -444,7 +445,7 @@ def _ab_design(led: Ledger, family: str) -> str:
     except Unavailable: design = None
     if not design: return "No A/B design in this run (no match suggestions)."
     m = led.sources.metrics["evaluation"]
-    lines = [f"- `{k}`: {led.num([*d, k], '{:.4g}')}" for k, v in sorted(design.items()) if isinstance(v, numbers.Real) and not isinstance(v, bool)]
+    lines = [f"- `{k}`: {led.num([*d, k], 'auto')}" for k, v in sorted(design.items()) if isinstance(v, numbers.Real) and not isinstance(v, bool)]
     lines += [f"- simulated `{k}`: {led.num(['metric', 'evaluation', k], '{:.3f}')}" for k in sorted(m) if k.startswith(("ab_aa_", "ab_power_"))]
     return ("Two-arm test on the acceptance rate of suggestions; results from production are " + led.owner("A/B results from production") +
             ".\n\n" + "\n".join(lines))
