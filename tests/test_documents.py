@@ -30,7 +30,7 @@ def documents_run():
 
 
 def _copy(run, tmp_path) -> RunDirectory:
-    return RunDirectory(shutil.copytree(run.path, tmp_path/"run"))
+    return RunDirectory(shutil.copytree(run.path, tmp_path/"run", ignore=shutil.ignore_patterns("mlruns")))
 
 
 def _doc(run, name, kind="md") -> str:
@@ -81,18 +81,18 @@ def test_a_typed_number_and_a_forged_ledger_are_caught(documents_run, tmp_path):
     problems = check_documents(copy)
     assert "handoff.md: the number '95%' has no recorded source" in problems and "handoff.md: the number '20' has no recorded source" in problems
     # changing a number in the document and in its ledger alike is caught when the source is read again
-    copy2 = RunDirectory(shutil.copytree(run.path, tmp_path/"run2"))
+    copy2 = RunDirectory(shutil.copytree(run.path, tmp_path/"run2", ignore=shutil.ignore_patterns("mlruns")))
     ledger = copy2.read_json(SOURCES_FILE)
     entry = next(e for e in ledger["model_card_matcher"] if e["source"] == ["metric", "evaluation", "matcher_test_roc_auc"])
-    forged = f"{float(entry['text']) + 0.1:.3f}"
+    original, forged = entry["text"], f"{float(entry['text']) + 0.1:.3f}"
     for kind in ("md", "html"):
         f = copy2.file(f"{DOCUMENTS_DIR}/model_card_matcher.{kind}")
-        f.write_text(f.read_text().replace(entry["text"], forged))
+        f.write_text(f.read_text().replace(original, forged))
     for e in ledger["model_card_matcher"]:
-        if e["text"] == entry["text"]: e["text"] = forged
+        if e["text"] == original: e["text"] = forged
     copy2.write_json(SOURCES_FILE, ledger)
     problems = check_documents(copy2)
-    assert any("['metric', 'evaluation', 'matcher_test_roc_auc']" in p and f"gives '{entry['text']}'" in p for p in problems), problems
+    assert any("['metric', 'evaluation', 'matcher_test_roc_auc']" in p and f"gives '{original}'" in p for p in problems), problems
 
 
 def test_stages_that_did_not_run_are_marked_not_invented(documents_run, tmp_path):

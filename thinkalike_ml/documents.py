@@ -5,7 +5,6 @@
 # %% ../nbs/11_documents.ipynb #c2ef25b5
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import html
 import json
@@ -49,18 +48,25 @@ def _plain(v):
     if isinstance(v, pd.Timestamp): return v.isoformat()
     return v
 
-def _walk(obj, path: list):
+def _as_text(df: pd.DataFrame, column: str, cache: dict | None) -> np.ndarray:
+    "A table's column as an array of text, kept in `cache` (by table and column) for the next lookups."
+    if cache is None: return df[column].astype(str).to_numpy()
+    key = (id(df), column)
+    if key not in cache: cache[key] = (df, df[column].astype(str).to_numpy())  # the table is kept so that its id is not reused
+    return cache[key][1]
+
+def _walk(obj, path: list, cache: dict | None = None):
     "Follow `path` into nested dicts, lists and tables: keys, indices, `{column: value}` filters that match one row, columns."
     for p in path:
         where = " / ".join(map(str, path))
         if isinstance(p, dict):
             if isinstance(obj, pd.DataFrame):
-                rows = obj
+                mask = np.ones(len(obj), bool)
                 for c, v in p.items():
-                    if c not in rows.columns: raise Unavailable(f"{where}: no column '{c}'")
-                    rows = rows[rows[c].astype(str) == str(v)]
-                if len(rows) != 1: raise Unavailable(f"{where}: {len(rows)} rows match {p}, expected one")
-                obj = rows.iloc[0]
+                    if c not in obj.columns: raise Unavailable(f"{where}: no column '{c}'")
+                    mask &= _as_text(obj, c, cache) == str(v)
+                if mask.sum() != 1: raise Unavailable(f"{where}: {mask.sum()} rows match {p}, expected one")
+                obj = obj.iloc[int(np.flatnonzero(mask)[0])]
             elif isinstance(obj, list):
                 hits = [o for o in obj if isinstance(o, dict) and all(str(o.get(c)) == str(v) for c, v in p.items())]
                 if len(hits) != 1: raise Unavailable(f"{where}: {len(hits)} items match {p}, expected one")
@@ -84,7 +90,7 @@ class Sources:
                 ):
         self.run, self.stages = run, STAGES if stages is None else stages
         self.metrics, self.params = run.metrics(), run.params
-        self._loaded, self._derived = {}, None
+        self._loaded, self._derived, self._text = {}, None, {}
 
     def declared(self, name: str) -> bool: return any(s.name == name for s in self.stages)
     def ran(self, name: str) -> bool:
@@ -114,8 +120,8 @@ class Sources:
         if kind == "param":
             if rest[0] not in self.params: raise Unavailable(f"no parameter '{rest[0]}'")
             return self.params[rest[0]]
-        if kind == "artifact": return _walk(self.load(rest[0], rest[1]), list(rest[2:]))
-        if kind == "derived": return _walk(self.derived(), list(rest))
+        if kind == "artifact": return _walk(self.load(rest[0], rest[1]), list(rest[2:]), self._text)
+        if kind == "derived": return _walk(self.derived(), list(rest), self._text)
         if kind == "package":
             try: return metadata.version(rest[0])
             except metadata.PackageNotFoundError: raise Unavailable(f"package '{rest[0]}' is not installed") from None
@@ -123,10 +129,9 @@ class Sources:
 
 # %% ../nbs/11_documents.ipynb #8edf6d2c
 def derived_facts(src: Sources) -> dict:
-    "Facts computed from the run's stage outputs: run date, interaction span, missing shares, identifier columns, hashed artifacts, lock hash."
+    "Facts computed from the run's stage outputs: interaction span, missing shares, identifier columns, hashed artifacts, lock hash."
     from thinkalike_ml.data import IDENTIFIER_COLUMNS
-    out = {"run_date": f"{dt.datetime.strptime(src.run.id[:8], '%Y%m%d'):%Y-%m-%d}" if re.match(r"\d{8}T", src.run.id) else None,
-           "hashed_artifacts": len(src.run.checksums())}
+    out = {"hashed_artifacts": len(src.run.checksums())}
     lock = project_root()/"requirements.lock"
     out["lock_sha256"] = hashlib.sha256(lock.read_bytes()).hexdigest() if lock.is_file() else None
     out["lock_packages"] = sum(1 for l in lock.read_text().splitlines() if "==" in l and not l.lstrip().startswith("#")) if lock.is_file() else None
@@ -365,7 +370,7 @@ _MISUSES = {
     "matcher": [("Presenting the matching percentage as a measure of a person's worth or compatibility beyond the platform's data.",
                  "The interface shows it as an estimate with a reason; the card states its calibration error and intervals."),
                 ("Using the score to exclude a group from suggestions.",
-                 "Group fairness is measured every run against the fairness threshold; the registry gates promotion on it."),
+                 "Group fairness is measured every run against the fairness threshold and logged to MLflow, where promotion can be gated on it."),
                 ("Re-identifying people from suggestions or reasons.",
                  "Reasons name only shared values and interests both people show; ids are pseudonyms; direct identifiers are dropped.")],
     "recommender": [("Amplifying already popular communities until smaller ones disappear (popularity bias).",
@@ -489,7 +494,7 @@ def model_card(led: Ledger, # the card's ledger
     src = led.sources
     name = f"ThinkAlike {family}"
     selected = led.text(["artifact", "evaluation", "load_evaluation", "summary", "selected", family], f"{family} selected model")
-    date = led.text(["derived", "run_date"], "date")
+    date = led.text(["artifact", "problem", "load_problem", "date"], "date")
     version = later_field(led, f"{family}_version")
     package = led.text(["package", "thinkalike-ml"], "package version")
     owners = led.owner(f"{family} owners")
@@ -654,7 +659,7 @@ def handoff(led: Ledger) -> str:
                           f"- Matcher scoring rate in batch, gradient boosting (rows/s): {led.num([*mod, 'matcher_hgb_predict_rows_per_second'], '{:,.0f}')}"])
     else: signature, perf = led.not_run("models", "model signature"), led.not_run("models", "training performance")
     crit = use_rows(led, success_rows(src))
-    alerts = "\n".join(f"- {r['model']}: {r['label']}, {r['direction']} {r['threshold']} (measured by `{r['stage']}.{r['metric']}`, now {r['measured']} {r['interval']})" for r in crit) \
+    alerts = "\n".join(f"- {r['model']}: {r['label']}, {r['direction']} {r['threshold']} (measured by `{r['stage']}.{r['metric']}`, now {' '.join(filter(None, (r['measured'], r['interval'])))})" for r in crit) \
         or led.not_run("problem", "alert thresholds")
     return "\n\n".join([
         "# Engineering handoff", f"Run `{src.run.id}`.",

@@ -5,6 +5,7 @@
 # %% ../nbs/00e_problem.ipynb #15a3a8ff
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import asdict, dataclass
 
 # %% auto #0
@@ -34,10 +35,10 @@ SUCCESS_CRITERIA: list[SuccessCriterion] = [
     SuccessCriterion("matcher_calibration", "matcher", "expected calibration error of the matching percentage on the test pairs", "evaluation",
                      "matcher_test_ece", "matcher_max_calibration_error", "at most",
                      "The score is shown to people as a percentage, so it must mean the acceptance rate it claims."),
-    SuccessCriterion("matcher_demographic_parity", "matcher", "largest demographic-parity difference across the sensitive attributes",
+    SuccessCriterion("matcher_demographic_parity", "matcher", "largest demographic-parity difference across the sensitive attributes (by the suggested person's group)",
                      "fairness", "matcher_dp_difference", "fairness_threshold", "at most",
                      "No group of people may be suggested markedly less often than another."),
-    SuccessCriterion("matcher_equalized_odds", "matcher", "largest equalized-odds difference across the sensitive attributes",
+    SuccessCriterion("matcher_equalized_odds", "matcher", "largest equalized-odds difference across the sensitive attributes (by the suggested person's group)",
                      "fairness", "matcher_eo_difference", "fairness_threshold", "at most",
                      "Error rates must not depend on the group a person belongs to."),
     SuccessCriterion("matcher_latency", "matcher", "95th-percentile latency of one online match request, in milliseconds", "serving",
@@ -90,12 +91,12 @@ def _constraints(params: dict) -> dict:
 # %% ../nbs/00e_problem.ipynb #0f915a5e
 def problem_definition(params: dict, # resolved run parameters
                       ) -> dict:
-    "The run's problem definition: per model its objective, users and decision; the data source; constraints; success criteria."
+    "The run's problem definition (dated today): per model its objective, users and decision; the data source; constraints; success criteria."
     missing = sorted({c.param for c in SUCCESS_CRITERIA} - set(params))
     if missing: raise KeyError(f"problem definition: parameters {missing} are missing from the run's parameters (declare them in PARAMS)")
     if params["source"] not in SOURCES:
         raise ValueError(f"parameter 'source': {params['source']!r} has no description; expected one of {', '.join(SOURCES)}")
-    return {"models": OBJECTIVES, "source": params["source"], "source_description": SOURCES[params["source"]],
+    return {"date": dt.date.today().isoformat(), "models": OBJECTIVES, "source": params["source"], "source_description": SOURCES[params["source"]],
             "constraints": _constraints(params), "top_k": params["top_k"],
             "criteria": [asdict(c) | {"threshold": float(params[c.param])} for c in SUCCESS_CRITERIA]}
 
