@@ -57,7 +57,7 @@ STAGES: list[Stage] = [
           runner="run_problem_stage", params=("source", "top_k", "sensitive_attributes", "fairness_threshold", "min_group_size",
                                               "matcher_min_roc_auc", "matcher_max_calibration_error", "recommender_min_ndcg",
                                               "max_latency_p95_ms"),
-          loaders=("load_problem",), headline=("n_success_criteria",)),
+          loaders=("load_problem",)),
     Stage("data", "01_data", "thinkalike_ml.data",
           "generator with ground truth, your files, consent, privacy, quality, versioned datasets, datasheet",
           runner="run_data_stage",
