@@ -86,6 +86,7 @@ def test_report_files_are_readable_tables_come_as_csv_and_the_folder_has_an_inde
     assert first_run.name in index and "succeeded" in index
     for stage_page in sorted((first_run/"html").glob("*.html")):
         assert f'html/{stage_page.name}' in index
+    assert 'href="documents/model_card_matcher.html"' in index and index.rindex("<h2>") == index.index("<h2>Did we meet the success criteria?</h2>")
     for f in [first_run/"metrics.json", first_run/"index.html", *sorted((first_run/"html").glob("*.html"))]:
         assert f.stat().st_mode & 0o044, f"{f} is readable only by its owner"
     parquet = sorted((first_run/"tables").glob("*.parquet"))

@@ -701,10 +701,11 @@ def _documents(src: Sources) -> list[tuple[str, str, object]]:
 
 def write_documents(run, # the run's `RunDirectory`
                     stages=None, # the stage declarations (default: `STAGES`)
+                    sources: Sources | None = None, # values already loaded from this run (default: load them)
                    ) -> dict:
     "Render every document into `documents/` of the run; return the index (documents, success criteria, missing fields)."
     from thinkalike_ml.reports import DOCUMENTS_INDEX, document_html
-    src = Sources(run, stages)
+    src = sources or Sources(run, stages)
     ledgers, missing, docs = {}, {}, []
     for stem, title, build in _documents(src):
         led = Ledger(src)
@@ -725,9 +726,10 @@ def write_documents(run, # the run's `RunDirectory`
 
 def check_documents(run, # the run's `RunDirectory`
                     stages=None, # the stage declarations the documents were written with
+                    sources: Sources | None = None, # values already loaded from this run (default: load them afresh)
                    ) -> list[str]:
     "Every mismatch between the run and its rendered documents: a source that reads differently now, or a number in a document no source covers."
-    src, problems = Sources(run, stages), []
+    src, problems = sources or Sources(run, stages), []
     ledgers = run.read_json(SOURCES_FILE)
     for stem, entries in ledgers.items():
         for e in entries:
@@ -755,8 +757,9 @@ def run_documents_stage(run, # the run's `RunDirectory`
     "Write and check every document of the run, log them to MLflow; return counts of criteria met, numbers checked and fields missing."
     import time
     t0 = time.perf_counter()
-    index = write_documents(run, stages)
-    problems = check_documents(run, stages)
+    src = Sources(run, stages)  # loaded once: the check reads every source again through it, and every document from disk
+    index = write_documents(run, sources=src)
+    problems = check_documents(run, sources=src)
     if problems: raise DocumentError(f"{len(problems)} numbers in the documents do not match the run:\n  " + "\n  ".join(problems[:20]))
     _track_documents(run, params)
     v = [r["verdict"] for r in index["success_criteria"]]
