@@ -48,6 +48,12 @@ def _plain(v):
     if isinstance(v, pd.Timestamp): return v.isoformat()
     return v
 
+@dataclass(frozen=True)
+class _Row:
+    "One row of a table, found by a filter (cheaper than extracting it as a Series)."
+    df: pd.DataFrame
+    i: int
+
 def _as_text(df: pd.DataFrame, column: str, cache: dict | None) -> np.ndarray:
     "A table's column as an array of text, kept in `cache` (by table and column) for the next lookups."
     if cache is None: return df[column].astype(str).to_numpy()
@@ -66,12 +72,15 @@ def _walk(obj, path: list, cache: dict | None = None):
                     if c not in obj.columns: raise Unavailable(f"{where}: no column '{c}'")
                     mask &= _as_text(obj, c, cache) == str(v)
                 if mask.sum() != 1: raise Unavailable(f"{where}: {mask.sum()} rows match {p}, expected one")
-                obj = obj.iloc[int(np.flatnonzero(mask)[0])]
+                obj = _Row(obj, int(np.flatnonzero(mask)[0]))
             elif isinstance(obj, list):
                 hits = [o for o in obj if isinstance(o, dict) and all(str(o.get(c)) == str(v) for c, v in p.items())]
                 if len(hits) != 1: raise Unavailable(f"{where}: {len(hits)} items match {p}, expected one")
                 obj = hits[0]
             else: raise Unavailable(f"{where}: cannot filter a {type(obj).__name__}")
+        elif isinstance(obj, _Row):
+            if p not in obj.df.columns: raise Unavailable(f"{where}: no column '{p}'")
+            obj = obj.df.iat[obj.i, obj.df.columns.get_loc(p)]
         elif isinstance(obj, (dict, pd.Series)):
             if p not in obj: raise Unavailable(f"{where}: no '{p}'")
             obj = obj[p]
@@ -205,14 +214,16 @@ def unsourced_numbers(text: str, # a rendered document (Markdown, or the text of
                       entries: list, # the document's ledger entries, in the order written
                      ) -> tuple[list[str], list[str]]:
     "(recorded texts not found, numbers in `text` that no recorded text covers); each occurrence covers one recorded text."
+    from collections import Counter
     masked, not_found = text, []
-    for e in sorted(entries, key=lambda e: -len(e["text"])):  # longest first: a long text is not eaten by a short one inside it
-        if not re.search(r"\d", e["text"]): continue  # a marker or a word: nothing to find
-        m = re.compile(r"(?<![\w.])" + re.escape(e["text"]) + r"(?![\w]|\.\d)").search(masked)
-        if m is None:
-            not_found.append(e["text"])
-            continue
-        masked = masked[:m.start()] + "\x00" * (m.end() - m.start()) + masked[m.end():]
+    wanted = Counter(e["text"] for e in entries if re.search(r"\d", e["text"]))  # markers and words have nothing to find
+    for t in sorted(wanted, key=len, reverse=True):  # longest first: a long text is not eaten by a short one inside it
+        hits = list(re.finditer(r"(?<![\w.])" + re.escape(t) + r"(?![\w]|\.\d)", masked))[:wanted[t]]
+        not_found += [t] * (wanted[t] - len(hits))
+        if hits:
+            parts, pos = [], 0
+            for m in hits: parts += [masked[pos:m.start()], "\x00" * (m.end() - m.start())]; pos = m.end()
+            masked = "".join(parts) + masked[pos:]
     return not_found, [m.group(0) for m in _NUMBER.finditer(masked)]
 
 # %% ../nbs/11_documents.ipynb #dbdcae69
