@@ -86,6 +86,7 @@ def test_report_files_are_readable_tables_come_as_csv_and_the_folder_has_an_inde
     assert first_run.name in index and "succeeded" in index
     for stage_page in sorted((first_run/"html").glob("*.html")):
         assert f'html/{stage_page.name}' in index
+    assert 'href="documents/model_card_matcher.html"' in index and index.rindex("<h2>") == index.index("<h2>Did we meet the success criteria?</h2>")
     for f in [first_run/"metrics.json", first_run/"index.html", *sorted((first_run/"html").glob("*.html"))]:
         assert f.stat().st_mode & 0o044, f"{f} is readable only by its owner"
     parquet = sorted((first_run/"tables").glob("*.parquet"))
@@ -124,7 +125,7 @@ def test_second_run_is_a_new_folder_leaves_the_first_unchanged_and_agrees_with_i
     assert tree_digest(first_run) == before
     assert json.loads((second/"params.json").read_text()) == json.loads((first_run/"params.json").read_text())
     m1, m2 = (without_timings(json.loads((r/"metrics.json").read_text())) for r in (first_run, second))
-    assert {s: m1[s] for s in ("data", "splits")} == m2
+    assert {s: m1[s] for s in ("problem", "data", "splits")} == m2
     lineage = [json.loads((r/"manifest.json").read_text())["lineage"]["data"]["hash"] for r in (first_run, second)]
     assert lineage[0] == lineage[1]
     listing = " ".join(cli("list", reports=reports, check=0).stdout.split())
@@ -141,8 +142,9 @@ def test_failing_stage_names_the_stage_and_is_listed_as_failed_with_the_reason(f
     assert "marked failed" in p.stderr
     failed = Path(p.stderr.strip().splitlines()[-1].split("partial report: ", 1)[1])
     manifest = json.loads((failed/"manifest.json").read_text())
-    assert manifest["status"] == "failed" and manifest["stages"][0]["status"] == "failed"
-    assert "stage 'data'" in manifest["stages"][0]["error"]
+    data = next(s for s in manifest["stages"] if s["name"] == "data")
+    assert manifest["status"] == "failed" and data["status"] == "failed"
+    assert "stage 'data'" in data["error"]
     assert (failed/"notebooks"/"01_data.ipynb").is_file() and (failed/"html"/"01_data.html").is_file()
     listing = cli("list", reports=reports, check=0).stdout
     assert f"{failed.name} failed" in " ".join(listing.split())
@@ -263,7 +265,7 @@ def test_adding_a_stage_is_one_notebook_and_one_declaration(tmp_path, monkeypatc
     import nbformat
     from thinkalike_ml.pipeline import format_runs, run_pipeline
     from thinkalike_ml.runs import read_index
-    from thinkalike_ml.stages import STAGES, Stage, select_stages, stage_table
+    from thinkalike_ml.stages import Stage, select_stages, stage, stage_table
     (tmp_path/"echo_stage.py").write_text(THROWAWAY_MODULE)
     monkeypatch.setenv("PYTHONPATH", f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
     monkeypatch.syspath_prepend(str(tmp_path))
@@ -284,7 +286,7 @@ def test_adding_a_stage_is_one_notebook_and_one_declaration(tmp_path, monkeypatc
     nbformat.write(nb, tmp_path/"99_echo.ipynb")
     echo = Stage("echo", str(tmp_path/"99_echo.ipynb"), "echo_stage", "echoes the user count", runner="run_echo_stage",
                  params=("seed",), headline=("echoed_users",))
-    stages = [STAGES[0], echo]
+    stages = [stage("data"), echo]
     assert [s.name for s in select_stages(only="echo", stages=stages)] == ["echo"]
     assert "| echo | `99_echo` | `echo_stage` | echoes the user count |" in stage_table(stages)
     run = run_pipeline(small=True, overrides={"n_users": 60}, reports_dir=tmp_path/"reports", progress=False, stages=stages)

@@ -49,7 +49,7 @@ def test_a_later_stage_extends_the_same_cached_run(tmp_path, monkeypatch):
     open_stage(None, "splits", small)
     open_stage(None, "features", small)
     (cached,) = [p for p in (tmp_path/"cache").iterdir() if p.is_dir()]
-    assert json.loads((cached/"cached_stages.json").read_text()) == ["data", "splits"]
+    assert json.loads((cached/"cached_stages.json").read_text()) == ["problem", "data", "splits"]
 
 
 def test_unknown_stage_and_overrides_on_a_pipeline_run_are_errors(tmp_path):

@@ -65,6 +65,13 @@ PARAMS: dict[str, Param] = {p.name: p for p in [
           choices=("synthetic", "files", "movietweetings")),
     Param("dataset_store", str, "data/store", "Folder of the content-addressed dataset store (relative to the project root).",
           small=""),
+    # -- problem definition: the success criteria's thresholds, fixed before any data is read
+    Param("matcher_min_roc_auc", float, 0.75, "Success criterion: the selected matcher's test ROC AUC must be at least this.", low=0.5, high=1.0),
+    Param("matcher_max_calibration_error", float, 0.05, "Success criterion: the matcher's expected calibration error on test (probability points) must be at most this.",
+          low=0.0, high=1.0),
+    Param("recommender_min_ndcg", float, 0.1, "Success criterion: the selected recommender's test NDCG at top_k must be at least this.", low=0.0, high=1.0),
+    Param("max_latency_p95_ms", float, 20.0, "Success criterion and constraint: the 95th-percentile latency of one online match request, in milliseconds, must be at most this.",
+          low=0.01, high=60_000.0),
     # -- data: the synthetic generator
     Param("n_users", int, 5000, "Number of synthetic users.", small=400, low=20, high=50_000_000),
     Param("n_items", int, 300, "Number of synthetic communities / content items.", small=60, low=5, high=5_000_000),

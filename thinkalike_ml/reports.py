@@ -19,7 +19,8 @@ import nbformat
 from .runs import RunDirectory
 
 # %% auto #0
-__all__ = ['section_heading', 'render_stage_html', 'run_index_html', 'figure', 'table', 'results']
+__all__ = ['DOCUMENTS_INDEX', 'section_heading', 'render_stage_html', 'run_index_html', 'document_html', 'figure', 'table',
+           'results']
 
 # %% ../nbs/00d_reports.ipynb #c577c48e
 _DIRECTIVE = re.compile(r"^\s*#\s*\|\s*([\w-]+)")
@@ -289,6 +290,23 @@ def _metric_tables(metrics: dict) -> str:
     return f'<div class="metrics">{"".join(out)}</div>' if out else "<p>No metrics recorded.</p>"
 
 # %% ../nbs/00d_reports.ipynb #a03979aa
+DOCUMENTS_INDEX = "documents/index.json"  # what the documents stage wrote: its documents and the success criteria, for the index page
+
+def _documents_parts(run_path: Path) -> tuple[list[str], list[str]]:
+    "The index page's documents list and its success-criteria table, from the documents stage's index (empty when absent)."
+    p = run_path/DOCUMENTS_INDEX
+    if not p.is_file(): return [], []
+    index = json.loads(p.read_text(encoding="utf-8"))
+    links = [f'<li><a href="{html.escape(d["html"], quote=True)}">{_e(d["title"])}</a> (<a href="{html.escape(d["markdown"], quote=True)}">Markdown</a>'
+             + (f', <a href="{html.escape(d["json"], quote=True)}">JSON</a>' if d.get("json") else "") + ")</li>"
+             for d in index.get("documents", []) if (run_path/d["html"]).is_file()]
+    rows = [[f"<td>{_e(r['model'])}</td>", f"<td>{_e(r['label'])}</td>", f'<td class="num">{_e(r["direction"])} {_e(r["threshold"])}</td>',
+             f'<td class="num">{_e(r["measured"])} {_e(r.get("interval", ""))}</td>', f"<td><strong>{_e(r['verdict'])}</strong></td>"]
+            for r in index.get("success_criteria", [])]
+    table = ["<h2>Did we meet the success criteria?</h2>",
+             _table(rows, ["model", "criterion", "threshold", "measured", "verdict"], "success") if rows else "<p>No success criteria in this run.</p>"]
+    return ["<h2>Documents</h2>", f"<ul>{''.join(links)}</ul>"] if links else [], table
+
 def run_index_html(run_path, # the run folder
                    manifest: dict, # the run's manifest.json
                    metrics: dict, # the run's metrics, {stage: {name: value}}
@@ -313,8 +331,21 @@ def run_index_html(run_path, # the run folder
             "<h2>Headline metrics</h2>", _metric_tables(metrics),
             "<h2>Parameters</h2>", _table([[f"<td><code>{_e(k)}</code></td>", f"<td>{_e(v)}</td>"] for k, v in params.items()], ["parameter", "value"], "params"),
             "<h2>Files</h2>", f"<ul>{''.join(files)}</ul>" if files else "<p>No files yet.</p>"]
+    documents, success = _documents_parts(run_path)
+    body[body.index("<h2>Headline metrics</h2>"):body.index("<h2>Headline metrics</h2>")] = documents
+    body += success
     return ('<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n<meta name="viewport" content="width=device-width, initial-scale=1">\n'
             f"<title>Run {_e(run_id)}</title>\n<style>{_INDEX_CSS}</style>\n</head>\n<body>\n" + "\n".join(body) + "\n</body>\n</html>\n")
+
+# %% ../nbs/00d_reports.ipynb #14e0dfd0
+def document_html(markdown_text: str, # a document in Markdown
+                  title: str, # the page's title
+                 ) -> str:
+    "A Markdown document as one standalone HTML page, styled like the run's index page."
+    from nbconvert.filters.markdown_mistune import markdown2html_mistune
+    body = markdown2html_mistune(markdown_text)
+    return ('<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n<meta name="viewport" content="width=device-width, initial-scale=1">\n'
+            f"<title>{html.escape(title)}</title>\n<style>{_INDEX_CSS}</style>\n</head>\n<body>\n{body}\n</body>\n</html>\n")
 
 # %% ../nbs/00d_reports.ipynb #84fa5a87
 def figure(run: RunDirectory, # the run to save the figure in

@@ -52,6 +52,12 @@ class Stage:
 
 # %% ../nbs/00c_stages.ipynb #aacd94de
 STAGES: list[Stage] = [
+    Stage("problem", "00e_problem", "thinkalike_ml.problem",
+          "business objectives, success criteria with thresholds, data sources, privacy, fairness and latency constraints",
+          runner="run_problem_stage", params=("source", "top_k", "sensitive_attributes", "fairness_threshold", "min_group_size",
+                                              "matcher_min_roc_auc", "matcher_max_calibration_error", "recommender_min_ndcg",
+                                              "max_latency_p95_ms"),
+          loaders=("load_problem",)),
     Stage("data", "01_data", "thinkalike_ml.data",
           "generator with ground truth, your files, consent, privacy, quality, versioned datasets, datasheet",
           runner="run_data_stage",
@@ -108,6 +114,11 @@ STAGES: list[Stage] = [
                   "monitoring_sim_users", "monitoring_drift_strength", "monitoring_files", "monitoring_webhook", "retrain_after_windows",
                   "retraining_interval_days", "model_max_age_days"),
           loaders=("load_monitoring",), headline=("alerts", "false_alarm_rate", "drift_detection_rate"), preflight="check_monitoring_params"),
+    Stage("documents", "11_documents", "thinkalike_ml.documents",
+          "success criteria met or not, model cards, datasheet, impact assessments, engineering handoff; every number checked against the run",
+          runner="run_documents_stage", params=("seed", "top_k", "fairness_threshold", "matcher_min_roc_auc", "matcher_max_calibration_error",
+                                                "recommender_min_ndcg", "max_latency_p95_ms"),
+          loaders=("load_documents",), headline=("criteria_met", "criteria_not_measured", "numbers_checked")),
 ]
 
 # %% ../nbs/00c_stages.ipynb #dca3149e
