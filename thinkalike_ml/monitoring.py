@@ -32,8 +32,7 @@ __all__ = ['PSI_SMOOTHING', 'KS_LIMIT_SIZE', 'CORRECTIONS', 'DRIFT_COLUMNS', 'PE
            'score_window', 'score_by_window', 'user_feature_rows', 'new_user_source', 'simulate_period',
            'window_alarms', 'calibrate_detectors', 'calibration_summary', 'retraining_decision', 'maintenance_plan',
            'load_later_data', 'monitoring_inputs', 'recommender_by_window', 'check_monitoring_params', 'monitor_run',
-           'retraining_command', 'monitoring_metrics', 'persist_monitoring', 'load_monitoring', 'track_monitoring',
-           'run_monitoring_stage']
+           'retraining_command', 'monitoring_metrics', 'persist_monitoring', 'load_monitoring', 'run_monitoring_stage']
 
 # %% ../nbs/10_monitoring.ipynb #8c6f0aaa
 def production_start(times, # timestamps of the rows (suggestions)
@@ -895,14 +894,6 @@ def load_monitoring(run) -> dict:
     out = {"summary": run.read_json(MONITORING_SUMMARY), "alerts": run.read_json(ALERTS_FILE)}
     return out | {k: run.read_table(f"{MONITORING_DIR}/{k}.parquet") for k in MONITORING_TABLES if run.exists(f"{MONITORING_DIR}/{k}.parquet")}
 
-def track_monitoring(run, params: dict, metrics: dict) -> None:
-    "Log the stage's metrics and its alerts file to the run's MLflow run."
-    import mlflow
-    from thinkalike_ml.tracking import tracked_run
-    with tracked_run(run, params, "monitoring"):
-        mlflow.log_metrics({f"monitoring_{k}": float(v) for k, v in metrics.items() if isinstance(v, (int, float)) and np.isfinite(v)})
-        mlflow.log_artifact(str(run.file(ALERTS_FILE)), "monitoring")
-
 def run_monitoring_stage(run, # the run's `RunDirectory`
                          params: dict, # resolved run parameters
                         ) -> dict:
@@ -921,6 +912,4 @@ def run_monitoring_stage(run, # the run's `RunDirectory`
     delivered = deliver_alerts(result["alerts"], params["monitoring_webhook"])
     calibration = {"alarms": alarms, "summary": summary, "maintenance": maintenance_plan(summary, params), "seeds": seeds}
     persist_monitoring(run, result, calibration, decision, delivered, params, inputs)
-    metrics = monitoring_metrics(result, summary, decision) | {"monitoring_stage_seconds": time.perf_counter() - t0}
-    track_monitoring(run, params, metrics)
-    return metrics
+    return monitoring_metrics(result, summary, decision) | {"monitoring_stage_seconds": time.perf_counter() - t0}
