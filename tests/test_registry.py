@@ -271,6 +271,7 @@ def test_reproduce_run_compares_dataset_splits_and_metrics_and_explains_a_change
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)  # three runs of data, splits and features through papermill
 def test_reproduce_gives_identical_results_and_names_a_changed_parameter(tmp_path):
     reports = tmp_path / "reports"
     p = cli("run", "--small", "--until", "features", "-p", "n_users", "120", "--no-progress", "--reports-dir", str(reports), check=0)
@@ -286,6 +287,7 @@ def test_reproduce_gives_identical_results_and_names_a_changed_parameter(tmp_pat
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(3600)  # two complete small runs: about 8 minutes each on a busy 2-core machine
 def test_the_default_small_run_reproduces_exactly(tmp_path):
     reports = tmp_path / "reports"
     p = cli("run", "--small", "--no-progress", "--reports-dir", str(reports), check=0)
