@@ -70,8 +70,8 @@ PARAMS: dict[str, Param] = {p.name: p for p in [
     Param("matcher_max_calibration_error", float, 0.05, "Success criterion: the matcher's expected calibration error on test (probability points) must be at most this.",
           low=0.0, high=1.0),
     Param("recommender_min_ndcg", float, 0.1, "Success criterion: the selected recommender's test NDCG at top_k must be at least this.", low=0.0, high=1.0),
-    Param("max_latency_p95_ms", float, 20.0, "Success criterion and constraint: the 95th-percentile latency of one online match request, in milliseconds, must be at most this.",
-          low=0.01, high=60_000.0),
+    Param("max_latency_p95_seconds", float, 0.02, "Success criterion and constraint: the 95th-percentile latency of one online match request, in seconds (0.02: 20 ms), must be at most this.",
+          low=1e-5, high=60.0),
     # -- data: the synthetic generator
     Param("n_users", int, 5000, "Number of synthetic users.", small=400, low=20, high=50_000_000),
     Param("n_items", int, 300, "Number of synthetic communities / content items.", small=60, low=5, high=5_000_000),

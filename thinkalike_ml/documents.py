@@ -344,15 +344,13 @@ def problem_document(led: Ledger) -> str:
 
 # %% ../nbs/11_documents.ipynb #2a3a7564
 LATER_STAGE_FIELDS = {  # document field -> (stage, metric name in that stage's metrics)
-    "matcher_version": ("registry", "matcher_version"),
-    "recommender_version": ("registry", "recommender_version"),
-    "matcher_latency_p50_ms": ("serving", "latency_p50_ms"),
-    "matcher_latency_p95_ms": ("serving", "latency_p95_ms"),
-    "matcher_latency_p99_ms": ("serving", "latency_p99_ms"),
-    "matcher_requests_per_second": ("serving", "requests_per_second"),
+    "matcher_latency_p50_seconds": ("serving", "api_match_p50_seconds"),
+    "matcher_latency_p95_seconds": ("serving", "api_match_p95_seconds"),
+    "matcher_latency_p99_seconds": ("serving", "api_match_p99_seconds"),
+    "matcher_requests_per_second": ("serving", "api_match_requests_per_second"),
     "matcher_batch_pairs_per_second": ("serving", "batch_pairs_per_second"),
-    "recommender_latency_p95_ms": ("serving", "recommender_latency_p95_ms"),
-    "alerts_raised": ("monitoring", "n_alerts"),
+    "recommender_latency_p95_seconds": ("serving", "api_recommend_p95_seconds"),
+    "alerts_raised": ("monitoring", "alerts"),
 }
 LATER_STAGES = ("registry", "serving", "monitoring")  # stages whose every recorded metric the handoff lists
 
@@ -506,13 +504,13 @@ def model_card(led: Ledger, # the card's ledger
     name = f"ThinkAlike {family}"
     selected = led.text(["artifact", "evaluation", "load_evaluation", "summary", "selected", family], f"{family} selected model")
     date = led.text(["artifact", "problem", "load_problem", "date"], "date")
-    version = later_field(led, f"{family}_version")
+    version = led.text(["artifact", "registry", "load_registry", "summary", "models", family, "semver"], f"{family} semantic version")
     package = led.text(["package", "thinkalike-ml"], "package version")
     owners = led.owner(f"{family} owners")
     p = src.load("problem", "load_problem")["models"][family] if src.ran("problem") else None
     objective = p["objective"] if p else led.not_run("problem", f"{family} objective")
     attrs = ", ".join(src.params.get("sensitive_attributes") or []) or "none declared"
-    latency = later_field(led, f"{family}_latency_p95_ms")
+    latency = later_field(led, f"{family}_latency_p95_seconds")
     limitations = list(_LIMITATIONS[family])
     if src.ran("models") and family == "recommender":
         m = ["metric", "models"]
@@ -536,7 +534,7 @@ def model_card(led: Ledger, # the card's ledger
         _evaluation(led, family) if src.ran("evaluation") else led.not_run("evaluation", f"{family} evaluation"),
         "## A/B test design", _ab_design(led, family),
         "## Quantitative analyses",
-        f"**Latency, 95th percentile of one online request (ms):** {latency}.",
+        f"**Latency, 95th percentile of one online request (seconds):** {latency}.",
         "**Fairness by group and intersection:**", _fairness(led, family),
         "## Interpretability", _interpretability(led, family),
         "## Ethical considerations: misuses and mitigations",

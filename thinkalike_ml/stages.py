@@ -56,7 +56,7 @@ STAGES: list[Stage] = [
           "business objectives, success criteria with thresholds, data sources, privacy, fairness and latency constraints",
           runner="run_problem_stage", params=("source", "top_k", "sensitive_attributes", "fairness_threshold", "min_group_size",
                                               "matcher_min_roc_auc", "matcher_max_calibration_error", "recommender_min_ndcg",
-                                              "max_latency_p95_ms"),
+                                              "max_latency_p95_seconds"),
           loaders=("load_problem",)),
     Stage("data", "01_data", "thinkalike_ml.data",
           "generator with ground truth, your files, consent, privacy, quality, versioned datasets, datasheet",
@@ -117,7 +117,7 @@ STAGES: list[Stage] = [
     Stage("documents", "11_documents", "thinkalike_ml.documents",
           "success criteria met or not, model cards, datasheet, impact assessments, engineering handoff; every number checked against the run",
           runner="run_documents_stage", params=("seed", "top_k", "fairness_threshold", "matcher_min_roc_auc", "matcher_max_calibration_error",
-                                                "recommender_min_ndcg", "max_latency_p95_ms"),
+                                                "recommender_min_ndcg", "max_latency_p95_seconds"),
           loaders=("load_documents",), headline=("criteria_met", "criteria_not_measured", "numbers_checked")),
 ]
 
