@@ -588,7 +588,7 @@ def _parser():
     return p
 
 def main(argv=None) -> int:
-    "The `thinkalike-ml score | recommend | export-onnx` commands."
+    "The thinkalike-ml commands score, recommend and export-onnx."
     from thinkalike_ml.runs import ArtifactError
     args = _parser().parse_args(argv)
     try:
