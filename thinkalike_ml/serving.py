@@ -61,6 +61,15 @@ def _run_folder(ref: str, reports_dir=None) -> Path:
     why = "several runs match it" if len(hits) > 1 else "no run folder or run id matches it"
     raise ModelRefError(f"model reference '{ref}': {why} (looked in '{root}'; `thinkalike-ml list` shows the runs)")
 
+def _alias_hint(client, full: str, name: str, alias: str) -> str:
+    "What to do instead: the aliases and versions that do exist, and why a champion may be missing."
+    try: aliases = dict(client.get_registered_model(full).aliases or {})
+    except Exception: return "; run the registry stage first (`thinkalike-ml run`)"
+    have = ", ".join(f"{name}@{a} (version {v})" for a, v in sorted(aliases.items())) or "no aliases"
+    why = ("; no version has passed the promotion gates yet (the registry stage's report says which gate failed)"
+           if alias == "champion" else "")
+    return f"{why}; it has {have}: serve one of those, a version number ({name}@1) or a run id on purpose"
+
 def _registered(name: str, alias: str, reports_dir=None, tracking_uri=None) -> ModelSource:
     "The run folder of registered model `name` at `alias` (or version number), from its version's tags."
     import mlflow
@@ -70,7 +79,8 @@ def _registered(name: str, alias: str, reports_dir=None, tracking_uri=None) -> M
     try: mv = client.get_model_version(full, alias) if alias.isdigit() else client.get_model_version_by_alias(full, alias)
     except MlflowException as e:
         raise ModelRefError(f"model reference '{name}@{alias}': registered model '{full}' has no version "
-                            f"{'number' if alias.isdigit() else 'alias'} '{alias}' in {default_tracking_uri(tracking_uri)} ({e.error_code})") from None
+                            f"{'number' if alias.isdigit() else 'alias'} '{alias}' in {default_tracking_uri(tracking_uri)} ({e.error_code})"
+                            + _alias_hint(client, full, name, alias)) from None
     tags = mv.tags or {}
     if RUN_TAG not in tags and REPORT_TAG not in tags:
         raise ModelRefError(f"'{full}' version {mv.version} has neither a '{RUN_TAG}' nor a '{REPORT_TAG}' tag: it was not registered by the registry stage")
