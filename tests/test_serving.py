@@ -103,7 +103,10 @@ def test_registry_alias_resolves_to_the_tagged_run_folder(models_run, tmp_path):
     untagged = client.create_model_version("thinkalike-matcher", (tmp_path/"m").as_uri())
     client.set_registered_model_alias("thinkalike-matcher", "challenger", untagged.version)
     with pytest.raises(ModelRefError, match="neither a 'thinkalike_run' nor a 'report_path' tag"): resolve_model("matcher@challenger", tracking_uri=uri)
-    with pytest.raises(ModelRefError, match="no version alias 'nope'"): resolve_model("matcher@nope", tracking_uri=uri)
+    with pytest.raises(ModelRefError, match=r"no version alias 'nope'.*it has matcher@challenger \(version 2\), matcher@champion \(version 1\)"):
+        resolve_model("matcher@nope", tracking_uri=uri)
+    client.delete_registered_model_alias("thinkalike-matcher", "champion")
+    with pytest.raises(ModelRefError, match="no version has passed the promotion gates"): resolve_model("matcher@champion", tracking_uri=uri)
 
 
 def test_onnx_parity_on_10k_pairs_with_missing_values(models_run):
