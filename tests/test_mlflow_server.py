@@ -30,6 +30,7 @@ def mlflow_server(tmp_path):
 def test_models_stage_tracks_to_a_server_and_the_model_loads_back(mlflow_server, monkeypatch, tmp_path):
     import mlflow
     from thinkalike_ml.config import resolve_params
+    from thinkalike_ml.tracking import use_store
     from thinkalike_ml.features import load_features
     from thinkalike_ml.models import load_predictions
     from thinkalike_ml.runs import RunDirectory
@@ -47,7 +48,7 @@ def test_models_stage_tracks_to_a_server_and_the_model_loads_back(mlflow_server,
     r = client.get_run(rec["run_id"])
     assert r.data.metrics["matcher_test_roc_auc"] == pytest.approx(metrics["matcher_test_roc_auc"])
     assert client.get_experiment(rec["experiment_id"]).artifact_location.startswith("mlflow-artifacts:")
-    mlflow.set_tracking_uri(uri)
+    use_store(uri)  # not exported: later in-process runs keep their own stores
     logged = {m.name: m for m in mlflow.search_logged_models(experiment_ids=[rec["experiment_id"]], output_format="list")}
     matcher = mlflow.pyfunc.load_model(logged["matcher"].model_uri)  # downloaded through the server
     feats = load_features(run)

@@ -101,7 +101,7 @@ def _worse_matcher(run, folder: Path):
     from thinkalike_ml.models import (MATCHER_MODEL, MATCHER_PREDICTIONS, _recommender_pyfunc, _write_verified_table, load_models,
                                       load_predictions)
     from thinkalike_ml.stages import execute_stage
-    from thinkalike_ml.tracking import TRACKING_FILE, tracking_record
+    from thinkalike_ml.tracking import TRACKING_FILE, tracking_record, use_store
     copy = _copy(run, folder)
     stored, feats = load_models(copy), load_features(copy)
     cols, pf = stored["matcher"]["columns"], feats["pair_features"]
@@ -115,7 +115,7 @@ def _worse_matcher(run, folder: Path):
     preds.loc[mine, "p"] = worse.predict_proba(p.loc[preds.loc[mine, "suggestion_id"], cols])[:, 1]
     _write_verified_table(copy, MATCHER_PREDICTIONS, preds)
     rec = tracking_record(copy)
-    mlflow.set_tracking_uri(rec["tracking_uri"])
+    use_store(rec["tracking_uri"])
     with mlflow.start_run(experiment_id=rec["experiment_id"], run_name="worse-matcher") as r:
         ex = pf[cols].head(5)
         mlflow.sklearn.log_model(worse, name="matcher", signature=infer_signature(ex, worse.predict_proba(ex)), input_example=ex,

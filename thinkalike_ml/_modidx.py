@@ -1301,4 +1301,5 @@ d = { 'settings': { 'branch': 'main',
                                         'thinkalike_ml.tracking.tracking_location': ( 'tracking.html#tracking_location',
                                                                                       'thinkalike_ml/tracking.py'),
                                         'thinkalike_ml.tracking.tracking_record': ( 'tracking.html#tracking_record',
-                                                                                    'thinkalike_ml/tracking.py')}}}
+                                                                                    'thinkalike_ml/tracking.py'),
+                                        'thinkalike_ml.tracking.use_store': ('tracking.html#use_store', 'thinkalike_ml/tracking.py')}}}

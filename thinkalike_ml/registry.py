@@ -235,9 +235,9 @@ def recommender_comparisons(lists_new: pd.DataFrame, lists_champion: pd.DataFram
 def registry_client(params: dict, run: RunDirectory):
     "An MLflow client on the run's tracking store, which also holds the model registry; and its URI."
     import mlflow
-    from thinkalike_ml.tracking import tracking_location
+    from thinkalike_ml.tracking import tracking_location, use_store
     uri, _ = tracking_location(params, run.path)
-    mlflow.set_tracking_uri(uri); mlflow.set_registry_uri(uri)  # models:/ URIs resolve against the current store
+    use_store(uri, registry=True)  # models:/ URIs resolve against the current store (not exported to later runs)
     return mlflow.MlflowClient(uri, registry_uri=uri), uri
 
 def logged_models(client, # `registry_client`
@@ -294,6 +294,7 @@ def load_registered_model(family: str, # 'matcher' or 'recommender'
                          ):
     "A registered model (the matcher as a scikit-learn model, the recommender as a pyfunc) and its version; warns when the environment differs."
     import mlflow
+    from thinkalike_ml.tracking import use_store
     if family not in MODEL_NAMES: raise ValueError(f"family {family!r}: expected one of {', '.join(MODEL_NAMES)}")
     name, uri = MODEL_NAMES[family], tracking_uri or mlflow.get_tracking_uri()
     client = mlflow.MlflowClient(uri, registry_uri=uri)
@@ -301,7 +302,7 @@ def load_registered_model(family: str, # 'matcher' or 'recommender'
     bad = environment_mismatches(mv.tags, environment_record())
     if bad: warnings.warn(f"{name} version {mv.version} ({mv.tags.get('semver')}): the environment differs from the one it was registered in: "
                           + "; ".join(bad), EnvironmentMismatchWarning, stacklevel=2)
-    mlflow.set_tracking_uri(uri); mlflow.set_registry_uri(uri)
+    use_store(uri, registry=True)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=r".*Hint: Inferred schema contains integer column", category=UserWarning)
         model = (mlflow.sklearn.load_model if family == "matcher" else mlflow.pyfunc.load_model)(f"models:/{name}/{mv.version}")

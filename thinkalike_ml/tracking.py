@@ -16,8 +16,8 @@ import thinkalike_ml.config  # noqa: F401  (switches MLflow telemetry off before
 from .runs import code_version, project_root
 
 # %% auto #0
-__all__ = ['TRACKING_FILE', 'tracking_location', 'experiment_id', 'code_commit', 'tracked_run', 'tracking_record', 'Measurement',
-           'measured']
+__all__ = ['TRACKING_FILE', 'tracking_location', 'use_store', 'experiment_id', 'code_commit', 'tracked_run', 'tracking_record',
+           'Measurement', 'measured']
 
 # %% ../nbs/04a_tracking.ipynb #4c05f59e
 TRACKING_FILE = "artifacts/tracking.json"  # where a run directory records its MLflow run
@@ -32,6 +32,23 @@ def tracking_location(params: dict, # resolved run parameters (reads `dataset_st
     base = base.resolve()
     base.mkdir(parents=True, exist_ok=True)
     return f"sqlite:///{base / 'mlflow.db'}", (base / "artifacts").as_uri()
+
+# %% ../nbs/04a_tracking.ipynb #48366e50
+_STORE_VARIABLES = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
+
+def use_store(uri: str, # the tracking (and registry) URI
+              registry: bool = False, # also point the model registry at it
+             ) -> None:
+    "Point MLflow at `uri` in this process without exporting it to the environment (which later runs would inherit)."
+    import mlflow
+    before = {k: os.environ.get(k) for k in _STORE_VARIABLES}
+    try:
+        mlflow.set_tracking_uri(uri)
+        if registry: mlflow.set_registry_uri(uri)
+    finally:
+        for k, v in before.items():
+            if v is None: os.environ.pop(k, None)
+            else: os.environ[k] = v
 
 # %% ../nbs/04a_tracking.ipynb #bc534e20
 def experiment_id(client, # an `mlflow.MlflowClient`
@@ -67,7 +84,7 @@ def tracked_run(run, # the run's `RunDirectory`
     "Start or resume the MLflow run of this run directory; yields the active `mlflow.ActiveRun`."
     import mlflow
     uri, art = tracking_location(params, run.path)
-    mlflow.set_tracking_uri(uri)
+    use_store(uri)
     client = mlflow.MlflowClient(uri)
     record = None
     tf = Path(run.path) / TRACKING_FILE
