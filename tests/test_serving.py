@@ -109,6 +109,14 @@ def test_registry_alias_resolves_to_the_tagged_run_folder(models_run, tmp_path):
     with pytest.raises(ModelRefError, match="no version has passed the promotion gates"): resolve_model("matcher@champion", tracking_uri=uri)
 
 
+def test_latest_names_the_newest_run_and_an_empty_index_says_so(models_run, tmp_path):
+    from thinkalike_ml.runs import new_manifest, update_index
+    with pytest.raises(ModelRefError, match="no run folder or run id matches it"): resolve_model("latest:matcher", reports_dir=tmp_path)
+    update_index(models_run, new_manifest(models_run, ["models"]), tmp_path)
+    src = resolve_model("latest:matcher", reports_dir=tmp_path)
+    assert src.run_path == models_run.path and src.kind == "matcher"
+
+
 def test_onnx_parity_on_10k_pairs_with_missing_values(models_run):
     from thinkalike_ml.features import load_features
     from thinkalike_ml.models import load_models

@@ -51,7 +51,10 @@ def default_tracking_uri(uri: str | None = None) -> str:
     return uri or os.environ.get("MLFLOW_TRACKING_URI", "").strip() or f"sqlite:///{(project_root()/'mlruns'/'mlflow.db').resolve()}"
 
 def _run_folder(ref: str, reports_dir=None) -> Path:
-    "A run folder from a path, a run id or a unique prefix of one in the reports index."
+    "A run folder from a path, a run id, a unique prefix of one in the reports index, or 'latest' (the newest run)."
+    if ref == "latest":
+        runs = read_index(reports_dir)
+        if runs: return _run_folder(runs[-1]["path"])
     p = Path(ref).expanduser()
     if (p/"params.json").is_file(): return p.resolve()
     root = Path(reports_dir or default_reports_dir())
@@ -575,7 +578,7 @@ def _parser():
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     def common(q, default):
         q.add_argument("--model", default=default, metavar="REF",
-                       help=f"model reference: NAME@ALIAS (e.g. {default}), NAME@VERSION, a run id, a run folder, or RUN:matcher (default: %(default)s)")
+                       help=f"model reference: NAME@ALIAS (e.g. {default}), NAME@VERSION, a run id, a run folder, latest, or RUN:matcher (default: %(default)s)")
         q.add_argument("--reports-dir", metavar="DIR", help="where run folders are listed (default: reports/)")
         q.add_argument("--tracking-uri", metavar="URI", help="MLflow store of the registry (default: $MLFLOW_TRACKING_URI or mlruns/mlflow.db)")
     s = sub.add_parser("score", help="score a file of pairs with the matcher", description="Score every pair of a Parquet/CSV file in chunks.")
