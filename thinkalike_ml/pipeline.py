@@ -18,9 +18,9 @@ from .runs import (ArtifactError, RunDirectory, default_reports_dir, new_manifes
 from .stages import STAGES, Stage, StageError, headline_metrics, preflight, select_stages, stage_names
 
 # %% auto #0
-__all__ = ['NOTEBOOK_PARAMETERS', 'notebook_parameters', 'report_notebook', 'RunInterrupted', 'StageKernel', 'render_stage',
-           'run_stage', 'PageRenderer', 'run_pipeline', 'StageFailed', 'find_run', 'headline', 'listed_status',
-           'format_runs', 'show_run', 'main']
+__all__ = ['NOTEBOOK_PARAMETERS', 'notebook_parameters', 'report_notebook', 'RunInterrupted', 'StageInterrupted', 'StageKernel',
+           'render_stage', 'run_stage', 'PageRenderer', 'run_pipeline', 'StageFailed', 'find_run', 'headline',
+           'listed_status', 'format_runs', 'show_run', 'main']
 
 # %% ../nbs/00b_pipeline.ipynb #e3008374
 NOTEBOOK_PARAMETERS = ("run_dir", "overrides")  # the only names a stage notebook's parameters cell assigns
@@ -89,6 +89,12 @@ class _Interrupts:
             if self.received == 1: km.interrupt_kernel()
             else: km.shutdown_kernel(now=True)
         if km is None or self.received > 1: raise RunInterrupted(f"stopped by signal {signum}")
+    def stop_before_cell(self, **cell) -> None:
+        "papermill's hook before each cell: after a Ctrl-C that reached an idle kernel (between cells), stop there."
+        if self.received: raise StageInterrupted("stopped by Ctrl-C before the next cell")
+
+class StageInterrupted(RuntimeError):
+    "A stage stopped at a cell boundary after Ctrl-C."
 
 def _kernel_manager(folder: Path):
     "A kernel manager for the project's python3 kernel over IPC sockets in `folder`."
@@ -167,8 +173,9 @@ def run_stage(run: RunDirectory, # the run
     try:
         km = kernel.fresh(nb.parent)
         if interrupts is not None: interrupts.km = km
+        stop = {} if interrupts is None else {"on_cell_execute": interrupts.stop_before_cell}
         pm.execute_notebook(str(source), str(partial), parameters={"run_dir": str(run.path)}, km=km, kernel_name="python3",
-                            language="python", progress_bar=progress, cwd=str(nb.parent), log_output=False)
+                            language="python", progress_bar=progress, cwd=str(nb.parent), log_output=False, **stop)
     finally:
         if interrupts is not None: interrupts.km = None
         source.unlink(missing_ok=True)

@@ -62,6 +62,7 @@ class MatchRequest(BaseModel):
         return self
 
 class MatchResponse(BaseModel):
+    "The answer to a match request: the matching percentage, the model version and the reasons."
     matching_percentage: float  # the calibrated probability as a percentage, one decimal
     probability: float
     reasons: list[str]  # 'why this match', from facts both people can see
@@ -80,11 +81,13 @@ class RecommendRequest(BaseModel):
         return self
 
 class Item(BaseModel):
+    "One recommended community or item, with its rank and score."
     item_id: str
     rank: int
     score: float
 
 class RecommendResponse(BaseModel):
+    "The answer to a recommendation request: the ranked items, how they were made and the model version."
     user_id: str | None
     items: list[Item]
     path: str  # precomputed, history, value_profile or most_popular

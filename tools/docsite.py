@@ -101,9 +101,16 @@ def make_sandbox(nbs: Path, work: Path) -> Path:
     shutil.copy2(ROOT / "settings.ini", work / "settings.ini")
     if (ROOT / "data").is_dir(): (work / "data").symlink_to(ROOT / "data", target_is_directory=True)
     shutil.copytree(nbs, work / "nbs", ignore=shutil.ignore_patterns(".ipynb_checkpoints", "_proc", "__pycache__"))
+    # the stage notebooks' cached upstream runs live in the sandbox too: they track to the sandbox's
+    # MLflow store, and a run cached by an earlier build or by the tests would name MLflow runs that
+    # this fresh store does not have (the registry stage registers the models logged there)
     os.environ.update({"THINKALIKE_REPORTS_DIR": str(work / "reports"), "OMP_NUM_THREADS": "1",
+                       "THINKALIKE_CACHE_DIR": str(work / "cache"),
                        "MLFLOW_TRACKING_URI": f"sqlite:///{work / 'mlflow.db'}",
                        "MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true"})
+    # create the store's tables now: notebooks executed in parallel would otherwise both migrate the new database
+    import mlflow
+    mlflow.MlflowClient(os.environ["MLFLOW_TRACKING_URI"]).search_experiments()
     return work / "nbs"
 
 
