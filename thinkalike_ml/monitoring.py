@@ -862,8 +862,8 @@ def monitoring_metrics(result: dict, calibration: pd.DataFrame, decision: dict) 
     if len(perf) and perf["roc_auc"].notna().any():
         m |= {"reference_roc_auc": result["reference_performance"]["roc_auc"], "min_window_roc_auc": float(perf["roc_auc"].min())}
     if len(result["system"]):
-        m |= {"scoring_ms_per_row_max": float(result["system"]["ms_per_row"].max()), "scoring_rows_per_second_min": float(result["system"]["rows_per_second"].min()),
-              "scoring_rss_mib_max": float(result["system"]["rss_mib"].max())}
+        m |= {"scoring_seconds_per_row_max": float(result["system"]["ms_per_row"].max()) / 1000, "scoring_rows_per_second_min": float(result["system"]["rows_per_second"].min()),
+              "scoring_peak_rss_mib": float(result["system"]["rss_mib"].max())}  # timings and memory: named as the runs comparison expects
     if len(result["recommender"]) and np.isfinite(result["recommender_reference"]): m["recommender_reference_ndcg"] = result["recommender_reference"]
     if len(calibration):
         c = calibration.set_index(["scenario", "detector"])
