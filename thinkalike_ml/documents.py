@@ -748,6 +748,8 @@ def check_documents(run, # the run's `RunDirectory`
             if now != e["text"]: problems.append(f"{stem}: {e['text']!r} was read from {e['source']} but the run now gives {now!r}")
         for kind, text in (("md", run.file(f"{DOCUMENTS_DIR}/{stem}.md").read_text(encoding="utf-8")),
                            ("html", html_text(run.file(f"{DOCUMENTS_DIR}/{stem}.html").read_text(encoding="utf-8")))):
+            if re.search(r"\d", str(run.id)):  # the run's id is an identifier, not a number (its suffix can be all digits)
+                text = re.sub(r"(?<![\w-])" + re.escape(str(run.id)) + r"(?![\w-])", "(this run)", text)
             not_found, extra = unsourced_numbers(text, entries)
             problems += [f"{stem}.{kind}: the recorded value {t!r} is not in the document (changed by hand?)" for t in not_found]
             problems += [f"{stem}.{kind}: the number {t!r} has no recorded source" for t in extra]
