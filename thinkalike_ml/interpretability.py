@@ -164,7 +164,7 @@ def _reason(concept: str, a, b, shared: list, categories: list, threshold: float
     return None, set()
 
 # %% ../nbs/07_interpretability.ipynb #0db99d70
-def why_this_match(contributions: pd.Series, # SHAP value of each pair feature for this suggestion
+def why_this_match(contributions, # SHAP value of each pair feature for this suggestion (a Series or a dict)
                    a, b, # the two people's profile rows (dict or Series: value_importance_*, value_position_*, interests)
                    max_reasons: int = 3, threshold: float = 0.5, # the importance above which a category shows as important
                   ) -> list[str]:
@@ -174,7 +174,8 @@ def why_this_match(contributions: pd.Series, # SHAP value of each pair feature f
     shared = sorted(sa & sb)
     categories = [k[len("value_importance_"):].replace("_", " ") for k in dict(a) if str(k).startswith("value_importance_")]
     out, seen, said = [], set(), set()
-    for f, v in contributions[contributions > 0].sort_values(ascending=False).items():
+    positive = sorted(((f, v) for f, v in contributions.items() if v > 0), key=lambda fv: -fv[1])  # plain Python: called per API request
+    for f, v in positive:
         c = feature_concept(f)
         if c in seen: continue
         seen.add(c)

@@ -238,12 +238,15 @@ class Contributions:
         if len(self.pre) == 1 and hasattr(self.pre[0], "scale_"): return (X - self.pre[0].mean_) / self.pre[0].scale_  # a StandardScaler, without validation overhead
         return np.asarray(self.pre.transform(pd.DataFrame(X, columns=self.columns)), float)
 
-    def __call__(self, X) -> pd.DataFrame:
-        "Contributions (rows x features) in log-odds of a feature matrix (a frame or an array in the matcher's column order)."
+    def values(self, X) -> np.ndarray:
+        "Contributions (rows x features, an array) in log-odds of a feature matrix in the matcher's column order."
         Z = self._tf(X)
         vals = (Z - self.ref) * self.coef if self.tree is None else np.asarray(self.tree.shap_values(Z), float)
-        if vals.ndim == 3: vals = vals[..., -1]
-        return pd.DataFrame(vals, columns=self.columns, index=X.index if isinstance(X, pd.DataFrame) else None)
+        return vals[..., -1] if vals.ndim == 3 else vals
+
+    def __call__(self, X) -> pd.DataFrame:
+        "Contributions (rows x features) in log-odds of a feature matrix (a frame or an array in the matcher's column order)."
+        return pd.DataFrame(self.values(X), columns=self.columns, index=X.index if isinstance(X, pd.DataFrame) else None)
 
 def reasons(served: ServedModels, contributions: pd.Series, a: dict, b: dict) -> list[str]:
     "The interpretability stage's 'why this match' sentences for one pair, from its contributions and the two profiles."
