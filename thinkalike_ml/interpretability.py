@@ -18,9 +18,12 @@ __all__ = ['VALUES_OVERALL', 'INTERESTS', 'DRIVER_TERMS', 'SENSITIVE_COLUMNS', '
            'INTERPRETABILITY_TABLES', 'base_model', 'shap_values', 'local_accuracy_error', 'permutation_table',
            'feature_concept', 'concept_importance', 'true_effects', 'map_features_to_drivers', 'driver_agreement',
            'null_rank_share', 'deletion_curve', 'deletion_test', 'why_this_match', 'rule_surrogate',
+           'bootstrap_importance', 'null_clearly_below_share', 'local_surrogate', 'actionable_edits', 'apply_edit',
+           'edit_cost', 'counterfactual_search', 'profile_scorer', 'candidate_importance', 'rank_agreement',
            'load_interpretability', 'interpretability_inputs', 'global_explanations', 'truth_checks', 'example_reasons',
-           'faithfulness', 'interpretability_metrics', 'persist_interpretability', 'track_interpretability',
-           'run_interpretability_stage']
+           'faithfulness', 'local_explanations', 'actionable_columns', 'counterfactual_explanations',
+           'candidate_explanations', 'interpretability_metrics', 'persist_interpretability', 'track_interpretability',
+           'track_interpretability_figures', 'run_interpretability_stage']
 
 # %% ../nbs/07_interpretability.ipynb #82af46b4
 def base_model(model):
@@ -196,13 +199,173 @@ def rule_surrogate(Xv: pd.DataFrame, pv, yv, Xt: pd.DataFrame, pt, max_depth: in
     return {"threshold": float(t), "agreement": float(((s >= .5).astype(int) == dt).mean()), "auc_vs_model": float(roc_auc_score(dt, s)),
             "rules": export_text(tree, feature_names=list(Xv.columns), decimals=3), "tree": tree}
 
+# %% ../nbs/07_interpretability.ipynb #b386aecb
+def bootstrap_importance(values: np.ndarray, # SHAP values, rows x features
+                         n_boot: int = 200, level: float = .95, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    "(low, high) percentile bootstrap interval of each feature's mean absolute SHAP value, resampling rows."
+    a = np.abs(np.asarray(values, float))
+    rng = np.random.default_rng(seed)
+    w = rng.multinomial(len(a), np.full(len(a), 1 / len(a)), size=n_boot) / len(a)  # bootstrap weights, n_boot x rows
+    boot = w @ a
+    q = (1 - level) / 2 * 100
+    return np.percentile(boot, q, axis=0), np.percentile(boot, 100 - q, axis=0)
+
+def null_clearly_below_share(low: pd.Series, high: pd.Series, drivers: pd.Series) -> float:
+    "Share of (null feature, driver feature) pairs whose intervals do not overlap, the null one below (nan if either set is empty)."
+    d = drivers.reindex(low.index)
+    nh, rl = high[d.isna()].to_numpy(), low[d.notna()].to_numpy()
+    if not len(nh) or not len(rl): return float("nan")
+    return float((nh[:, None] < rl[None, :]).mean())
+
+# %% ../nbs/07_interpretability.ipynb #a365db45
+def local_surrogate(predict, # DataFrame of rows -> the model output to explain (e.g. log-odds)
+                    x: pd.Series, # the instance, indexed by feature
+                    scale: pd.Series, # sd of the perturbation of each feature (0: the feature is held fixed)
+                    low: pd.Series | None = None, high: pd.Series | None = None, # observed range; perturbations are clipped to it
+                    n_samples: int = 500, kernel_width: float | None = None, alpha: float = 1.0, seed: int = 0) -> dict:
+    "A LIME-style weighted linear surrogate around `x`: coefficients per sd (`coef`), `intercept`, held-out weighted R² (`fidelity`)."
+    from sklearn.linear_model import Ridge
+    from sklearn.metrics import r2_score
+    cols = list(x.index)
+    x0, s = x.to_numpy(float), scale.reindex(cols).fillna(0.0).to_numpy(float)
+    lo = -np.inf if low is None else low.reindex(cols).to_numpy(float)
+    hi = np.inf if high is None else high.reindex(cols).to_numpy(float)
+    active = s > 0
+    if not active.any(): raise ValueError("local_surrogate: every feature has perturbation scale 0; nothing to explain")
+    width = kernel_width or 0.75 * np.sqrt(active.sum())
+    rng = np.random.default_rng(seed)
+    def sample():
+        X = np.clip(x0 + rng.normal(size=(n_samples, len(cols))) * s, lo, hi)
+        X[0] = x0
+        Z = (X[:, active] - x0[active]) / s[active]  # offsets in sds, after clipping
+        return Z, np.asarray(predict(pd.DataFrame(X, columns=cols)), float), np.sqrt(np.exp(-(Z ** 2).sum(1) / width ** 2))
+    (Z, f, w), (Zh, fh, wh) = sample(), sample()
+    lm = Ridge(alpha=alpha).fit(Z, f, sample_weight=w)
+    coef = np.zeros(len(cols)); coef[active] = lm.coef_
+    return {"coef": pd.Series(coef, index=cols), "intercept": float(lm.intercept_), "kernel_width": float(width),
+            "fidelity": float(r2_score(fh, lm.predict(Zh), sample_weight=wh)),
+            "fidelity_fit": float(r2_score(f, lm.predict(Z), sample_weight=w))}
+
+# %% ../nbs/07_interpretability.ipynb #fba10ebf
+def actionable_edits(a: dict, b: dict, # the changed person's and the other person's profiles
+                     columns, # the numeric actionable columns (e.g. value_importance_*)
+                     interest_column: str | None = "interests", grid=(0.0, 0.25, 0.5, 0.75, 1.0)) -> list[tuple]:
+    "Single edits of `a`: ('set', column, grid value), ('add', interest_column, an interest of b's), ('drop', interest_column, one b lacks)."
+    from thinkalike_ml.features import interest_sets
+    out = [("set", c, float(v)) for c in columns for v in grid if pd.isna(a.get(c)) or abs(float(a[c]) - v) > 1e-9]
+    if interest_column and interest_column in a:
+        sa, sb = interest_sets([a.get(interest_column), b.get(interest_column)])
+        out += [("add", interest_column, t) for t in sorted(sb - sa)] + [("drop", interest_column, t) for t in sorted(sa - sb)]
+    return out
+
+def apply_edit(p: dict, edit: tuple) -> dict:
+    "A copy of profile `p` with one edit applied (interests are rewritten `;`-joined and sorted)."
+    from thinkalike_ml.features import interest_sets
+    kind, col, v = edit
+    q = dict(p)
+    if kind == "set": q[col] = v
+    elif kind in ("add", "drop"):
+        s = interest_sets([p.get(col)])[0]
+        s = s | {v} if kind == "add" else s - {v}
+        q[col] = ";".join(sorted(s)) if s else None
+    else: raise ValueError(f"apply_edit: unknown edit kind {kind!r} (expected 'set', 'add' or 'drop')")
+    return q
+
+def edit_cost(edits) -> tuple[int, float]:
+    "(sparsity: fields changed, proximity: L1 change of the numeric fields plus 1 per interest edit) of a list of (edit, old value)."
+    fields = {e[1] if e[0] == "set" else (e[1], e[2]) for e, _ in edits}
+    prox = sum(abs(e[2] - (0.0 if pd.isna(old) else float(old))) if e[0] == "set" else 1.0 for e, old in edits)
+    return len(fields), float(prox)
+
+def counterfactual_search(score, # (list of a-profiles, list of b-profiles, list of row positions) -> probabilities
+                          A: list, B: list, # the profiles of the pairs to change (A is changed) and of their partners
+                          threshold: float, columns, interest_column: str | None = "interests", max_changes: int = 5,
+                          grid=(0.0, 0.25, 0.5, 0.75, 1.0)) -> tuple[pd.DataFrame, list]:
+    "Greedy counterfactuals for each pair: (one row per pair: p before/after, found, changes, sparsity, proximity; the changed profiles)."
+    cur = [dict(a) for a in A]
+    p = np.asarray(score(cur, B, list(range(len(A)))), float)
+    p0, done, hist = p.copy(), p >= threshold, [[] for _ in A]
+    active = [i for i in range(len(A)) if not done[i]]
+    for _ in range(max_changes):
+        if not active: break
+        cand = [(i, e) for i in active for e in actionable_edits(cur[i], B[i], columns, interest_column, grid)]
+        if not cand: break
+        pc = np.asarray(score([apply_edit(cur[i], e) for i, e in cand], [B[i] for i, _ in cand], [i for i, _ in cand]), float)
+        nxt = []
+        for i in active:
+            k = [j for j, (ii, _) in enumerate(cand) if ii == i]
+            if not k: continue
+            flips = [j for j in k if pc[j] >= threshold]
+            if flips:  # the cheapest edit that crosses the threshold
+                j = min(flips, key=lambda j: edit_cost(hist[i] + [(cand[j][1], cur[i].get(cand[j][1][1]))])[1])
+            else:
+                j = max(k, key=lambda j: pc[j])
+                if pc[j] <= p[i]: continue  # no single edit helps: give up on this pair
+            e = cand[j][1]
+            hist[i].append((e, cur[i].get(e[1])))
+            cur[i], p[i] = apply_edit(cur[i], e), pc[j]
+            if p[i] >= threshold: done[i] = True
+            else: nxt.append(i)
+        active = nxt
+    rows = []
+    for i in range(len(A)):
+        sp, prox = edit_cost(hist[i])
+        rows.append({"p_before": p0[i], "p_after": p[i], "found": bool(done[i]) and p0[i] < threshold, "n_changes": len(hist[i]),
+                     "sparsity": sp, "proximity": prox,
+                     "changes": "; ".join(f"{e[1]} {old if not isinstance(old, float) else round(old, 2)} -> {e[2]}" if e[0] == "set" else f"{e[0]} interest '{e[2]}'"
+                                          for e, old in hist[i])})
+    return pd.DataFrame(rows), cur
+
+# %% ../nbs/07_interpretability.ipynb #ee735369
+def profile_scorer(model, # the stored calibrated matcher
+                   columns, # its feature columns, in order
+                   rows: pd.DataFrame, # the stored feature rows of the pairs (positions match the search's)
+                   medians: dict | None = None, declared: dict | None = None) -> callable:
+    "A function (A, B, positions) -> the matcher's probability for pairs of profiles, features rebuilt by `pair_features`."
+    from thinkalike_ml.features import pair_features
+    du = (declared or {}).get("users", {})
+    num, cat = [c for c, k in du.items() if k == "numeric"], [c for c, k in du.items() if k == "categorical"]
+    def score(A, B, pos, return_features: bool = False):
+        n = len(A)
+        users = pd.DataFrame(list(A) + list(B))
+        users["user_id"] = [f"a{i}" for i in range(n)] + [f"b{i}" for i in range(n)]
+        feats = pair_features(users, pd.DataFrame({"user_a": users["user_id"][:n].to_numpy(), "user_b": users["user_id"][n:].to_numpy()}),
+                              medians=medians, numeric=num, categorical=cat)
+        X = rows.iloc[list(pos)][list(columns)].reset_index(drop=True).copy()
+        for c in X.columns.intersection(feats.columns): X[c] = feats[c].to_numpy()
+        p = model.predict_proba(X)[:, 1]
+        return (p, X) if return_features else p
+    return score
+
+# %% ../nbs/07_interpretability.ipynb #8a8c1227
+def candidate_importance(candidates: dict, # name -> stored (calibrated) model
+                         X: pd.DataFrame, background: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
+    "(per feature: mean |SHAP| and rank of each candidate's base model on `X`; per candidate: explainer, local accuracy, SHAP values)."
+    table, info = pd.DataFrame({"feature": list(X.columns)}), {}
+    for name, model in candidates.items():
+        base = base_model(model)
+        vals, ev, kind = shap_values(base, X, background)
+        imp = np.abs(vals).mean(0)
+        table[f"shap_{name}"] = imp
+        table[f"rank_{name}"] = pd.Series(-imp).rank(method="min").astype(int).to_numpy()
+        info[name] = {"explainer": kind, "local_accuracy_error": local_accuracy_error(base, X, vals, ev), "values": vals}
+    return table, info
+
+def rank_agreement(table: pd.DataFrame) -> pd.DataFrame:
+    "Spearman correlation between the mean |SHAP| of every two candidates of a `candidate_importance` table."
+    names = [c[len("shap_"):] for c in table if c.startswith("shap_")]
+    return pd.DataFrame([{"a": a, "b": b, "spearman": float(stats.spearmanr(table[f"shap_{a}"], table[f"shap_{b}"]).statistic)}
+                         for i, a in enumerate(names) for b in names[i + 1:]], columns=["a", "b", "spearman"])
+
 # %% ../nbs/07_interpretability.ipynb #91ffeb1a
 INTERPRETABILITY_DIR = "artifacts/interpretability"
 INTERPRETABILITY_SUMMARY = f"{INTERPRETABILITY_DIR}/interpretability.json"
 INTERPRETABILITY_TABLES = {  # name -> path of each table the stage writes
     "importance": "tables/interpretability_importance.parquet", "concepts": "tables/interpretability_concepts.parquet",
     "drivers": "tables/interpretability_drivers.parquet", "deletion": "tables/interpretability_deletion.parquet",
-    "reasons": "tables/interpretability_reasons.parquet", "shap": f"{INTERPRETABILITY_DIR}/shap_values.parquet"}
+    "reasons": "tables/interpretability_reasons.parquet", "shap": f"{INTERPRETABILITY_DIR}/shap_values.parquet",
+    "candidates": "tables/interpretability_candidates.parquet", "local": "tables/interpretability_local_surrogates.parquet",
+    "counterfactuals": "tables/interpretability_counterfactuals.parquet"}
 
 def load_interpretability(run) -> dict:
     "What the interpretability stage wrote: its summary (`summary`) and each table of `INTERPRETABILITY_TABLES` that exists."
@@ -240,11 +403,13 @@ def global_explanations(inputs: dict, params: dict) -> dict:
     base = base_model(inputs["matcher"]["model"])
     Xs = Xt.iloc[sample].reset_index(drop=True)
     vals, ev, kind = shap_values(base, Xs, bg)
-    imp = pd.DataFrame({"feature": list(Xt.columns), "mean_abs_shap": np.abs(vals).mean(0)})
+    lo, hi = bootstrap_importance(vals, seed=params["seed"])
+    imp = pd.DataFrame({"feature": list(Xt.columns), "mean_abs_shap": np.abs(vals).mean(0), "mean_abs_shap_low": lo, "mean_abs_shap_high": hi})
     imp = imp.merge(permutation_table(inputs["matcher"]["model"], Xv, yv, seed=params["seed"]), on="feature")
     return {"X": Xs, "ids": idt.iloc[sample].reset_index(drop=True), "values": vals, "expected": ev, "explainer": kind,
             "local_accuracy_error": local_accuracy_error(base, Xs, vals, ev), "importance": imp.assign(concept=imp["feature"].map(feature_concept)),
-            "train_mean": Xtr.mean(), "test": (Xt, yt), "validation": (Xv, yv)}
+            "train_mean": Xtr.mean(), "train_sd": Xtr.std(), "train_min": Xtr.min(), "train_max": Xtr.max(), "background": bg,
+            "test": (Xt, yt), "validation": (Xv, yv)}
 
 # %% ../nbs/07_interpretability.ipynb #03d32443
 def truth_checks(inputs: dict, g: dict) -> dict:
@@ -257,7 +422,10 @@ def truth_checks(inputs: dict, g: dict) -> dict:
     drivers = map_features_to_drivers(g["X"], rows, terms)
     imp = g["importance"].set_index("feature")["mean_abs_shap"]
     table, rho = driver_agreement(imp, drivers, true_effects(rows, terms))
+    imp_t = g["importance"].set_index("feature")
     return {"drivers": drivers, "table": table, "spearman": rho, "null_rank_share": null_rank_share(imp, drivers),
+            "null_clearly_below_share": null_clearly_below_share(imp_t["mean_abs_shap_low"], imp_t["mean_abs_shap_high"], drivers),
+            "effects": true_effects(rows, terms),
             "spearman_all": float(stats.spearmanr(table["importance"], table["true_effect"]).statistic),
             "permutation_spearman": driver_agreement(g["importance"].set_index("feature")["permutation"], drivers, true_effects(rows, terms))[1]}
 
@@ -281,34 +449,122 @@ def faithfulness(inputs: dict, g: dict, seed: int = 0) -> pd.DataFrame:
     return deletion_test(lambda d: model.predict_proba(d)[:, 1], Xt, yt, g["importance"].set_index("feature")["mean_abs_shap"],
                          g["train_mean"], seed=seed)
 
+# %% ../nbs/07_interpretability.ipynb #cada566d
+def _decision_threshold(inputs: dict, g: dict) -> float:
+    "The threshold maximising TPR - FPR of the selected matcher's stored calibrated scores on validation."
+    from thinkalike_ml.fairness import choose_threshold
+    pf = inputs["features"]["pair_features"]
+    return float(choose_threshold(g["validation"][1], _stored_p(inputs, "validation", pf[pf["split"] == "validation"]["suggestion_id"])))
+
+def _logit_of(model):
+    "Rows -> log-odds of the model's (calibrated) probability, clipped away from 0 and 1."
+    return lambda d: (lambda p: np.log(p / (1 - p)))(np.clip(model.predict_proba(d)[:, 1], 1e-6, 1 - 1e-6))
+
+def local_explanations(inputs: dict, g: dict, params: dict) -> pd.DataFrame:
+    "A `local_surrogate` of the stored calibrated matcher's log-odds for `n_local` explained test pairs: fidelity and top slopes."
+    n = min(params["n_local"], len(g["X"]))
+    f, rows = _logit_of(inputs["matcher"]["model"]), []
+    for i in range(n):
+        s = local_surrogate(f, g["X"].iloc[i], g["train_sd"], g["train_min"], g["train_max"], seed=params["seed"] + i)
+        top = s["coef"].abs().sort_values(ascending=False).index[:3]
+        rows.append({"suggestion_id": g["ids"]["suggestion_id"].iloc[i], "fidelity": s["fidelity"], "fidelity_fit": s["fidelity_fit"],
+                     "top_slopes": "; ".join(f"{c} {s['coef'][c]:+.3f}" for c in top)})
+    return pd.DataFrame(rows)
+
+def actionable_columns(users: pd.DataFrame, params: dict) -> list:
+    "The numeric profile columns a person can change: stated importance of each value category, never a sensitive column."
+    never = set(SENSITIVE_COLUMNS) | set(params.get("sensitive_attributes") or [])
+    return [c for c in users.columns if str(c).startswith("value_importance_") and c not in never]
+
+def counterfactual_explanations(inputs: dict, g: dict, params: dict, threshold: float, max_changes: int = 5) -> tuple[pd.DataFrame, dict]:
+    "Counterfactuals for the not-suggested pairs among the first `n_local` explained ones: (one row per pair, summary)."
+    model, cols = inputs["matcher"]["model"], inputs["matcher"]["columns"]
+    n = min(params["n_local"], len(g["X"]))
+    X, ids = g["X"].iloc[:n].reset_index(drop=True), g["ids"].iloc[:n].reset_index(drop=True)
+    p = model.predict_proba(X)[:, 1]
+    keep = np.flatnonzero(p < threshold)
+    if not len(keep): return pd.DataFrame(), {}
+    X, ids = X.iloc[keep].reset_index(drop=True), ids.iloc[keep].reset_index(drop=True)
+    users = inputs["users"].set_index("user_id", drop=False)
+    A = [users.loc[u].to_dict() for u in ids["user_a"]]
+    B = [users.loc[u].to_dict() for u in ids["user_b"]]
+    feats = inputs["features"]
+    score = profile_scorer(model, cols, X, feats.get("medians"), params.get("feature_columns"))
+    p_re, X_re = score(A, B, range(len(A)), return_features=True)  # the unchanged profiles reproduce the stored features
+    interest = "interests" if "interests" in users.columns else None
+    cf, changed = counterfactual_search(score, A, B, threshold, actionable_columns(inputs["users"], params), interest, max_changes)
+    fresh = profile_scorer(model, cols, X, feats.get("medians"), params.get("feature_columns"))(changed, B, range(len(A)))
+    cf.insert(0, "suggestion_id", ids["suggestion_id"].to_numpy())
+    cf["valid"] = cf["found"] & (fresh >= threshold)
+    allowed = set(actionable_columns(inputs["users"], params)) | {interest}
+    touched = {k for a, c in zip(A, changed) for k in set(a) | set(c) if k not in allowed and not (pd.isna(a.get(k)) and pd.isna(c.get(k))) and a.get(k) != c.get(k)}
+    info = {"threshold": threshold, "max_changes": max_changes, "feature_reproduction_error": float(np.abs(X_re.to_numpy(float) - X.to_numpy(float)).max()),
+            "score_reproduction_error": float(np.abs(p_re - p[keep]).max()), "non_actionable_fields_changed": sorted(map(str, touched))}
+    return cf, info
+
+def candidate_explanations(inputs: dict, g: dict, checks: dict) -> tuple[pd.DataFrame, dict]:
+    "`candidate_importance` of every stored candidate on the explained test pairs; per-candidate driver Spearman and local accuracy."
+    table, info = candidate_importance(inputs["matcher"]["candidates"], g["X"], g["background"])
+    out = {"rank_agreement": rank_agreement(table), "explainers": {k: v["explainer"] for k, v in info.items()},
+           "local_accuracy_error": max(v["local_accuracy_error"] for v in info.values())}
+    if checks:
+        out["driver_spearman"] = {k: driver_agreement(table.set_index("feature")[f"shap_{k}"], checks["drivers"], checks["effects"])[1] for k in info}
+    return table, out
+
 # %% ../nbs/07_interpretability.ipynb #e1bfba7c
-def interpretability_metrics(g: dict | None, checks: dict, deletion: pd.DataFrame, rules: dict | None) -> dict:
+def interpretability_metrics(g: dict | None, checks: dict, deletion: pd.DataFrame, rules: dict | None, extra: dict | None = None) -> dict:
     "The stage's flat headline metrics (`driver_spearman` nan without ground truth)."
     if g is None: return {"matcher_skipped": 1.0, "driver_spearman": float("nan")}
+    extra = extra or {}
     top = g["importance"].sort_values("mean_abs_shap", ascending=False)
     m = {"driver_spearman": checks.get("spearman", float("nan")), "driver_spearman_permutation": checks.get("permutation_spearman", float("nan")),
          "driver_spearman_all_drivers": checks.get("spearman_all", float("nan")),
          "null_features_rank_last_share": checks.get("null_rank_share", float("nan")),
+         "null_features_clearly_below_share": checks.get("null_clearly_below_share", float("nan")),
+         "n_null_features": float(checks["drivers"].isna().sum()) if checks else float("nan"),
          "shap_local_accuracy_max_error": g["local_accuracy_error"], "n_explained": float(len(g["X"])),
          "deletion_auc_top": float(deletion["top"].mean()), "deletion_auc_random": float(deletion["random"].mean()),
          "top_feature_mean_abs_shap": float(top["mean_abs_shap"].iloc[0])}
     m["deletion_gap"] = m["deletion_auc_random"] - m["deletion_auc_top"]
     if rules: m |= {"surrogate_agreement": rules["agreement"], "surrogate_auc_vs_model": rules["auc_vs_model"]}
+    loc = extra.get("local")
+    if loc is not None and len(loc):
+        m |= {"local_surrogate_fidelity_median": float(loc["fidelity"].median()), "local_surrogate_fidelity_min": float(loc["fidelity"].min()),
+              "n_local_surrogates": float(len(loc))}
+    cf, cfi = extra.get("counterfactuals"), extra.get("counterfactual_info") or {}
+    if cf is not None and len(cf):
+        v = cf[cf["valid"]]
+        m |= {"counterfactual_validity": float(cf["valid"].mean()), "n_counterfactual_pairs": float(len(cf)),
+              "counterfactual_sparsity_mean": float(v["sparsity"].mean()) if len(v) else float("nan"),
+              "counterfactual_proximity_mean": float(v["proximity"].mean()) if len(v) else float("nan"),
+              "counterfactual_feature_reproduction_error": cfi["feature_reproduction_error"],
+              "counterfactual_non_actionable_fields_changed": float(len(cfi["non_actionable_fields_changed"]))}
+    ci = extra.get("candidate_info") or {}
+    for k, rho in (ci.get("driver_spearman") or {}).items(): m[f"driver_spearman_{k}"] = rho
+    for r in ci.get("rank_agreement", pd.DataFrame()).itertuples(): m[f"candidate_rank_spearman_{r.a}_{r.b}"] = r.spearman
+    if ci: m["candidates_shap_local_accuracy_max_error"] = ci["local_accuracy_error"]
     return m
 
-def persist_interpretability(run, g: dict | None, checks: dict, deletion: pd.DataFrame, reasons: pd.DataFrame, rules: dict | None) -> None:
+def persist_interpretability(run, g: dict | None, checks: dict, deletion: pd.DataFrame, reasons: pd.DataFrame, rules: dict | None,
+                             extra: dict | None = None) -> None:
     "Write the stage's tables, SHAP values and summary into the run."
+    extra = extra or {}
     tables = {"deletion": deletion, "reasons": reasons}
     if g is not None:
         imp = g["importance"].assign(driver=g["importance"]["feature"].map(checks["drivers"]) if checks else None)
+        imp["rank"] = imp["mean_abs_shap"].rank(ascending=False, method="min").astype(int)
         tables |= {"importance": imp, "concepts": concept_importance(g["importance"]), "drivers": checks.get("table", pd.DataFrame()),
                    "shap": pd.concat([g["ids"][["suggestion_id"]], pd.DataFrame(g["values"], columns=g["X"].columns)], axis=1)}
+        tables |= {k: extra[k] for k in ("candidates", "local", "counterfactuals") if extra.get(k) is not None}
     for name, df in tables.items():
         if len(df): run.write_table(INTERPRETABILITY_TABLES[name], df)
+    ci, cfi = extra.get("candidate_info") or {}, extra.get("counterfactual_info") or {}
     run.write_json(INTERPRETABILITY_SUMMARY, {
         "matcher_skipped": g is None, "ground_truth": bool(checks), "explainer": None if g is None else g["explainer"],
         "expected_value": None if g is None else g["expected"], "units": "log-odds of the base (uncalibrated) model",
-        "rules": None if not rules else rules["rules"], "rules_threshold": None if not rules else rules["threshold"]})
+        "rules": None if not rules else rules["rules"], "rules_threshold": None if not rules else rules["threshold"],
+        "selected": None if g is None else extra.get("selected"), "candidate_explainers": ci.get("explainers"),
+        "counterfactuals": {k: v for k, v in cfi.items()} or None})
 
 def track_interpretability(run, params: dict, metrics: dict) -> None:
     "Log the metrics and the summary to the run's MLflow run."
@@ -318,14 +574,24 @@ def track_interpretability(run, params: dict, metrics: dict) -> None:
         mlflow.log_metrics({f"interpretability_{k}": float(v) for k, v in metrics.items() if isinstance(v, (int, float)) and np.isfinite(v)})
         mlflow.log_artifact(str(run.file(INTERPRETABILITY_SUMMARY)), "interpretability")
 
+def track_interpretability_figures(run, params: dict) -> list:
+    "Log the figures the report drew (`figures/interpretability_*.png`) to the run's MLflow run; the names logged."
+    import mlflow
+    from thinkalike_ml.tracking import tracked_run
+    paths = sorted(run.file("figures").glob("interpretability_*.png")) if run.exists("figures") else []
+    if paths:
+        with tracked_run(run, params, "interpretability"):
+            for p in paths: mlflow.log_artifact(str(p), "figures")
+    return [p.name for p in paths]
+
 # %% ../nbs/07_interpretability.ipynb #fc6f27c4
 def run_interpretability_stage(run, # the run's `RunDirectory`
                                params: dict, # resolved run parameters
                               ) -> dict:
-    "Explain the stored matcher globally and locally, check against the truth, distil rules; persist, track, return flat metrics."
+    "Explain the stored matcher (and every candidate) globally and locally, check against the truth, search counterfactuals, distil rules; persist, track, return flat metrics."
     t0 = time.perf_counter()
     inputs = interpretability_inputs(run)
-    g, checks, deletion, reasons, rules = None, {}, pd.DataFrame(), pd.DataFrame(), None
+    g, checks, deletion, reasons, rules, extra = None, {}, pd.DataFrame(), pd.DataFrame(), None, {}
     if inputs["matcher"] is not None and len(inputs["features"]["pair_features"]):
         g = global_explanations(inputs, params)
         checks = truth_checks(inputs, g)
@@ -334,8 +600,12 @@ def run_interpretability_stage(run, # the run's `RunDirectory`
         (Xv, yv), (Xt, _) = g["validation"], g["test"]
         ids = lambda s: inputs["features"]["pair_features"].query("split == @s")["suggestion_id"]
         rules = rule_surrogate(Xv, _stored_p(inputs, "validation", ids("validation")), yv, Xt, _stored_p(inputs, "test", ids("test")), seed=params["seed"])
-    persist_interpretability(run, g, checks, deletion, reasons, rules)
-    metrics = interpretability_metrics(g, checks, deletion, rules)
+        cands, cand_info = candidate_explanations(inputs, g, checks)
+        cf, cf_info = counterfactual_explanations(inputs, g, params, _decision_threshold(inputs, g))
+        extra = {"selected": inputs["matcher"]["selected"], "candidates": cands, "candidate_info": cand_info,
+                 "local": local_explanations(inputs, g, params), "counterfactuals": cf, "counterfactual_info": cf_info}
+    persist_interpretability(run, g, checks, deletion, reasons, rules, extra)
+    metrics = interpretability_metrics(g, checks, deletion, rules, extra)
     metrics["interpretability_stage_seconds"] = time.perf_counter() - t0
     track_interpretability(run, params, metrics)
     return metrics
