@@ -347,7 +347,7 @@ def profile_scorer(model, # the stored calibrated matcher
 # %% ../nbs/07_interpretability.ipynb #8a8c1227
 def candidate_importance(candidates: dict, # name -> stored (calibrated) model
                          X: pd.DataFrame, background: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
-    "(per feature: mean |SHAP| and rank of each candidate's base model on `X`; per candidate: explainer, local accuracy, SHAP values)."
+    "(per feature: mean absolute SHAP value and rank of each candidate's base model on `X`; per candidate: explainer, local accuracy, SHAP values)."
     table, info = pd.DataFrame({"feature": list(X.columns)}), {}
     for name, model in candidates.items():
         base = base_model(model)
@@ -359,7 +359,7 @@ def candidate_importance(candidates: dict, # name -> stored (calibrated) model
     return table, info
 
 def rank_agreement(table: pd.DataFrame) -> pd.DataFrame:
-    "Spearman correlation between the mean |SHAP| of every two candidates of a `candidate_importance` table."
+    "Spearman correlation between the mean absolute SHAP values of every two candidates of a `candidate_importance` table."
     names = [c[len("shap_"):] for c in table if c.startswith("shap_")]
     return pd.DataFrame([{"a": a, "b": b, "spearman": float(stats.spearmanr(table[f"shap_{a}"], table[f"shap_{b}"]).statistic)}
                          for i, a in enumerate(names) for b in names[i + 1:]], columns=["a", "b", "spearman"])
