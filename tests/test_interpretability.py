@@ -251,6 +251,24 @@ def test_the_stage_is_logged_to_the_runs_mlflow_run(small_interpretability_run):
     assert r.data.metrics["interpretability_driver_spearman"] == pytest.approx(m["driver_spearman"])
 
 
+def test_the_reports_figures_are_logged_to_mlflow(small_interpretability_run):
+    import json
+
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import mlflow
+
+    from thinkalike_ml.interpretability import track_interpretability_figures
+    run, params, _, _ = small_interpretability_run
+    fig, ax = plt.subplots(); ax.plot([0, 1], [1, 0])
+    run.save_figure("interpretability_probe", fig); plt.close(fig)
+    assert "interpretability_probe.png" in track_interpretability_figures(run, params)
+    rec = json.loads((run.path / "artifacts/tracking.json").read_text())
+    logged = [f.path for f in mlflow.MlflowClient(rec["tracking_uri"]).list_artifacts(rec["run_id"], "figures")]
+    assert "figures/interpretability_probe.png" in logged
+
+
 def _copy(run, tmp_path):
     """A copy of the run without this stage's outputs, as the stage finds a fresh run."""
     import shutil

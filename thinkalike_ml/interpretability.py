@@ -319,8 +319,7 @@ def counterfactual_search(score, # (list of a-profiles, list of b-profiles, list
         sp, prox = edit_cost(hist[i])
         rows.append({"p_before": p0[i], "p_after": p[i], "found": bool(done[i]) and p0[i] < threshold, "n_changes": len(hist[i]),
                      "sparsity": sp, "proximity": prox,
-                     "changes": "; ".join(f"{e[1]} {old if not isinstance(old, float) else round(old, 2)} -> {e[2]}" if e[0] == "set" else f"{e[0]} interest '{e[2]}'"
-                                          for e, old in hist[i])})
+                     "changes": "; ".join(f"{e[1]} -> {e[2]}" if e[0] == "set" else f"{e[0]} interest '{e[2]}'" for e, _ in hist[i])})  # new values only
     return pd.DataFrame(rows), cur
 
 # %% ../nbs/07_interpretability.ipynb #ee735369
