@@ -278,16 +278,18 @@ def apply_edit(p: dict, edit: tuple) -> dict:
     else: raise ValueError(f"apply_edit: unknown edit kind {kind!r} (expected 'set', 'add' or 'drop')")
     return q
 
-def edit_cost(edits) -> tuple[int, float]:
-    "(sparsity: fields changed, proximity: L1 change of the numeric fields plus 1 per interest edit) of a list of (edit, old value)."
+def edit_cost(edits, fill: dict | None = None) -> tuple[int, float]:
+    "(sparsity: fields changed, proximity: L1 change of the numeric fields plus 1 per interest edit) of a list of (edit, old value); a missing old value counts as `fill[column]` (its imputed value, else 0)."
+    fill = fill or {}
     fields = {e[1] if e[0] == "set" else (e[1], e[2]) for e, _ in edits}
-    prox = sum(abs(e[2] - (0.0 if pd.isna(old) else float(old))) if e[0] == "set" else 1.0 for e, old in edits)
+    prox = sum(abs(e[2] - (float(fill.get(e[1], 0.0)) if pd.isna(old) else float(old))) if e[0] == "set" else 1.0 for e, old in edits)
     return len(fields), float(prox)
 
 def counterfactual_search(score, # (list of a-profiles, list of b-profiles, list of row positions) -> probabilities
                           A: list, B: list, # the profiles of the pairs to change (A is changed) and of their partners
                           threshold: float, columns, interest_column: str | None = "interests", max_changes: int = 5,
-                          grid=(0.0, 0.25, 0.5, 0.75, 1.0)) -> tuple[pd.DataFrame, list]:
+                          grid=(0.0, 0.25, 0.5, 0.75, 1.0), fill: dict | None = None, # imputed values of missing fields (for the proximity)
+                         ) -> tuple[pd.DataFrame, list]:
     "Greedy counterfactuals for each pair: (one row per pair: p before/after, found, changes, sparsity, proximity; the changed profiles)."
     cur = [dict(a) for a in A]
     p = np.asarray(score(cur, B, list(range(len(A)))), float)
@@ -304,7 +306,7 @@ def counterfactual_search(score, # (list of a-profiles, list of b-profiles, list
             if not k: continue
             flips = [j for j in k if pc[j] >= threshold]
             if flips:  # the cheapest edit that crosses the threshold
-                j = min(flips, key=lambda j: edit_cost(hist[i] + [(cand[j][1], cur[i].get(cand[j][1][1]))])[1])
+                j = min(flips, key=lambda j: edit_cost(hist[i] + [(cand[j][1], cur[i].get(cand[j][1][1]))], fill)[1])
             else:
                 j = max(k, key=lambda j: pc[j])
                 if pc[j] <= p[i]: continue  # no single edit helps: give up on this pair
@@ -316,7 +318,7 @@ def counterfactual_search(score, # (list of a-profiles, list of b-profiles, list
         active = nxt
     rows = []
     for i in range(len(A)):
-        sp, prox = edit_cost(hist[i])
+        sp, prox = edit_cost(hist[i], fill)
         rows.append({"p_before": p0[i], "p_after": p[i], "found": bool(done[i]) and p0[i] < threshold, "n_changes": len(hist[i]),
                      "sparsity": sp, "proximity": prox,
                      "changes": "; ".join(f"{e[1]} -> {e[2]}" if e[0] == "set" else f"{e[0]} interest '{e[2]}'" for e, _ in hist[i])})  # new values only
@@ -499,7 +501,8 @@ def counterfactual_explanations(inputs: dict, g: dict, params: dict, threshold: 
     score = profile_scorer(model, cols, X, feats.get("medians"), params.get("feature_columns"))
     p_re, X_re = score(A, B, range(len(A)), return_features=True)  # the unchanged profiles reproduce the stored features
     interest = "interests" if "interests" in users.columns else None
-    cf, changed = counterfactual_search(score, A, B, threshold, actionable_columns(inputs["users"], params), interest, max_changes)
+    cf, changed = counterfactual_search(score, A, B, threshold, actionable_columns(inputs["users"], params), interest, max_changes,
+                                        fill=feats.get("medians"))
     fresh = profile_scorer(model, cols, X, feats.get("medians"), params.get("feature_columns"))(changed, B, range(len(A)))
     cf.insert(0, "suggestion_id", ids["suggestion_id"].to_numpy())
     cf["valid"] = cf["found"] & (fresh >= threshold)
