@@ -1,6 +1,7 @@
 """The interpretability stage: SHAP local accuracy for both explainers, the truth checks on a toy whose drivers are known,
-the deletion test, "why this match" never leaking a sensitive attribute or a private value, and a small end-to-end run
-on the cached small profile that reads the stored matcher only (no refit), with and without suggestions and ground truth."""
+the deletion test, null features ranked with intervals, the local surrogate's fidelity, counterfactuals on actionable
+fields only, "why this match" never leaking a sensitive attribute or a private value, and a small end-to-end run on the
+cached small profile that reads the stored matcher only (no refit), with and without suggestions and ground truth."""
 from __future__ import annotations
 
 import numpy as np
@@ -13,10 +14,11 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from thinkalike_ml.interpretability import (INTERPRETABILITY_TABLES, SENSITIVE_COLUMNS, base_model, deletion_test,
-                                            driver_agreement, load_interpretability, local_accuracy_error,
-                                            map_features_to_drivers, null_rank_share, shap_values, true_effects,
-                                            why_this_match)
+from thinkalike_ml.interpretability import (INTERPRETABILITY_TABLES, SENSITIVE_COLUMNS, actionable_columns, base_model,
+                                            bootstrap_importance, counterfactual_search, deletion_test, driver_agreement,
+                                            load_interpretability, local_accuracy_error, local_surrogates,
+                                            map_features_to_drivers, null_clearly_below_share, null_rank_share,
+                                            profile_scorer, shap_values, true_effects, why_this_match)
 
 
 def _toy(n=3000, seed=0):
@@ -63,6 +65,41 @@ def test_deleting_the_most_important_features_hurts_more_than_random_ones():
                       X.mean(), n_random=5)
     assert d["top"].mean() < d["random"].mean() and d["top"].iloc[0] == d["random"].iloc[0]
     assert d["top"].iloc[-1] == pytest.approx(.5)  # everything replaced: no information left
+
+
+def test_the_null_feature_check_flags_a_null_feature_the_model_really_uses():
+    """The check is defined on mean |SHAP| with bootstrap intervals: a 'null' feature (uncorrelated with the true terms)
+    that the labels in fact depend on ranks above a driver, and the check reports it instead of hiding it."""
+    X, _, truth = _toy(4000)
+    rng = np.random.default_rng(1)
+    y = (rng.random(len(X)) < 1 / (1 + np.exp(-(truth["logit"] + 3 * X["null1"])))).astype(int)  # null1 really matters
+    m = LogisticRegression().fit(X, y)
+    vals, _, _ = shap_values(m, X[:600], X[600:800])
+    imp = pd.Series(np.abs(vals).mean(0), index=X.columns)
+    lo, hi = (pd.Series(v, index=X.columns) for v in bootstrap_importance(vals, seed=0))
+    assert (lo <= imp).all() and (imp <= hi).all()
+    drivers = map_features_to_drivers(X[:600], truth[:600], ["u", "v"])
+    assert pd.isna(drivers["null1"]) and imp["null1"] > imp["f3"]
+    assert null_rank_share(imp, drivers) < 1 and null_clearly_below_share(lo, hi, drivers) < null_rank_share(imp, drivers) + 1e-12
+    clean = LogisticRegression().fit(X, (rng.random(len(X)) < 1 / (1 + np.exp(-truth["logit"]))).astype(int))
+    v2, _, _ = shap_values(clean, X[:600], X[600:800])
+    l2, h2 = (pd.Series(v, index=X.columns) for v in bootstrap_importance(v2, seed=0))
+    assert null_clearly_below_share(l2, h2, drivers) == 1.0
+
+
+def test_the_local_surrogate_is_faithful_on_a_linear_model_and_says_so_when_it_is_not():
+    X, y, _ = _toy(2000)
+    lin = LogisticRegression().fit(X, y)
+    sd = X.std()
+    out = local_surrogates(lin.decision_function, X[:5], sd, X.min(), X.max(), seed=0)
+    for s in out:
+        assert s["fidelity"] > .99
+        assert np.allclose(s["coef"].to_numpy(), lin.coef_[0] * sd.to_numpy(), rtol=.05, atol=.02)
+    hgb = HistGradientBoostingClassifier(max_iter=200, max_depth=None, learning_rate=.3, random_state=0).fit(X, (X["f1"] * X["f3"] > 0).astype(int))
+    fid = [s["fidelity"] for s in local_surrogates(hgb.decision_function, X[:20], sd, seed=0)]
+    assert np.median(fid) < .9  # an interaction (XOR-like) is not linear around most pairs
+    for s in local_surrogates(lin.decision_function, X[:3], sd.where(sd.index != "f1", 0.0), seed=0):
+        assert s["coef"]["f1"] == 0  # a feature with perturbation scale 0 is held fixed and gets no slope
 
 
 def _profiles(rng, cats, tags):
@@ -147,6 +184,63 @@ def test_the_example_reasons_name_no_sensitive_attribute_of_either_person(small_
                 assert str(users.loc[u, col]) not in r.reasons
 
 
+def test_every_candidate_is_explained_and_the_local_surrogates_are_measured(small_interpretability_run):
+    from thinkalike_ml.models import load_models
+    run, params, m, _ = small_interpretability_run
+    out = load_interpretability(run)
+    names = list(load_models(run)["matcher"]["candidates"])
+    assert len(names) >= 2 and {f"shap_{k}" for k in names} | {f"rank_{k}" for k in names} <= set(out["candidates"])
+    assert set(out["candidates"]["feature"]) == set(out["importance"]["feature"])
+    assert m["candidates_shap_local_accuracy_max_error"] < 1e-6
+    assert set(out["local"]["model"]) == set(names) and (out["local"]["selected"].sum() == m["n_local_surrogates"] == min(params["n_local"], m["n_explained"]))
+    assert -1 <= m["local_surrogate_fidelity_min"] <= m["local_surrogate_fidelity_median"] <= 1
+    imp = out["importance"]
+    assert (imp["mean_abs_shap_low"] <= imp["mean_abs_shap"]).all() and (imp["mean_abs_shap"] <= imp["mean_abs_shap_high"]).all()
+    assert 0 <= m["null_features_clearly_below_share"] <= m["null_features_rank_last_share"] <= 1  # reported, whatever the finding
+
+
+def test_counterfactuals_are_valid_and_change_only_actionable_fields(small_interpretability_run):
+    run, params, m, _ = small_interpretability_run
+    out = load_interpretability(run)
+    cf, info = out["counterfactuals"], out["summary"]["counterfactuals"]
+    assert len(cf) == m["n_counterfactual_pairs"] > 0 and (cf["p_before"] < info["threshold"]).all()
+    assert m["counterfactual_validity"] >= 0.9
+    assert info["non_actionable_fields_changed"] == [] and info["feature_reproduction_error"] < 1e-9
+    v = cf[cf["valid"]]
+    assert (v["p_after"] >= info["threshold"]).all() and (v["sparsity"] >= 1).all() and (v["sparsity"] <= info["max_changes"]).all()
+    for text in cf["changes"]:
+        for col in ("age", "gender", "region", "ethnicity", "signup_time", "value_position_"):
+            assert col not in text
+
+
+def test_the_counterfactual_search_never_touches_a_sensitive_or_immutable_field():
+    """On the matcher's real scorer shape: profiles with sensitive columns; only value_importance_* and interests may change,
+    and a changed profile really scores above the threshold when its features are rebuilt from scratch."""
+    rng = np.random.default_rng(0)
+    cats, tags = ["Privacy", "Community"], ["hiking", "chess", "poetry", "music"]
+    users = pd.DataFrame([{"user_id": f"u{i}", **_profiles(rng, cats, tags)[0]} for i in range(200)])
+    from thinkalike_ml.features import pair_features
+    pairs = pd.DataFrame({"user_a": users["user_id"][:100].to_numpy(), "user_b": users["user_id"][100:].to_numpy()})
+    F = pair_features(users, pairs)
+    y = (F["interest_jaccard"] + F["value_weighted_agreement"] + .1 * rng.normal(size=len(F)) > .3).astype(int)
+    model = LogisticRegression().fit(F, y)
+    score = profile_scorer(model, list(F.columns), F)
+    p = model.predict_proba(F)[:, 1]
+    low = np.flatnonzero(p < .5)[:20]
+    A = [users.iloc[i].to_dict() for i in low]; B = [users.iloc[100 + i].to_dict() for i in low]
+    params = {"sensitive_attributes": ["gender", "region"]}
+    cols = actionable_columns(users, params)
+    assert cols == [f"value_importance_{c}" for c in cats]
+    cf, changed = counterfactual_search(lambda a, b, pos: score(a, b, [low[j] for j in pos]), A, B, .5, cols)
+    assert cf["found"].mean() >= .5  # some toy pairs cannot flip: the partner lists no interest and disagrees on every value
+    fresh = score(changed, B, list(low))
+    assert (fresh[cf["found"].to_numpy()] >= .5).all()
+    for a, c in zip(A, changed):
+        for k in a:
+            if k not in cols and k != "interests":
+                assert a[k] == c[k], k
+
+
 def test_the_stage_is_logged_to_the_runs_mlflow_run(small_interpretability_run):
     import json
 
@@ -155,6 +249,24 @@ def test_the_stage_is_logged_to_the_runs_mlflow_run(small_interpretability_run):
     rec = json.loads((run.path / "artifacts/tracking.json").read_text())
     r = mlflow.MlflowClient(rec["tracking_uri"]).get_run(rec["run_id"])
     assert r.data.metrics["interpretability_driver_spearman"] == pytest.approx(m["driver_spearman"])
+
+
+def test_the_reports_figures_are_logged_to_mlflow(small_interpretability_run):
+    import json
+
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import mlflow
+
+    from thinkalike_ml.interpretability import track_interpretability_figures
+    run, params, _, _ = small_interpretability_run
+    fig, ax = plt.subplots(); ax.plot([0, 1], [1, 0])
+    run.save_figure("interpretability_probe", fig); plt.close(fig)
+    assert "interpretability_probe.png" in track_interpretability_figures(run, params)
+    rec = json.loads((run.path / "artifacts/tracking.json").read_text())
+    logged = [f.path for f in mlflow.MlflowClient(rec["tracking_uri"]).list_artifacts(rec["run_id"], "figures")]
+    assert "figures/interpretability_probe.png" in logged
 
 
 def _copy(run, tmp_path):

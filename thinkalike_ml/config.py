@@ -118,7 +118,8 @@ PARAMS: dict[str, Param] = {p.name: p for p in [
     Param("fairness_threshold", float, 0.05, "Largest acceptable demographic-parity and equalized-odds difference (the model card's target).", low=0.0, high=1.0),
     Param("min_group_size", int, 30, "Groups with fewer rows are reported but flagged as too small to judge.", low=1, high=1_000_000),
     # -- interpretability
-    Param("n_explain", int, 2000, "Test pairs sampled for SHAP summaries, local explanations and counterfactuals.", small=300, low=10, high=10_000_000),
+    Param("n_explain", int, 2000, "Test pairs sampled for SHAP summaries (and bootstrap intervals), the example reasons and the candidates' comparison.", small=300, low=10, high=10_000_000),
+    Param("n_local", int, 60, "Explained test pairs given a local (LIME-style) surrogate; the counterfactual search takes those the matcher does not suggest.", small=20, low=1, high=100_000),
     # -- registry
     Param("max_calibration_error", float, 0.05, "Largest expected calibration error (test) a matcher may have to be promoted to champion in the model registry.", low=0.0, high=1.0),
     # -- monitoring

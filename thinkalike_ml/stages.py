@@ -94,7 +94,7 @@ STAGES: list[Stage] = [
           loaders=("load_fairness",), headline=("matcher_dp_difference", "matcher_eo_difference")),
     Stage("interpretability", "07_interpretability", "thinkalike_ml.interpretability",
           "SHAP and permutation importance checked against the true drivers, local explanations, rules, 'why this match'",
-          runner="run_interpretability_stage", params=("seed", "n_explain"),
+          runner="run_interpretability_stage", params=("seed", "n_explain", "n_local", "sensitive_attributes", "feature_columns"),
           loaders=("load_interpretability",), headline=("driver_spearman",)),
     Stage("registry", "08_registry", "thinkalike_ml.registry",
           "MLflow Model Registry: semantic versions by rule, lineage tags, environment, promotion gates, champion/challenger aliases",
