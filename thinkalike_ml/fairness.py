@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import time
 import warnings
 
@@ -334,10 +335,10 @@ def reweighing_weights(y, # true 0/1 labels
                        groups, # group label of each row
                       ) -> np.ndarray:
     "Kamiran-Calders weights P(group) P(label) / P(group, label): label independent of group once weighted."
-    y, g = pd.Series(np.asarray(y, int)), pd.Series(group_labels(groups))
-    joint = pd.crosstab(g, y, normalize=True)
-    pg, py = g.value_counts(normalize=True), y.value_counts(normalize=True)
-    return np.array([pg[a] * py[b] / joint.loc[a, b] for a, b in zip(g, y)], float)
+    y = np.asarray(y, int)
+    labels, g = group_codes(group_labels(groups))
+    joint = np.bincount(g * 2 + y, minlength=2 * len(labels)).reshape(len(labels), 2) / len(y)  # P(group, label)
+    return joint.sum(1)[g] * joint.sum(0)[y] / joint[g, y]
 
 # %% ../nbs/06_fairness.ipynb #d387aaee
 @contextlib.contextmanager
@@ -436,6 +437,18 @@ def mitigate_threshold_optimizer(model, X_val, y_val, g_val, X_test, g_test, see
                 np.asarray(to.predict(X_test, sensitive_features=g_test, random_state=seed), int), (to, sorted(set(g_val) - {POOLED_GROUP})))
 
 # %% ../nbs/06_fairness.ipynb #bfa4bad1
+def _weight_chunks(n: int, n_bootstrap: int, seed: int):
+    "Row-bootstrap weights (resamples x rows, multinomial counts), in chunks of at most about two million values."
+    rng = np.random.default_rng(seed)
+    for c in np.array_split(np.arange(n_bootstrap), max(1, n_bootstrap * n // 2_000_000)):
+        yield rng.multinomial(n, np.full(n, 1 / n), size=len(c)).astype(float)
+
+_cached_weight_chunks = functools.lru_cache(maxsize=1)(lambda n, b, seed: tuple(_weight_chunks(n, b, seed)))
+
+def _bootstrap_weights(n: int, n_bootstrap: int, seed: int):
+    "`_weight_chunks`, kept in memory when small (up to 20 million values) so that every model of one table reuses the same resamples without redrawing them."
+    return _cached_weight_chunks(n, n_bootstrap, seed) if n * n_bootstrap <= 20_000_000 else _weight_chunks(n, n_bootstrap, seed)
+
 def bootstrap_auc_calibration(y, # true 0/1 labels
                               scores, # scores in [0, 1]
                               groups, # group label of each row
@@ -462,10 +475,8 @@ def bootstrap_auc_calibration(y, # true 0/1 labels
     one = np.ones((1, len(y)))
     out = {"auc": float(auc(one)[0]), "calibration_gap": float(gap(one)[0])}
     if n_bootstrap:
-        rng = np.random.default_rng(seed)
         boot = {"auc": [], "calibration_gap": []}
-        for chunk in np.array_split(np.arange(n_bootstrap), max(1, n_bootstrap * len(y) // 2_000_000)):  # bounded memory
-            W = rng.multinomial(len(y), np.full(len(y), 1 / len(y)), size=len(chunk)).astype(float)
+        for W in _bootstrap_weights(len(y), n_bootstrap, seed):
             boot["auc"].append(auc(W)); boot["calibration_gap"].append(gap(W))
         for k, v in boot.items():
             out[f"{k}_ci_low"], out[f"{k}_ci_high"] = (float(x) for x in np.nanpercentile(np.concatenate(v), [2.5, 97.5]))
