@@ -179,6 +179,85 @@ def test_every_mitigation_shrinks_an_injected_disparity():
     assert all(v < before / 2 for v in after.values()), (before, after)
 
 
+def test_the_new_mitigations_shrink_an_injected_disparity_and_their_probabilities_use_public_attributes():
+    from sklearn.linear_model import LogisticRegression
+    from thinkalike_ml.fairness import mitigate_correlation_remover
+    rng = np.random.default_rng(1)
+    n = 8000
+    g = np.where(rng.random(n) < .5, "a", "b")
+    X = pd.DataFrame({"x1": rng.normal(size=n), "x2": rng.normal(size=n) + (g == "b")})  # x2 leaks the group
+    # the label is penalised for b (a DP gap) and x1 predicts it far better for a than for b (an equalized-odds gap)
+    y = (rng.random(n) < 1 / (1 + np.exp(-(np.where(g == "a", 3, .5) * X["x1"] - 1 - 0.8 * (g == "b"))))).astype(int)
+    tr, va, te = slice(0, 4000), slice(4000, 6000), slice(6000, n)
+    base = LogisticRegression().fit(X[tr], y[tr])
+    def dp(d): return abs(d[g[te] == "a"].mean() - d[g[te] == "b"].mean())
+    def eo(d): return equalized_odds_difference(y[te], d, sensitive_features=g[te])
+    unmitigated = (classifier_scores(base, X[te]) >= y[tr].mean()).astype(int)
+    before, before_eo = dp(unmitigated), eo(unmitigated)
+    cr = mitigate_correlation_remover(X[tr], y[tr], g[tr], X[va], y[va], g[va], X[te], g[te])
+    eg = mitigate_exponentiated_gradient(X[tr], y[tr], g[tr], X[te], constraint="equalized_odds")
+    to = mitigate_threshold_optimizer(base, X[va], y[va], g[va], X[te], g[te], constraint="equalized_odds")
+    assert dp(cr[1]) < before / 2, (before, dp(cr[1]))  # the pre-processing targets demographic parity
+    assert before_eo > 0.05 and all(eo(r[1]) < before_eo / 2 for r in (eg, to)), (before_eo, eo(eg[1]), eo(to[1]))  # these, equalized odds
+    np.testing.assert_allclose(eg[0], eg[2]._pmf_predict(X[te])[:, 1], atol=1e-12)  # the public reading equals fairlearn's private one
+    np.testing.assert_allclose(to[0], to[2][0]._pmf_predict(X[te], sensitive_features=g[te])[:, 1], atol=1e-12)
+
+
+def test_bootstrap_auc_equals_scikit_learns_and_its_interval_covers():
+    from sklearn.metrics import roc_auc_score
+    from thinkalike_ml.fairness import bootstrap_auc_calibration
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 2000)
+    s = np.round(np.clip(.3 * y + .7 * rng.random(2000), 0, 1), 2)  # ties on purpose
+    r = bootstrap_auc_calibration(y, s, rng.choice(list("ab"), 2000), 300, 0)
+    assert r["auc"] == pytest.approx(roc_auc_score(y, s), abs=1e-12)
+    assert r["auc_ci_low"] < r["auc"] < r["auc_ci_high"] and r["auc_ci_high"] - r["auc_ci_low"] < .1
+
+
+def test_the_gate_noise_floor_is_what_a_disparity_free_model_shows():
+    from thinkalike_ml.fairness import gate_noise_floor, gated_difference
+    y, d, g = _decisions(n=20000, seed=4)
+    fair = pd.DataFrame({"g": np.random.default_rng(5).permutation(g)})  # decisions independent of these groups
+    nf = gate_noise_floor(y, d, fair, n_permutations=100, seed=0)
+    assert 0 < nf["median"] < nf["p95"] and gated_difference(y, d, fair)[0] < nf["p95"] * 1.5
+    assert gated_difference(y, d, pd.DataFrame({"g": g}))[0] > nf["p95"]  # the injected disparity stands out
+
+
+def test_config_rejects_an_unknown_mitigation():
+    from thinkalike_ml.config import ParamError, resolve_params
+    with pytest.raises(ParamError, match="fairness_mitigations.*'magic'"):
+        resolve_params(overrides={"fairness_mitigations": ["reweighing", "magic"]})
+
+
+def test_the_saved_mitigated_matcher_reproduces_its_predictions_and_the_registry_gate_reads_it(small_fairness_run):
+    from thinkalike_ml.fairness import load_mitigated_matcher
+    from thinkalike_ml.registry import fairness_gate
+    run, params, m, _ = small_fairness_run
+    f = load_fairness(run)
+    saved = f["summary"]["recommended_mitigation"].get("saved")
+    if not saved:  # nothing recommended: then the stage must say why (unmitigated meets the threshold or nothing improves)
+        mt = f["mitigation"]
+        assert f["summary"]["recommended_mitigation"]["mitigation"] == "none"
+        assert mt["gated_difference"].iloc[0] <= min(params["fairness_threshold"], mt["gated_difference"].iloc[1:].min())
+        return
+    obj = load_mitigated_matcher(run)
+    assert obj["mitigation"] == saved["mitigation"] and "model" in obj
+    gate = fairness_gate(f["mitigated_summary"], params["fairness_threshold"])
+    assert (gate["status"] == "passed") == saved["passes_threshold"] and gate["value"] == pytest.approx(saved["gated_difference"])
+    if saved["mitigation"] in ("reweighing", "correlation_remover"):  # deterministic: the saved model reproduces its stored scores
+        from thinkalike_ml.features import load_features
+        from thinkalike_ml.fairness import classifier_scores, pair_attributes, with_group_columns
+        from thinkalike_ml.data import load_dataset
+        pf = load_features(run)["pair_features"].set_index("suggestion_id")
+        pr = f["mitigated_predictions"]
+        X = pf.loc[pr["suggestion_id"], obj["columns"]].reset_index(drop=True)
+        model = obj["model"][0]
+        if saved["mitigation"] == "correlation_remover":
+            g = pair_attributes(pf.loc[pr["suggestion_id"]].reset_index(), load_dataset(run)["users"], [obj["attribute"]])["suggested"][obj["attribute"]]
+            X = with_group_columns(X, g, obj["model"][2])
+        np.testing.assert_allclose(classifier_scores(model, X), pr["p"], atol=1e-12)
+
+
 def test_list_hits_agree_with_the_models_stages_ranking_metrics():
     from thinkalike_ml.models import ranking_metrics_from_lists
     rng = np.random.default_rng(0)
@@ -215,7 +294,7 @@ def small_fairness_run():
 def test_fairness_stage_reports_every_side_attribute_and_intersection(small_fairness_run):
     run, params, m, before = small_fairness_run
     f = load_fairness(run)
-    assert set(FAIRNESS_TABLES) <= set(f)
+    assert set(FAIRNESS_TABLES) - {"mitigated_predictions", "mitigated_summary"} <= set(f)
     s = f["matcher_summary"]
     assert set(s["side"]) == set(PAIR_SIDES)
     sug = set(s.loc[s.side == "suggested", "attribute"])
@@ -225,7 +304,12 @@ def test_fairness_stage_reports_every_side_attribute_and_intersection(small_fair
     assert 0 < f["summary"]["threshold"] < 1 and f["summary"]["unavailable_attributes"] == []
     assert m["matcher_dp_difference"] == pytest.approx(s[(s.side == "suggested") & (s.metric == "dp_difference")
                                                          & ~s.attribute.str.contains(" × ")]["value"].max())
-    assert list(f["mitigation"]["model"]) == ["unmitigated", "reweighing", "exponentiated_gradient", "threshold_optimizer"]
+    assert list(f["mitigation"]["model"]) == ["unmitigated", *params["fairness_mitigations"]]
+    mt = f["mitigation"]
+    for c in ("auc", "calibration_gap"):
+        assert (mt[f"{c}_ci_low"] <= mt[c] + 1e-12).all() and (mt[c] <= mt[f"{c}_ci_high"] + 1e-12).all()
+    e = f["exposure"]
+    assert (e["exposure_share_ci_low"] <= e["exposure_share"] + 1e-12).all() and (e["exposure_share"] <= e["exposure_share_ci_high"] + 1e-12).all()
     assert {"North", "South"} <= set(f["exposure"]["group"]) and f["exposure"]["exposure_share"].sum() == pytest.approx(1)
     assert set(f["ranking_groups"]["attribute"]) == set(params["sensitive_attributes"])
     assert {k: v for k, v in run.checksums().items() if k in before} == before  # upstream artifacts untouched

@@ -18,8 +18,8 @@ import numpy as np
 import yaml
 
 # %% auto #0
-__all__ = ['PARAMS', 'ParamError', 'Param', 'params_table', 'coerce', 'read_params_file', 'defaults', 'resolve_params',
-           'validate_params', 'params_hash', 'seed_everything']
+__all__ = ['FAIRNESS_MITIGATIONS', 'PARAMS', 'ParamError', 'Param', 'params_table', 'coerce', 'read_params_file', 'defaults',
+           'resolve_params', 'validate_params', 'params_hash', 'seed_everything']
 
 # %% ../nbs/00_config.ipynb #e51a2107
 # A privacy-first project must not phone home: MLflow sends telemetry unless told not to.
@@ -58,6 +58,8 @@ class Param:
         return kind
 
 # %% ../nbs/00_config.ipynb #a384365a
+FAIRNESS_MITIGATIONS = ("reweighing", "correlation_remover", "exponentiated_gradient_dp", "exponentiated_gradient_eo",
+                        "threshold_optimizer_dp", "threshold_optimizer_eo")  # the fairness stage's mitigations (`fairness.MITIGATIONS`)
 PARAMS: dict[str, Param] = {p.name: p for p in [
     # -- the run
     Param("seed", int, 42, "Seed of every random choice in the run (data, splits, models, tuning).", low=0, high=2**32 - 1),
@@ -117,6 +119,8 @@ PARAMS: dict[str, Param] = {p.name: p for p in [
     Param("sensitive_attributes", list, ["gender", "age_band", "region"], "User columns whose groups the fairness stage compares (used for analysis only, never as model features)."),
     Param("fairness_threshold", float, 0.05, "Largest acceptable demographic-parity and equalized-odds difference (the model card's target).", low=0.0, high=1.0),
     Param("min_group_size", int, 30, "Groups with fewer rows are reported but flagged as too small to judge.", low=1, high=1_000_000),
+    Param("fairness_mitigations", list, ["reweighing", "correlation_remover", "exponentiated_gradient_dp", "threshold_optimizer_dp", "threshold_optimizer_eo"],
+          "Mitigations the fairness stage compares (any of: " + ", ".join(FAIRNESS_MITIGATIONS) + "); 'exponentiated_gradient_eo' is the slowest and is left out by default."),
     # -- interpretability
     Param("n_explain", int, 2000, "Test pairs sampled for SHAP summaries (and bootstrap intervals), the example reasons and the candidates' comparison.", small=300, low=10, high=10_000_000),
     Param("n_local", int, 60, "Explained test pairs given a local (LIME-style) surrogate; the counterfactual search takes those the matcher does not suggest.", small=20, low=1, high=100_000),
@@ -232,6 +236,9 @@ def validate_params(params: dict) -> dict:
         for c, kind in cols.items():
             if kind not in ("numeric", "categorical"):
                 raise ParamError(f"parameter 'feature_columns': column '{table}.{c}' must be 'numeric' or 'categorical', got {kind!r}")
+    unknown = [m for m in params.get("fairness_mitigations") or [] if m not in FAIRNESS_MITIGATIONS]
+    if unknown:
+        raise ParamError(f"parameter 'fairness_mitigations': unknown mitigation(s) {', '.join(map(repr, unknown))}; expected any of {', '.join(FAIRNESS_MITIGATIONS)}")
     if not all(isinstance(a, str) and a for a in params.get("sensitive_attributes") or []):
         raise ParamError(f"parameter 'sensitive_attributes': expected a list of user column names, got {params.get('sensitive_attributes')!r}")
     if params.get("matcher_split") == "group" and not params.get("group_column"):

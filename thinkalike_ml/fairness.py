@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import time
 import warnings
 
@@ -17,15 +18,18 @@ from sklearn.metrics import roc_auc_score
 
 # %% auto #0
 __all__ = ['MISSING_GROUP', 'CELLS', 'SUMMARY_METRICS', 'METRICFRAME_MAX_ROWS', 'PAIR_SIDES', 'POOLED_GROUP', 'FAIRNESS_DIR',
-           'FAIRNESS_SUMMARY', 'FAIRNESS_TABLES', 'group_labels', 'group_codes', 'choose_threshold', 'confusion_cells',
-           'rates_from_cells', 'summaries_from_cells', 'bootstrap_cells', 'fairness_summary',
-           'expected_calibration_error', 'group_metrics', 'classifier_scores', 'available_attributes',
-           'fairness_report', 'traffic_light', 'pair_attributes', 'intersection_column', 'holm', 'group_vs_rest_tests',
-           'bias_tests', 'reweighing_weights', 'mitigate_reweighing', 'mitigate_exponentiated_gradient',
-           'pool_small_groups', 'mitigate_threshold_optimizer', 'mitigation_row', 'list_hits', 'mean_with_interval',
-           'ranking_by_group', 'exposure_by_group', 'popularity_bias', 'load_fairness', 'fairness_inputs',
-           'matcher_rows', 'matcher_fairness', 'mitigation_attribute', 'mitigation_table', 'recommend_mitigation',
-           'ground_truth_check', 'recommender_fairness', 'fairness_metrics', 'persist_fairness', 'track_fairness',
+           'FAIRNESS_SUMMARY', 'FAIRNESS_TABLES', 'FAIRNESS_MITIGATED_MODEL', 'MITIGATIONS', 'group_labels',
+           'group_codes', 'choose_threshold', 'confusion_cells', 'rates_from_cells', 'summaries_from_cells',
+           'bootstrap_cells', 'fairness_summary', 'expected_calibration_error', 'group_metrics', 'classifier_scores',
+           'available_attributes', 'fairness_report', 'traffic_light', 'pair_attributes', 'intersection_column', 'holm',
+           'group_vs_rest_tests', 'bias_tests', 'reweighing_weights', 'mitigate_reweighing', 'with_group_columns',
+           'mitigate_correlation_remover', 'exponentiated_gradient_probability', 'mitigate_exponentiated_gradient',
+           'pool_small_groups', 'threshold_optimizer_probability', 'mitigate_threshold_optimizer',
+           'bootstrap_auc_calibration', 'gated_difference', 'gate_noise_floor', 'mitigation_row', 'list_hits',
+           'mean_with_interval', 'ranking_by_group', 'exposure_by_group', 'popularity_bias', 'load_fairness',
+           'mitigated_summary', 'persist_mitigated', 'load_mitigated_matcher', 'fairness_inputs', 'matcher_rows',
+           'matcher_fairness', 'mitigation_attribute', 'mitigation_table', 'recommend_mitigation', 'ground_truth_check',
+           'recommender_fairness', 'penalty_visibility', 'fairness_metrics', 'persist_fairness', 'track_fairness',
            'run_fairness_stage']
 
 # %% ../nbs/06_fairness.ipynb #b33dab7f
@@ -331,10 +335,10 @@ def reweighing_weights(y, # true 0/1 labels
                        groups, # group label of each row
                       ) -> np.ndarray:
     "Kamiran-Calders weights P(group) P(label) / P(group, label): label independent of group once weighted."
-    y, g = pd.Series(np.asarray(y, int)), pd.Series(group_labels(groups))
-    joint = pd.crosstab(g, y, normalize=True)
-    pg, py = g.value_counts(normalize=True), y.value_counts(normalize=True)
-    return np.array([pg[a] * py[b] / joint.loc[a, b] for a, b in zip(g, y)], float)
+    y = np.asarray(y, int)
+    labels, g = group_codes(group_labels(groups))
+    joint = np.bincount(g * 2 + y, minlength=2 * len(labels)).reshape(len(labels), 2) / len(y)  # P(group, label)
+    return joint.sum(1)[g] * joint.sum(0)[y] / joint[g, y]
 
 # %% ../nbs/06_fairness.ipynb #d387aaee
 @contextlib.contextmanager
@@ -350,16 +354,44 @@ def _logreg(seed: int):
     from thinkalike_ml.models import make_logreg
     return make_logreg(seed)
 
-def mitigate_reweighing(X_train, y_train, g_train, X_val, y_val, X_test, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    "Logistic regression fitted with reweighing weights: (test scores, test decisions at its validation threshold)."
+def mitigate_reweighing(X_train, y_train, g_train, X_val, y_val, X_test, seed: int = 0) -> tuple:
+    "Logistic regression fitted with reweighing weights: (test scores, test decisions at its validation threshold, (model, threshold))."
     m = _logreg(seed).fit(X_train, y_train, logisticregression__sample_weight=reweighing_weights(y_train, g_train))
     t = choose_threshold(y_val, classifier_scores(m, X_val))
     p = classifier_scores(m, X_test)
-    return p, (p >= t).astype(int)
+    return p, (p >= t).astype(int), (m, t)
+
+def with_group_columns(X, # features
+                       groups, # group label of each row
+                       levels, # the groups that get a 0/1 column (the fitting data's groups)
+                      ) -> pd.DataFrame:
+    "`X` with one 0/1 column `sensitive=<group>` per level (the input `CorrelationRemover` expects)."
+    g = group_labels(groups)
+    cols = {f"sensitive={v}": (g == v).astype(float) for v in levels}
+    return pd.concat([pd.DataFrame(X).reset_index(drop=True), pd.DataFrame(cols)], axis=1)
+
+def mitigate_correlation_remover(X_train, y_train, g_train, X_val, y_val, g_val, X_test, g_test, seed: int = 0) -> tuple:
+    "fairlearn's `CorrelationRemover` (features made uncorrelated with the group) before logistic regression: (test scores, decisions, (pipeline, threshold, levels))."
+    from fairlearn.preprocessing import CorrelationRemover
+    from sklearn.pipeline import make_pipeline
+    levels = sorted(set(group_labels(g_train)))[1:]  # one level dropped: the columns would otherwise sum to one
+    if not levels: raise ValueError("mitigate_correlation_remover: the training rows hold one group only")
+    ids = [f"sensitive={v}" for v in levels]
+    m = make_pipeline(CorrelationRemover(sensitive_feature_ids=ids, alpha=1.0), _logreg(seed))
+    m.fit(with_group_columns(X_train, g_train, levels), y_train)
+    t = choose_threshold(y_val, classifier_scores(m, with_group_columns(X_val, g_val, levels)))
+    p = classifier_scores(m, with_group_columns(X_test, g_test, levels))
+    return p, (p >= t).astype(int), (m, t, levels)
+
+def exponentiated_gradient_probability(eg, # a fitted `ExponentiatedGradient` over classifiers
+                                       X) -> np.ndarray:
+    "The probability that the randomized classifier decides 1: its predictors' decisions weighted by `weights_` (both public attributes)."
+    w = np.asarray(eg.weights_, float)
+    return sum(wj * np.asarray(h.predict(X), float) for wj, h in zip(w, eg.predictors_) if wj > 0)
 
 def mitigate_exponentiated_gradient(X_train, y_train, g_train, X_test, seed: int = 0,
-                                    constraint: str = "demographic_parity") -> tuple[np.ndarray, np.ndarray]:
-    "ExponentiatedGradient around logistic regression: (test probability of a positive decision, test decisions)."
+                                    constraint: str = "demographic_parity") -> tuple:
+    "ExponentiatedGradient around logistic regression: (test probability of a positive decision, test decisions, the fitted mitigator)."
     from fairlearn.reductions import DemographicParity, EqualizedOdds, ErrorRate, ExponentiatedGradient
     base = float(np.mean(y_train))
     eg = ExponentiatedGradient(_logreg(seed), {"demographic_parity": DemographicParity, "equalized_odds": EqualizedOdds}[constraint](),
@@ -367,7 +399,7 @@ def mitigate_exponentiated_gradient(X_train, y_train, g_train, X_test, seed: int
                                sample_weight_name="logisticregression__sample_weight")
     with _quiet_fairlearn():
         eg.fit(X_train, y_train, sensitive_features=g_train)
-        return eg._pmf_predict(X_test)[:, 1], np.asarray(eg.predict(X_test, random_state=seed), int)
+        return exponentiated_gradient_probability(eg, X_test), np.asarray(eg.predict(X_test, random_state=seed), int), eg
 
 POOLED_GROUP = "(small groups pooled)"  # the post-processor's one threshold group for groups too small to get their own
 
@@ -379,29 +411,114 @@ def pool_small_groups(g_fit, g_apply, y_fit, min_group_size: int = 30) -> tuple[
     pool = lambda g: np.where(np.isin(g, list(keep)), g, POOLED_GROUP).astype(object)
     return pool(g_fit), pool(g_apply)
 
+def threshold_optimizer_probability(to, # a fitted `ThresholdOptimizer`
+                                    X, groups) -> np.ndarray:
+    "The probability that the post-processed matcher decides 1, from the public `interpolated_thresholder_.interpolation_dict` (per group: two thresholds mixed with weights p0, p1, and for equalized odds a constant mixed in with weight p_ignore)."
+    s = classifier_scores(to.estimator_, X)
+    g = np.asarray(groups, dtype=object).astype(str)
+    out = np.full(len(s), np.nan)
+    for grp, r in to.interpolated_thresholder_.interpolation_dict.items():
+        m = g == str(grp)
+        q = r["p0"] * r["operation0"](s[m]) + r["p1"] * r["operation1"](s[m])
+        out[m] = r["p_ignore"] * r["prediction_constant"] + (1 - r["p_ignore"]) * q if "p_ignore" in r else q
+    if np.isnan(out).any(): raise ValueError(f"threshold_optimizer_probability: {int(np.isnan(out).sum())} rows belong to groups the post-processor was not fitted on")
+    return out
+
 def mitigate_threshold_optimizer(model, X_val, y_val, g_val, X_test, g_test, seed: int = 0, min_group_size: int = 30,
-                                 constraint: str = "demographic_parity") -> tuple[np.ndarray, np.ndarray]:
-    "ThresholdOptimizer on a fitted probabilistic model, fitted on validation: (test probability of a positive decision, test decisions)."
+                                 constraint: str = "demographic_parity") -> tuple:
+    "ThresholdOptimizer on a fitted probabilistic model, fitted on validation: (test probability of a positive decision, test decisions, (fitted post-processor, groups with their own thresholds))."
     from fairlearn.postprocessing import ThresholdOptimizer
     g_val, g_test = pool_small_groups(g_val, g_test, y_val, min_group_size)
     to = ThresholdOptimizer(estimator=model, constraints=constraint, objective="balanced_accuracy_score", prefit=True,
                             predict_method="predict_proba")
     with _quiet_fairlearn():
         to.fit(X_val, y_val, sensitive_features=g_val)
-        return (to._pmf_predict(X_test, sensitive_features=g_test)[:, 1],
-                np.asarray(to.predict(X_test, sensitive_features=g_test, random_state=seed), int))
+        return (threshold_optimizer_probability(to, X_test, g_test),
+                np.asarray(to.predict(X_test, sensitive_features=g_test, random_state=seed), int), (to, sorted(set(g_val) - {POOLED_GROUP})))
 
 # %% ../nbs/06_fairness.ipynb #bfa4bad1
+def _weight_chunks(n: int, n_bootstrap: int, seed: int):
+    "Row-bootstrap weights (resamples x rows, multinomial counts), in chunks of at most about two million values."
+    rng = np.random.default_rng(seed)
+    for c in np.array_split(np.arange(n_bootstrap), max(1, n_bootstrap * n // 2_000_000)):
+        yield rng.multinomial(n, np.full(n, 1 / n), size=len(c)).astype(float)
+
+_cached_weight_chunks = functools.lru_cache(maxsize=1)(lambda n, b, seed: tuple(_weight_chunks(n, b, seed)))
+
+def _bootstrap_weights(n: int, n_bootstrap: int, seed: int):
+    "`_weight_chunks`, kept in memory when small (up to 20 million values) so that every model of one table reuses the same resamples without redrawing them."
+    return _cached_weight_chunks(n, n_bootstrap, seed) if n * n_bootstrap <= 20_000_000 else _weight_chunks(n, n_bootstrap, seed)
+
+def bootstrap_auc_calibration(y, # true 0/1 labels
+                              scores, # scores in [0, 1]
+                              groups, # group label of each row
+                              n_bootstrap: int = 1000, seed: int = 0, min_group_size: int = 30,
+                             ) -> dict:
+    "AUC and the largest absolute calibration gap (mean score minus acceptance rate) over groups of at least `min_group_size` rows, each with a row-bootstrap 95% interval (the same resamples for every model given the same seed and rows)."
+    y, s = np.asarray(y, int), np.asarray(scores, float)
+    labels, g = group_codes(group_labels(groups))
+    judged = np.bincount(g, minlength=len(labels)) >= min_group_size
+    G = np.zeros((len(y), len(labels))); G[np.arange(len(y)), g] = 1
+    def gap(W):
+        n = W @ G
+        with np.errstate(invalid="ignore", divide="ignore"):
+            d = np.abs((W * s) @ G - (W * y) @ G) / n
+        return np.nanmax(np.where(judged, d, np.nan), -1) if judged.any() else np.full(len(W), np.nan)
+    order = np.argsort(s, kind="stable")
+    starts = np.flatnonzero(np.r_[True, s[order][1:] != s[order][:-1]])  # the first row of each run of tied scores (ties count one half, as in scikit-learn)
+    def auc(W):
+        W = W[:, order]
+        wp, wn = np.add.reduceat(W * y[order], starts, -1), np.add.reduceat(W * (1 - y[order]), starts, -1)
+        below = np.cumsum(wn, -1) - wn
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return (wp * (below + wn / 2)).sum(-1) / (wp.sum(-1) * wn.sum(-1))
+    one = np.ones((1, len(y)))
+    out = {"auc": float(auc(one)[0]), "calibration_gap": float(gap(one)[0])}
+    if n_bootstrap:
+        boot = {"auc": [], "calibration_gap": []}
+        for W in _bootstrap_weights(len(y), n_bootstrap, seed):
+            boot["auc"].append(auc(W)); boot["calibration_gap"].append(gap(W))
+        for k, v in boot.items():
+            out[f"{k}_ci_low"], out[f"{k}_ci_high"] = (float(x) for x in np.nanpercentile(np.concatenate(v), [2.5, 97.5]))
+    return out
+
+def gated_difference(y, # true 0/1 labels
+                     decision, # 0/1 decisions
+                     sensitive: pd.DataFrame, # one column per attribute
+                     min_group_size: int = 30,
+                    ) -> tuple[float, str | None, str | None]:
+    "(value, metric, attribute) of the largest demographic-parity or equalized-odds difference over the attributes: the registry's fairness gate."
+    best = (np.nan, None, None)
+    for a in sensitive.columns:
+        labels, cells = confusion_cells(y, decision, group_labels(sensitive[a]))
+        s = summaries_from_cells(cells, cells.sum(1) >= min_group_size)
+        for m in ("dp_difference", "eo_difference"):
+            v = float(s[m])
+            if np.isfinite(v) and not (v <= best[0]): best = (v, m, a)
+    return best
+
+def gate_noise_floor(y, decision, # true labels and decisions
+                     sensitive: pd.DataFrame, # one column per attribute
+                     min_group_size: int = 30, n_permutations: int = 200, seed: int = 0,
+                    ) -> dict:
+    "The gated difference a model without any group difference would show on these rows: its value after shuffling the rows' group memberships (median and 95th percentile over permutations)."
+    rng = np.random.default_rng(seed)
+    y, d = np.asarray(y, int), np.asarray(decision, int)
+    vals = [gated_difference(y, d, sensitive.iloc[rng.permutation(len(y))].reset_index(drop=True), min_group_size)[0]
+            for _ in range(n_permutations)]
+    return {"median": float(np.median(vals)), "p95": float(np.percentile(vals, 95)), "n_permutations": n_permutations}
+
 def mitigation_row(name: str, y, scores, decision, groups, min_group_size: int = 30, n_bootstrap: int = 1000,
-                   seed: int = 0) -> dict:
-    "One model's row of the before/after table."
+                   seed: int = 0, sensitive: pd.DataFrame | None = None) -> dict:
+    "One model's row of the before/after table (AUC and calibration gap with intervals; with `sensitive`, the gated difference over all its attributes)."
     s = fairness_summary(y, decision, groups, min_group_size, n_bootstrap, seed).set_index("metric")
-    gm = group_metrics(y, scores, groups, 0.5, min_group_size)
     r = rates_from_cells(confusion_cells(y, decision, np.zeros(len(y)))[1])
-    row = {"model": name, "auc": _auc(y, scores), "balanced_accuracy": float((r["tpr"] + 1 - r["fpr"])[0] / 2),
-           "calibration_gap": float(gm.loc[~gm["small"], "calibration_gap"].abs().max())}
+    row = {"model": name, **bootstrap_auc_calibration(y, scores, groups, n_bootstrap, seed, min_group_size),
+           "balanced_accuracy": float((r["tpr"] + 1 - r["fpr"])[0] / 2)}
     for m in ("accuracy", "dp_difference", "eo_difference"):
         row |= {m: s.loc[m, "value"], f"{m}_ci_low": s.loc[m, "ci_low"], f"{m}_ci_high": s.loc[m, "ci_high"]}
+    if sensitive is not None:
+        row["gated_difference"], row["gated_metric"], row["gated_attribute"] = gated_difference(y, decision, sensitive, min_group_size)
     return row
 
 # %% ../nbs/06_fairness.ipynb #ec58d751
@@ -447,14 +564,29 @@ def ranking_by_group(hits: pd.DataFrame, # `list_hits` output
 def exposure_by_group(lists: pd.DataFrame, # top-k lists: user_id, rank, item_id
                       relevant: pd.DataFrame, # relevant items: user_id, item_id
                       item_groups: pd.Series, # group of each item (e.g. its creator's region), indexed by item_id
+                      n_bootstrap: int = 0, # user-bootstrap resamples behind the 95% intervals of the shares (0: none)
+                      seed: int = 0,
                      ) -> pd.DataFrame:
-    "Per item group: share of the catalogue, of exposure (1/log2(rank+1)) and of relevance, and exposure / relevance."
+    "Per item group: share of the catalogue, of exposure (1/log2(rank+1)) and of relevance, exposure / relevance, and (with `n_bootstrap`) intervals from resampling users."
     grp = lambda ids: pd.Series(group_labels(item_groups.reindex(ids).to_numpy()))
     exposure = pd.Series(1 / np.log2(lists["rank"].to_numpy() + 1)).groupby(grp(lists["item_id"])).sum()
     out = pd.DataFrame({"item_share": grp(item_groups.index).value_counts(normalize=True),
                         "exposure_share": exposure / exposure.sum(),
                         "relevance_share": grp(relevant["item_id"]).value_counts(normalize=True)}).fillna(0.0)
     out["exposure_to_relevance"] = out["exposure_share"] / out["relevance_share"].replace(0, np.nan)
+    if n_bootstrap:
+        users = pd.Index(pd.unique(pd.concat([lists["user_id"], relevant["user_id"]])))
+        per_user = lambda u, g, w: (pd.crosstab(users.get_indexer(u), g.to_numpy(), values=w, aggfunc="sum")
+                                     .reindex(index=range(len(users)), columns=out.index).fillna(0.0).to_numpy())
+        E = per_user(lists["user_id"], grp(lists["item_id"]), 1 / np.log2(lists["rank"].to_numpy() + 1))
+        R = per_user(relevant["user_id"], grp(relevant["item_id"]), np.ones(len(relevant)))
+        W = np.random.default_rng(seed).multinomial(len(users), np.full(len(users), 1 / len(users)), size=n_bootstrap).astype(float)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            es, rs = (W @ E) / (W @ E).sum(1, keepdims=True), (W @ R) / (W @ R).sum(1, keepdims=True)
+            boot = {"exposure_share": es, "relevance_share": rs, "exposure_to_relevance": np.where(rs > 0, es / rs, np.nan)}
+        for k, b in boot.items():
+            lo, hi = (np.nanpercentile(b, q, axis=0) if np.isfinite(b).any() else np.full(b.shape[1], np.nan) for q in (2.5, 97.5))
+            out[f"{k}_ci_low"], out[f"{k}_ci_high"] = lo, hi
     return out.rename_axis("group").reset_index()
 
 def popularity_bias(lists: pd.DataFrame, relevant: pd.DataFrame, # top-k lists and relevant items
@@ -477,12 +609,47 @@ FAIRNESS_TABLES = {  # name -> path of each table the stage writes
     "traffic_light": "tables/fairness_traffic_light.parquet", "bias_tests": "tables/fairness_bias_tests.parquet",
     "ground_truth": "tables/fairness_ground_truth.parquet",
     "mitigation": "tables/fairness_mitigation.parquet", "exposure": "tables/fairness_exposure.parquet",
-    "ranking_groups": "tables/fairness_ranking_groups.parquet"}
+    "ranking_groups": "tables/fairness_ranking_groups.parquet",
+    "mitigated_predictions": "tables/fairness_mitigated_predictions.parquet", "mitigated_summary": "tables/fairness_mitigated_summary.parquet"}
 
 def load_fairness(run) -> dict:
     "What the fairness stage wrote: its summary (`summary`) and each table of `FAIRNESS_TABLES` that exists."
     out = {"summary": run.read_json(FAIRNESS_SUMMARY)}
     return out | {k: run.read_table(p) for k, p in FAIRNESS_TABLES.items() if run.exists(p)}
+
+FAIRNESS_MITIGATED_MODEL = f"{FAIRNESS_DIR}/mitigated_matcher.joblib"  # the recommended mitigated matcher, read with `load_mitigated_matcher`
+
+def mitigated_summary(y, decision, # test labels and the mitigated model's decisions
+                      sensitive: pd.DataFrame, # one column per attribute (suggested side)
+                      min_group_size: int = 30, n_bootstrap: int = 1000, seed: int = 0,
+                     ) -> pd.DataFrame:
+    "The mitigated model's summaries in the form of the matcher summary (side 'suggested', attribute, metric, value, interval), so the registry's fairness gate reads it unchanged."
+    parts = [fairness_summary(y, decision, group_labels(sensitive[a]), min_group_size, n_bootstrap, seed).assign(attribute=a) for a in sensitive.columns]
+    return pd.concat(parts, ignore_index=True).assign(side="suggested")[["side", "attribute", "metric", "value", "ci_low", "ci_high"]]
+
+def persist_mitigated(run, recommended: dict, fitted: dict, attribute, columns: list, params: dict) -> dict:
+    "Save the recommended mitigated matcher (with what serving it needs) and its test predictions and summaries; return its record for the summary ({} if none is recommended)."
+    name = (recommended or {}).get("mitigation")
+    if name in (None, "none") or name not in fitted: return {}
+    p, d, obj = fitted[name]
+    kind, needs = MITIGATIONS[name]
+    t = fitted["_test"]
+    run.save_object(FAIRNESS_MITIGATED_MODEL, {"mitigation": name, "kind": kind, "attribute": attribute, "model": obj, "columns": list(columns),
+                                               "needs_sensitive_attribute": needs})
+    run.write_table(FAIRNESS_TABLES["mitigated_predictions"],
+                    pd.DataFrame({"suggestion_id": t["suggestion_id"], "split": "test", "p": p, "decision": d}))
+    s = mitigated_summary(t["accepted"], d, t["sensitive"], params["min_group_size"], params["n_bootstrap"], params["seed"])
+    run.write_table(FAIRNESS_TABLES["mitigated_summary"], s)
+    g = s[s["metric"].isin(["dp_difference", "eo_difference"])].dropna(subset=["value"])
+    w = g.loc[g["value"].idxmax()] if len(g) else None
+    return {"mitigation": name, "kind": kind, "attribute": attribute, "path": FAIRNESS_MITIGATED_MODEL, "needs_sensitive_attribute": needs,
+            "gated_difference": None if w is None else float(w["value"]), "gated_metric": None if w is None else str(w["metric"]),
+            "gated_attribute": None if w is None else str(w["attribute"]),
+            "passes_threshold": bool(w is not None and w["value"] <= params["fairness_threshold"])}
+
+def load_mitigated_matcher(run) -> dict:
+    "The recommended mitigated matcher the fairness stage saved (mitigation, kind, attribute, model, columns, needs_sensitive_attribute), checked against its sha256."
+    return run.load_object(FAIRNESS_MITIGATED_MODEL)
 
 # %% ../nbs/06_fairness.ipynb #ebd270c4
 def fairness_inputs(run) -> dict:
@@ -532,53 +699,76 @@ def mitigation_attribute(matcher: dict, # `matcher_fairness` output
     s = s[(s["side"] == "suggested") & (s["metric"] == "dp_difference") & s["attribute"].isin(matcher["attributes"])]
     return None if s["value"].isna().all() else str(s.loc[s["value"].idxmax(), "attribute"])
 
-def _split_xy(inputs: dict, split: str, attribute: str):
-    "(X, y, suggested user's group) of the pair features of one split."
+MITIGATIONS = {  # name -> (kind, needs the sensitive attribute when predicting)
+    "reweighing": ("pre-processing", False), "correlation_remover": ("pre-processing", True),
+    "exponentiated_gradient_dp": ("in-processing", False), "exponentiated_gradient_eo": ("in-processing", False),
+    "threshold_optimizer_dp": ("post-processing", True), "threshold_optimizer_eo": ("post-processing", True)}
+
+def _split_xy(inputs: dict, split: str, attribute: str, attributes=()):
+    "(X, y, suggested user's group, suggestion ids, suggested user's groups of every attribute) of the pair features of one split."
     f, cols = inputs["features"]["pair_features"], inputs["features"]["pair_columns"]
     f = f[f["split"] == split]
-    g = pair_attributes(f, inputs["data"]["users"], [attribute])["suggested"][attribute].to_numpy()
-    return f[cols].reset_index(drop=True), f["accepted"].to_numpy(int), g, f["suggestion_id"].to_numpy()
+    sens = pair_attributes(f, inputs["data"]["users"], list(dict.fromkeys([attribute, *attributes])))["suggested"]
+    return f[cols].reset_index(drop=True), f["accepted"].to_numpy(int), sens[attribute].to_numpy(), f["suggestion_id"].to_numpy(), sens
 
-def mitigation_table(inputs: dict, matcher: dict, params: dict) -> tuple[pd.DataFrame, str | None]:
-    "The before/after table for the attribute of `mitigation_attribute` (empty if none), and that attribute."
+def _fit_mitigation(name: str, model, d: dict, seed: int, min_group_size: int) -> tuple:
+    "Fit one mitigation of `MITIGATIONS` on the splits in `d`: (test scores, test decisions, fitted object)."
+    (Xtr, ytr, gtr), (Xv, yv, gv), (Xte, gte) = d["train"], d["validation"], d["test"]
+    if name == "reweighing": return mitigate_reweighing(Xtr, ytr, gtr, Xv, yv, Xte, seed)
+    if name == "correlation_remover": return mitigate_correlation_remover(Xtr, ytr, gtr, Xv, yv, gv, Xte, gte, seed)
+    constraint = {"dp": "demographic_parity", "eo": "equalized_odds"}[name[-2:]]
+    if name.startswith("exponentiated_gradient"): return mitigate_exponentiated_gradient(Xtr, ytr, gtr, Xte, seed, constraint)
+    return mitigate_threshold_optimizer(model, Xv, yv, gv, Xte, gte, seed, min_group_size, constraint)
+
+def mitigation_table(inputs: dict, matcher: dict, params: dict) -> tuple[pd.DataFrame, str | None, dict]:
+    "The before/after table for the attribute of `mitigation_attribute` (empty if none), that attribute, and each model's test scores, decisions and fitted object."
     a = mitigation_attribute(matcher, (inputs.get("truth") or {}).get("info", {}).get("bias_attribute"))
-    if a is None: return pd.DataFrame(), None
-    (Xtr, ytr, gtr, _), (Xv, yv, gv, _), (Xte, yte, gte, ids) = (_split_xy(inputs, s, a) for s in ("train", "validation", "test"))
-    seed, kw = params["seed"], dict(min_group_size=params["min_group_size"], n_bootstrap=params["n_bootstrap"], seed=params["seed"])
+    if a is None: return pd.DataFrame(), None, {}
+    (Xtr, ytr, gtr, _, _), (Xv, yv, gv, _, _), (Xte, yte, gte, ids, sens) = (
+        _split_xy(inputs, s, a, matcher["attributes"]) for s in ("train", "validation", "test"))
+    d = {"train": (Xtr, ytr, gtr), "validation": (Xv, yv, gv), "test": (Xte, gte)}
+    kw = dict(min_group_size=params["min_group_size"], n_bootstrap=params["n_bootstrap"], seed=params["seed"], sensitive=sens)
     stored = matcher["test"].set_index("suggestion_id")["p"].reindex(ids).to_numpy()
-    rows, secs = [mitigation_row("unmitigated", yte, stored, (stored >= matcher["threshold"]).astype(int), gte, **kw)], {}
-    for name, fit in (("reweighing", lambda: mitigate_reweighing(Xtr, ytr, gtr, Xv, yv, Xte, seed)),
-                      ("exponentiated_gradient", lambda: mitigate_exponentiated_gradient(Xtr, ytr, gtr, Xte, seed)),
-                      ("threshold_optimizer", lambda: mitigate_threshold_optimizer(inputs["matcher"]["model"], Xv, yv, gv, Xte, gte, seed,
-                                                                                  params["min_group_size"]))):
+    fitted = {"unmitigated": (stored, (stored >= matcher["threshold"]).astype(int), None)}
+    rows = [mitigation_row("unmitigated", yte, *fitted["unmitigated"][:2], gte, **kw) | {"kind": "none", "needs_sensitive_attribute": False}]
+    for name in params.get("fairness_mitigations", list(MITIGATIONS)):
         t0 = time.perf_counter()
-        p, d = fit()
-        rows.append(mitigation_row(name, yte, p, d, gte, **kw) | {"seconds": time.perf_counter() - t0})
-    return pd.DataFrame(rows).assign(attribute=a), a
+        fitted[name] = _fit_mitigation(name, inputs["matcher"]["model"], d, params["seed"], params["min_group_size"])
+        secs = time.perf_counter() - t0
+        kind, needs = MITIGATIONS[name]
+        rows.append(mitigation_row(name, yte, *fitted[name][:2], gte, **kw) | {"seconds": secs, "kind": kind, "needs_sensitive_attribute": needs})
+    fitted["_test"] = {"suggestion_id": ids, "accepted": yte, "sensitive": sens, "groups": gte}
+    return pd.DataFrame(rows).assign(attribute=a), a, fitted
 
 # %% ../nbs/06_fairness.ipynb #2057f5f8
-def recommend_mitigation(table: pd.DataFrame, threshold: float) -> dict:
-    "The recommended mitigation and its cost (AUC and accuracy change from unmitigated); 'none' if unmitigated meets the threshold or none improves it."
+def recommend_mitigation(table: pd.DataFrame, # the before/after table, the unmitigated model first
+                         threshold: float, # `fairness_threshold`
+                         metric: str = "dp_difference", # the column judged against the threshold (the stage uses `gated_difference`)
+                        ) -> dict:
+    "The recommended mitigation, whether it meets the threshold, and its cost (AUC, accuracy and calibration-gap change from unmitigated); 'none' if unmitigated meets the threshold or none improves it."
     if table.empty: return {}
     base, cand = table.iloc[0], table.iloc[1:]
-    ok = cand[cand["dp_difference"] <= threshold]
-    best = ok.loc[ok["auc"].idxmax()] if len(ok) else cand.loc[cand["dp_difference"].idxmin()]
-    if base["dp_difference"] <= threshold or best["dp_difference"] >= base["dp_difference"]: best = base
-    return {"mitigation": "none" if best is base else best["model"], "meets_threshold": bool(best["dp_difference"] <= threshold),
-            "dp_difference": float(best["dp_difference"]), "auc_change": float(best["auc"] - base["auc"]),
-            "accuracy_change": float(best["accuracy"] - base["accuracy"]),
-            "best_mitigation_meeting_threshold": str(ok.loc[ok["auc"].idxmax(), "model"]) if len(ok) else None}
+    ok = cand[cand[metric] <= threshold]
+    best = ok.loc[ok["auc"].idxmax()] if len(ok) else cand.loc[cand[metric].idxmin()]
+    if base[metric] <= threshold or best[metric] >= base[metric]: best = base
+    out = {"mitigation": "none" if best is base else best["model"], "metric": metric, "meets_threshold": bool(best[metric] <= threshold),
+           "value": float(best[metric]), "dp_difference": float(best["dp_difference"]), "auc_change": float(best["auc"] - base["auc"]),
+           "accuracy_change": float(best["accuracy"] - base["accuracy"]),
+           "best_mitigation_meeting_threshold": str(ok.loc[ok["auc"].idxmax(), "model"]) if len(ok) else None}
+    if "calibration_gap" in table.columns: out["calibration_gap_change"] = float(best["calibration_gap"] - base["calibration_gap"])
+    return out
 
 # %% ../nbs/06_fairness.ipynb #919ca3ff
-def ground_truth_check(rows: pd.DataFrame, # test rows: suggestion_id, p and `group`
+def ground_truth_check(rows: pd.DataFrame, # test rows: suggestion_id, p and `group` (optionally `decision`)
                        truth: dict, # `load_truth(run)`: suggestions (suggestion_id, p_accept, logit, bias_penalty), info
                       ) -> pd.DataFrame:
-    "Per group: mean score, true acceptance probability and true probability without the injected penalty."
+    "Per group: mean score (and selection rate), true acceptance probability and true probability without the injected penalty."
     from thinkalike_ml.data import marginal_acceptance
     t = rows.merge(truth["suggestions"][["suggestion_id", "p_accept", "logit", "bias_penalty"]], on="suggestion_id", how="inner")
     t["p_unpenalised"] = marginal_acceptance(t["logit"] + t["bias_penalty"], truth["info"]["acceptance"]["noise_sd"])
-    out = t.groupby("group").agg(rows=("p", "size"), mean_score=("p", "mean"), true_p=("p_accept", "mean"),
-                                 true_p_without_penalty=("p_unpenalised", "mean")).reset_index()
+    agg = dict(rows=("p", "size"), mean_score=("p", "mean"), true_p=("p_accept", "mean"), true_p_without_penalty=("p_unpenalised", "mean"))
+    if "decision" in t.columns: agg["selection_rate"] = ("decision", "mean")
+    out = t.groupby("group").agg(**agg).reset_index()
     out["score_minus_unpenalised"] = out["mean_score"] - out["true_p_without_penalty"]
     return out
 
@@ -593,7 +783,7 @@ def recommender_fairness(inputs: dict, params: dict) -> dict:
     by_group = pd.concat([ranking_by_group(hits, users[a], params["n_bootstrap"], params["seed"], params["min_group_size"]).assign(attribute=a)
                           for a in attrs], ignore_index=True) if attrs else pd.DataFrame()
     items = data["items"]
-    exposure = (exposure_by_group(lists, rel, items.set_index("item_id")["creator_group"])
+    exposure = (exposure_by_group(lists, rel, items.set_index("item_id")["creator_group"], params["n_bootstrap"], params["seed"])
                 if "creator_group" in items.columns else pd.DataFrame())
     inter = data["interactions"].merge(inputs["splits"]["interactions"], on="interaction_id")
     counts = inter[inter["split"] == "train"]["item_id"].value_counts().reindex(items["item_id"], fill_value=0)
@@ -609,14 +799,44 @@ def _summary_value(summary: pd.DataFrame, side: str, metric: str, attribute: str
     r = s.loc[s["value"].idxmax()]
     return float(r["value"]), str(r["attribute"])
 
-def _ground_truth_table(inputs: dict, matcher: dict) -> pd.DataFrame:
-    "`ground_truth_check` of the penalised attribute (suggested side) when the run has ground truth, else empty."
+def penalty_visibility(X, # the matcher's features of some pairs
+                       in_group, # 1 where the pair's suggested person is in the penalised group
+                       seed: int = 0,
+                      ) -> float:
+    "Cross-validated AUC of a logistic regression telling the penalised group from the features: 0.5 when the features carry nothing of the group."
+    from sklearn.model_selection import cross_val_score
+    y = np.asarray(in_group, int)
+    if y.min() == y.max(): return np.nan
+    return float(cross_val_score(_logreg(seed), X, y, cv=3, scoring="roc_auc").mean())
+
+def _ground_truth_table(inputs: dict, matcher: dict, fitted: dict | None = None) -> tuple[pd.DataFrame, dict]:
+    "`ground_truth_check` of the penalised attribute (suggested side) for the unmitigated and each mitigated model, and why the matcher does or does not reproduce the penalty; empty without ground truth."
     truth = inputs.get("truth")
-    a = (truth or {}).get("info", {}).get("bias_attribute")
-    if a not in matcher["attributes"]: return pd.DataFrame()
+    info = (truth or {}).get("info", {})
+    a = info.get("bias_attribute")
+    if a not in matcher["attributes"]: return pd.DataFrame(), {}
     test = matcher["test"]
-    rows = test[["suggestion_id", "p"]].assign(group=pair_attributes(test, inputs["data"]["users"], [a])["suggested"][a].to_numpy())
-    return ground_truth_check(rows, truth).assign(attribute=a, bias_group=truth["info"].get("bias_group"))
+    g = pair_attributes(test, inputs["data"]["users"], [a])["suggested"][a].to_numpy()
+    base = test[["suggestion_id", "p"]].assign(group=g, decision=(test["p"].to_numpy() >= matcher["threshold"]).astype(int))
+    parts = [ground_truth_check(base, truth).assign(model="unmitigated")]
+    t = (fitted or {}).get("_test")
+    if t is not None and a in t["sensitive"].columns:
+        for name, (p, d, _) in ((k, v) for k, v in fitted.items() if k not in ("unmitigated", "_test")):
+            rows = pd.DataFrame({"suggestion_id": t["suggestion_id"], "p": p, "decision": d, "group": t["sensitive"][a].to_numpy()})
+            parts.append(ground_truth_check(rows, truth).assign(model=name))
+    out = pd.concat(parts, ignore_index=True).assign(attribute=a, bias_group=info.get("bias_group"))
+    # why the matcher does (not) reproduce the penalty: can its features tell the penalised group apart, and how large is the penalty on average?
+    from thinkalike_ml.data import marginal_acceptance
+    f = inputs["features"]["pair_features"]
+    f = f[f["split"] == "test"]
+    flag = pair_attributes(f, inputs["data"]["users"], [a])["suggested"][a].to_numpy() == info.get("bias_group")
+    tr = truth["suggestions"].set_index("suggestion_id").loc[test["suggestion_id"]]
+    effect = tr["p_accept"].to_numpy() - marginal_acceptance((tr["logit"] + tr["bias_penalty"]).to_numpy(), info["acceptance"]["noise_sd"])
+    analysis = {"bias_group_predictability_auc": penalty_visibility(f[inputs["features"]["pair_columns"]], flag),
+                "mean_penalty_effect": float(effect.mean()), "mean_penalty_effect_bias_group": float(effect[g == info.get("bias_group")].mean()),
+                "mean_penalty_effect_other_groups": float(effect[g != info.get("bias_group")].mean()),
+                "bias_attribute_is_a_feature": bool(a in inputs["features"]["pair_columns"])}
+    return out, analysis
 
 def fairness_metrics(matcher: dict | None, mitigation: pd.DataFrame, recommended: dict, recommender: dict | None, params: dict) -> dict:
     "The stage's flat headline metrics."
@@ -631,12 +851,19 @@ def fairness_metrics(matcher: dict | None, mitigation: pd.DataFrame, recommended
         m["matcher_significant_bias_tests"] = float(matcher["bias_tests"]["significant"].sum())
         m["matcher_disadvantaged_groups_named"] = float(matcher["bias_tests"]["disadvantaged"].sum())
         for r in mitigation.to_dict("records"):
-            m |= {f"mitigation_{r['model']}_{k}": float(r[k]) for k in ("auc", "accuracy", "dp_difference", "eo_difference")}
+            m |= {f"mitigation_{r['model']}_{k}": float(r[k]) for k in ("auc", "accuracy", "dp_difference", "eo_difference", "calibration_gap",
+                                                                         "gated_difference") if k in r}
         gt = matcher.get("ground_truth", pd.DataFrame())
-        if len(gt): m["matcher_penalised_group_score_minus_unpenalised_truth"] = float(
-            gt.loc[gt["group"] == gt["bias_group"], "score_minus_unpenalised"].iloc[0]) if (gt["group"] == gt["bias_group"]).any() else np.nan
+        for name, g in (gt.groupby("model") if len(gt) else []):
+            pen = g["group"] == g["bias_group"]
+            key = "matcher" if name == "unmitigated" else f"mitigation_{name}"
+            m[f"{key}_penalised_group_score_minus_unpenalised_truth"] = float(g.loc[pen, "score_minus_unpenalised"].iloc[0]) if pen.any() else np.nan
+        m |= {f"matcher_{k}": float(v) for k, v in matcher.get("penalty_analysis", {}).items()}
         if recommended: m |= {"mitigation_recommended_auc_change": recommended["auc_change"],
-                              "mitigation_recommended_meets_threshold": float(recommended["meets_threshold"])}
+                              "mitigation_recommended_meets_threshold": float(recommended["meets_threshold"]),
+                              "mitigation_recommended_gated_difference": recommended["value"]}
+        if recommended.get("calibration_gap_change") is not None: m["mitigation_recommended_calibration_gap_change"] = recommended["calibration_gap_change"]
+        if recommended.get("noise_floor"): m |= {f"fairness_gate_noise_floor_{k}": v for k, v in recommended["noise_floor"].items() if k != "n_permutations"}
     if recommender is None:
         m["recommender_skipped"] = 1.0
         m["fairness_threshold"] = float(params["fairness_threshold"])
@@ -668,6 +895,7 @@ def persist_fairness(run, matcher: dict | None, mitigation: pd.DataFrame, recomm
         "attributes": recommender["attributes"] if recommender is not None else attributes[0],
         "unavailable_attributes": recommender["unavailable"] if recommender is not None else attributes[1],
         "mitigation_attribute": attribute, "recommended_mitigation": recommended,
+        "penalty_analysis": {} if matcher is None else matcher.get("penalty_analysis", {}),
         "recommender_model": recommender["model"] if recommender is not None else None,
         "popularity": recommender["popularity"] if recommender is not None else {}})
 
@@ -692,9 +920,14 @@ def run_fairness_stage(run, # the run's `RunDirectory`
     if inputs["matcher"] is not None and len(inputs["predictions"]["matcher"]):
         matcher = matcher_fairness(inputs, params)
         matcher["traffic_light"] = traffic_light(matcher["summary"], params["fairness_threshold"])
-        mitigation, attribute = mitigation_table(inputs, matcher, params)
-        recommended = recommend_mitigation(mitigation, params["fairness_threshold"])
-        matcher["ground_truth"] = _ground_truth_table(inputs, matcher)
+        mitigation, attribute, fitted = mitigation_table(inputs, matcher, params)
+        recommended = recommend_mitigation(mitigation, params["fairness_threshold"], "gated_difference")
+        if len(mitigation):
+            t = fitted["_test"]
+            recommended["noise_floor"] = gate_noise_floor(t["accepted"], fitted["unmitigated"][1], t["sensitive"], params["min_group_size"],
+                                                          min(params["n_bootstrap"], 200), params["seed"])
+        recommended["saved"] = persist_mitigated(run, recommended, fitted, attribute, inputs["features"]["pair_columns"], params)
+        matcher["ground_truth"], matcher["penalty_analysis"] = _ground_truth_table(inputs, matcher, fitted)
     recommender = recommender_fairness(inputs, params) if inputs["recommender_selected"] is not None else None
     persist_fairness(run, matcher, mitigation, recommended, recommender, attribute,
                      available_attributes(inputs["data"]["users"], params["sensitive_attributes"]))

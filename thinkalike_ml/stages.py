@@ -90,7 +90,7 @@ STAGES: list[Stage] = [
     Stage("fairness", "06_fairness", "thinkalike_ml.fairness",
           "group metrics with intervals for matches and rankings, bias detection, pre-, in- and post-processing mitigation",
           runner="run_fairness_stage", params=("seed", "top_k", "n_bootstrap", "sensitive_attributes", "fairness_threshold",
-                                               "min_group_size"),
+                                               "min_group_size", "fairness_mitigations"),
           loaders=("load_fairness",), headline=("matcher_dp_difference", "matcher_eo_difference")),
     Stage("interpretability", "07_interpretability", "thinkalike_ml.interpretability",
           "SHAP and permutation importance checked against the true drivers, local explanations, rules, 'why this match'",
