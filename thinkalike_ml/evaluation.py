@@ -16,11 +16,12 @@ from scipy import optimize, stats
 from sklearn import metrics as skm
 
 # %% auto #0
-__all__ = ['ECE_BINS', 'CI_LEVEL', 'LOWER_IS_BETTER', 'MATCHER_BASELINES', 'REFERENCES', 'MATCHER_COMPARED',
-           'RECOMMENDER_BASELINES', 'RECOMMENDER_COMPARED', 'VALIDATION_STRATEGIES', 'EDGE_SHARE', 'METRIC_RATIONALE',
-           'PRIMARY', 'EVALUATION_DIR', 'EVALUATION_TABLES', 'EVALUATION_SUMMARY', 'HEADLINE_TABLE', 'choose_threshold',
-           'weighted_classification_metrics', 'expected_calibration_error', 'classification_metrics',
-           'reliability_table', 'bootstrap_weights', 'bootstrap', 'distinct_rows', 'percentile_interval',
+__all__ = ['ECE_BINS', 'CI_LEVEL', 'BOOTSTRAP_MAX_UNITS', 'BOOTSTRAP_GROUPS', 'BOOTSTRAP_RESOLUTION', 'LOWER_IS_BETTER',
+           'MATCHER_BASELINES', 'REFERENCES', 'MATCHER_COMPARED', 'RECOMMENDER_BASELINES', 'RECOMMENDER_COMPARED',
+           'VALIDATION_STRATEGIES', 'EDGE_SHARE', 'METRIC_RATIONALE', 'PRIMARY', 'EVALUATION_DIR', 'EVALUATION_TABLES',
+           'EVALUATION_SUMMARY', 'HEADLINE_TABLE', 'choose_threshold', 'weighted_classification_metrics',
+           'expected_calibration_error', 'classification_metrics', 'reliability_table', 'bootstrap_weights',
+           'bootstrap', 'distinct_rows', 'percentile_interval', 'bootstrap_units', 'unit_cells', 'cell_weights',
            'paired_comparison', 'MatcherFrames', 'matcher_frames', 'MatcherEvaluation', 'matcher_evaluation',
            'recommender_relevance', 'user_ranking_metrics', 'list_matrix', 'item_vectors', 'user_list_profile',
            'catalog_coverage', 'RecommenderEvaluation', 'metrics_by_k', 'recommender_evaluation', 'ab_power',
@@ -145,6 +146,41 @@ def percentile_interval(samples, level: float = CI_LEVEL) -> tuple[float, float]
     lo, hi = np.nanpercentile(np.asarray(samples, float), [50 * (1 - level), 50 * (1 + level)])
     return float(lo), float(hi)
 
+# %% ../nbs/05_evaluation.ipynb #6a2002b0
+BOOTSTRAP_MAX_UNITS = 50_000  # up to this many rows, each row is a resampled unit
+BOOTSTRAP_GROUPS = 1_000  # above it, rows are resampled in this many random groups of equal size
+BOOTSTRAP_RESOLUTION = 1e-3  # and probabilities are rounded to this inside the resamples (a tenth of a shown percentage point)
+
+def bootstrap_units(n: int, # rows
+                    max_units: int = BOOTSTRAP_MAX_UNITS, # largest number of units resampled one by one
+                    n_groups: int = BOOTSTRAP_GROUPS, # groups above that
+                    seed: int = 0, # seed of the random grouping
+                   ) -> np.ndarray:
+    "The resampled unit of each row: the row itself up to `max_units` rows, else one of `n_groups` random groups of (nearly) equal size."
+    if n <= max_units: return np.arange(n)
+    return np.random.default_rng([seed, 1]).permutation(n) % n_groups
+
+def unit_cells(units: np.ndarray, # `bootstrap_units` output
+               p, # probabilities
+               y, # labels (0/1)
+               d, # decisions (0/1)
+               resolution: float | None = None, # round `p` to this first (None: exact)
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray, sp.csr_matrix]:
+    "The distinct (p, y, d) cells and how many rows of each unit fall in each (units x cells)."
+    p = np.asarray(p, float)
+    if resolution: p = np.round(p / resolution) * resolution
+    pu, pi = np.unique(p, return_inverse=True)
+    cu, ci = np.unique((pi * 2 + np.asarray(y, int)) * 2 + np.asarray(d, int), return_inverse=True)
+    C = sp.csr_matrix((np.ones(len(ci)), (units, ci)), shape=(int(units.max()) + 1, len(cu)))
+    return pu[cu // 4], ((cu // 2) % 2).astype(float), (cu % 2).astype(float), C
+
+def cell_weights(W: np.ndarray, # resamples x units
+                 C: sp.csr_matrix, # `unit_cells` units x cells counts
+                ) -> np.ndarray:
+    "The weight of each cell in each resample (resamples x cells)."
+    if C.shape[0] * C.shape[1] <= 20_000_000 and C.nnz > 0.05 * C.shape[0] * C.shape[1]: return W @ C.toarray()  # dense BLAS when C is dense
+    return np.asarray((C.T @ W.T).T)
+
 # %% ../nbs/05_evaluation.ipynb #3dafe4f0
 LOWER_IS_BETTER = {"log_loss", "brier", "ece"}  # metrics where smaller is better
 
@@ -219,26 +255,32 @@ class MatcherEvaluation:
     comparisons: pd.DataFrame  # model, reference, metric, improvement (+ interval), p_value, significant
     selected: str
     n_pairs: int
+    n_units: int = 0  # resampled units: the pairs, or random groups of them (`bootstrap_units`)
 
 def matcher_evaluation(frames: MatcherFrames, # `matcher_frames` output
                        selected: str, # the models stage's selected candidate
                        n_resamples: int = 1000, # bootstrap resamples (of test pairs)
                        seed: int = 0, # seed of the resampling
+                       max_units: int = BOOTSTRAP_MAX_UNITS, # above this many pairs, resample random groups of pairs
+                       n_groups: int = BOOTSTRAP_GROUPS, # how many groups
                       ) -> MatcherEvaluation:
-    "Every matcher metric with its bootstrap interval (pairs resampled), and paired comparisons with the baselines."
+    "Every matcher metric with its bootstrap interval (pairs, or random groups of pairs, resampled), and paired comparisons with the baselines."
     models = list(frames.prob.columns)
     thr = {m: choose_threshold(frames.val_y, frames.val_raw[m]) for m in models if m in frames.val_raw}
-    dec = {m: (frames.raw[m].to_numpy() >= thr[m]).astype(int) if m in thr else np.zeros(len(frames.y)) for m in models}
+    dec = {m: (frames.raw[m].to_numpy() >= thr[m]).astype(int) if m in thr else np.zeros(len(frames.y), int) for m in models}
     point = {m: classification_metrics(frames.y, frames.prob[m], thr.get(m), frames.raw[m]) for m in models}
+    units = bootstrap_units(len(frames.y), max_units, n_groups, seed)
+    res = BOOTSTRAP_RESOLUTION if len(units) > max_units else None
+    cells = {m: unit_cells(units, frames.prob[m].to_numpy(float), frames.y, dec[m], res) for m in models}
     def stat(W):
-        out = {f"{m}|{k}": v for m in models for k, v in weighted_classification_metrics(frames.y, frames.prob[m], dec[m], W).items()}
+        out = {f"{m}|{k}": v for m, (cp, cy, cd, C) in cells.items() for k, v in weighted_classification_metrics(cy, cp, cd, cell_weights(W, C)).items()}
         return out | {f"{m}|{k}": np.full(len(W), np.nan) for m in models if m not in thr for k in ("accuracy", "precision", "recall", "f1")}
-    samples = bootstrap(stat, len(frames.y), n_resamples, seed)
+    samples = bootstrap(stat, int(units.max()) + 1, n_resamples, seed)
     baselines = [m for m in MATCHER_BASELINES if m in models]
     roles = {m: "baseline" for m in baselines} | {m: "reference" for m in REFERENCES} | {selected: "selected"}
     candidates = [m for m in models if m not in baselines and m not in REFERENCES]
     return MatcherEvaluation(thr, _long(point, samples, roles), _comparisons(point, samples, candidates, baselines, selected, MATCHER_COMPARED),
-                             selected, len(frames.y))
+                             selected, len(frames.y), int(units.max()) + 1)
 
 # %% ../nbs/05_evaluation.ipynb #072efcb3
 def recommender_relevance(interactions: pd.DataFrame, # the dataset's interactions (interaction_id, user_id, item_id)
