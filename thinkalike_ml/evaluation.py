@@ -18,21 +18,24 @@ from sklearn import metrics as skm
 # %% auto #0
 __all__ = ['ECE_BINS', 'CI_LEVEL', 'BOOTSTRAP_MAX_UNITS', 'BOOTSTRAP_GROUPS', 'BOOTSTRAP_RESOLUTION', 'LOWER_IS_BETTER',
            'MATCHER_BASELINES', 'REFERENCES', 'MATCHER_COMPARED', 'RECOMMENDER_BASELINES', 'RECOMMENDER_COMPARED',
+           'RATING_COLUMN', 'RATING_BASELINES', 'RATING_MODEL', 'RATING_SHRINKAGE_GRID', 'RATING_COMPARED',
            'VALIDATION_STRATEGIES', 'EDGE_SHARE', 'METRIC_RATIONALE', 'PRIMARY', 'EVALUATION_DIR', 'EVALUATION_TABLES',
-           'EVALUATION_SUMMARY', 'HEADLINE_TABLE', 'choose_threshold', 'weighted_classification_metrics',
-           'expected_calibration_error', 'classification_metrics', 'reliability_table', 'bootstrap_weights',
-           'bootstrap', 'distinct_rows', 'percentile_interval', 'bootstrap_units', 'unit_cells', 'cell_weights',
-           'paired_comparison', 'MatcherFrames', 'matcher_frames', 'MatcherEvaluation', 'matcher_evaluation',
-           'recommender_relevance', 'user_ranking_metrics', 'list_matrix', 'item_vectors', 'user_list_profile',
-           'catalog_coverage', 'RecommenderEvaluation', 'metrics_by_k', 'recommender_evaluation', 'ab_power',
-           'ab_design', 'two_proportion_ztest', 'lift_interval', 'welch_ttest', 'pocock_boundary',
+           'EVALUATION_SUMMARY', 'HEADLINE_TABLE', 'RATING_SKIPPED', 'choose_threshold',
+           'weighted_classification_metrics', 'expected_calibration_error', 'classification_metrics',
+           'reliability_table', 'bootstrap_weights', 'bootstrap', 'distinct_rows', 'percentile_interval',
+           'bootstrap_units', 'unit_cells', 'cell_weights', 'paired_comparison', 'MatcherFrames', 'matcher_frames',
+           'MatcherEvaluation', 'matcher_evaluation', 'recommender_relevance', 'user_ranking_metrics', 'list_matrix',
+           'item_vectors', 'user_list_profile', 'catalog_coverage', 'RecommenderEvaluation', 'metrics_by_k',
+           'recommender_evaluation', 'fit_bias_model', 'predict_bias_model', 'rating_table', 'rating_predictions',
+           'regression_metrics', 'unit_sums', 'weighted_regression_metrics', 'RatingEvaluation', 'rating_evaluation',
+           'ab_power', 'ab_design', 'two_proportion_ztest', 'lift_interval', 'welch_ttest', 'pocock_boundary',
            'shifted_probabilities', 'simulate_ab', 'simulated_decisions', 'ABResult', 'ab_calibration',
            'validation_folds', 'compare_validation_strategies', 'validation_summary', 'stored_logistic_regression',
            'evaluate_validation_strategies', 'plot_validation_strategies', 'grid_position', 'tuning_edges',
            'edge_flags', 'headline_table', 'baseline_flags', 'evaluate_matcher_predictions',
-           'evaluate_recommender_lists', 'acceptance_pool', 'evaluation_metrics', 'persist_evaluation',
-           'load_evaluation', 'track_evaluation', 'run_evaluation_stage', 'interval_table', 'plot_reliability',
-           'plot_roc_pr', 'plot_metrics_by_k', 'plot_ab_power']
+           'evaluate_recommender_lists', 'evaluate_ratings', 'acceptance_pool', 'evaluation_metrics',
+           'persist_evaluation', 'load_evaluation', 'track_evaluation', 'run_evaluation_stage', 'interval_table',
+           'plot_reliability', 'plot_roc_pr', 'plot_metrics_by_k', 'plot_ab_power']
 
 # %% ../nbs/05_evaluation.ipynb #997fae4b
 def choose_threshold(y, # validation labels (0/1)
@@ -182,7 +185,7 @@ def cell_weights(W: np.ndarray, # resamples x units
     return np.asarray((C.T @ W.T).T)
 
 # %% ../nbs/05_evaluation.ipynb #3dafe4f0
-LOWER_IS_BETTER = {"log_loss", "brier", "ece"}  # metrics where smaller is better
+LOWER_IS_BETTER = {"log_loss", "brier", "ece", "mse", "rmse", "mae"}  # metrics where smaller is better
 
 def paired_comparison(model_samples, # the model's metric over the resamples
                       reference_samples, # the reference's metric over the same resamples
@@ -442,6 +445,116 @@ def recommender_evaluation(lists: pd.DataFrame, # every model's stored lists (`L
     candidates = [m for m in models if m not in baselines and m not in REFERENCES]
     return RecommenderEvaluation(_long(point, samples, roles), _comparisons(point, samples, candidates, baselines, selected, RECOMMENDER_COMPARED),
                                  metrics_by_k(per_user, n_rel, slots), relevance or {}, selected, k)
+
+# %% ../nbs/05_evaluation.ipynb #f9da182a
+RATING_COLUMN = "rating"  # the interactions' numeric rating (map your own column to it with `column_mapping`)
+RATING_BASELINES = ("global_mean", "user_mean", "item_mean")  # the rating predictor's baselines
+RATING_MODEL = "user_item_bias"  # the rating predictor the stage fits
+RATING_SHRINKAGE_GRID = (0.0, 1.0, 3.0, 10.0, 30.0, 100.0)  # shrinkage of the biases, chosen on validation
+RATING_COMPARED = ["rmse", "mae", "r2"]  # metrics on which the rating predictor is compared with its baselines
+
+def fit_bias_model(train: pd.DataFrame, # user_id, item_id, rating
+                   shrinkage: float = 0.0, # added to each user's and item's count (pulls small groups towards 0)
+                   users: bool = True, # learn user biases
+                   items: bool = True, # learn item biases (after the user biases)
+                  ) -> dict:
+    "Global mean, then user biases, then item biases of the residuals, each a shrunk mean deviation."
+    mu = float(train[RATING_COLUMN].mean())
+    r = train[RATING_COLUMN].to_numpy(float) - mu
+    bu = bi = pd.Series(dtype=float)
+    if users:
+        g = pd.DataFrame({"u": train["user_id"].to_numpy(), "r": r}).groupby("u")["r"]
+        bu = g.sum() / (g.size() + shrinkage)
+        r = r - bu.reindex(train["user_id"]).to_numpy()
+    if items:
+        g = pd.DataFrame({"i": train["item_id"].to_numpy(), "r": r}).groupby("i")["r"]
+        bi = g.sum() / (g.size() + shrinkage)
+    return {"mean": mu, "user": bu, "item": bi}
+
+def predict_bias_model(model: dict, # `fit_bias_model` output
+                       pairs: pd.DataFrame, # user_id, item_id
+                      ) -> np.ndarray:
+    "Predicted ratings; unknown users and items get no bias."
+    return (model["mean"] + model["user"].reindex(pairs["user_id"]).fillna(0.0).to_numpy()
+            + model["item"].reindex(pairs["item_id"]).fillna(0.0).to_numpy())
+
+# %% ../nbs/05_evaluation.ipynb #62247d3d
+def rating_table(interactions: pd.DataFrame, # the dataset's interactions
+                 splits: pd.DataFrame, # the splits stage's interaction split (interaction_id, split)
+                ) -> pd.DataFrame | None:
+    "Rated interactions with their split (user_id, item_id, rating, split), or None when no interaction carries a numeric rating."
+    if RATING_COLUMN not in interactions: return None
+    r = pd.to_numeric(interactions[RATING_COLUMN], errors="coerce")
+    if r.notna().sum() == 0: return None
+    inter = interactions.assign(**{RATING_COLUMN: r})[r.notna().to_numpy()]
+    return inter[["interaction_id", "user_id", "item_id", RATING_COLUMN]].merge(splits[["interaction_id", "split"]], on="interaction_id")
+
+def rating_predictions(rated: pd.DataFrame, # `rating_table` output
+                       grid=RATING_SHRINKAGE_GRID, # shrinkages tried on validation
+                      ) -> tuple[pd.DataFrame, dict]:
+    "Test ratings (users and items as integer codes) with every model's prediction (one column each), and each model's shrinkage chosen on validation."
+    rated = rated.assign(user_id=pd.factorize(rated["user_id"])[0], item_id=pd.factorize(rated["item_id"])[0])  # integer codes: fast groupbys
+    train, val, test = (rated[rated["split"] == s] for s in ("train", "validation", "test"))
+    for name, part in (("train", train), ("test", test)):
+        if not len(part): raise ValueError(f"table 'interactions', column '{RATING_COLUMN}': no rated interaction in the {name} split")
+    kinds = {"global_mean": (False, False), "user_mean": (True, False), "item_mean": (False, True), RATING_MODEL: (True, True)}
+    rmse = lambda m, d: float(np.sqrt(skm.mean_squared_error(d[RATING_COLUMN], predict_bias_model(m, d))))
+    chosen = {n: (min(grid, key=lambda s: rmse(fit_bias_model(train, s, *k), val)) if len(val) and any(k) else 0.0) for n, k in kinds.items()}
+    dev = pd.concat([train, val])
+    out = test[["user_id", "item_id", RATING_COLUMN]].reset_index(drop=True)
+    for n, k in kinds.items(): out[n] = predict_bias_model(fit_bias_model(dev, chosen[n], *k), out)
+    out["unseen_user"], out["unseen_item"] = ~out["user_id"].isin(dev["user_id"].unique()), ~out["item_id"].isin(dev["item_id"].unique())
+    return out, chosen
+
+# %% ../nbs/05_evaluation.ipynb #b43eac58
+def regression_metrics(y, pred) -> dict:
+    "MSE, RMSE, MAE and R² (scikit-learn)."
+    mse = skm.mean_squared_error(y, pred)
+    return {"mse": float(mse), "rmse": float(np.sqrt(mse)), "mae": float(skm.mean_absolute_error(y, pred)), "r2": float(skm.r2_score(y, pred))}
+
+def unit_sums(units: np.ndarray, # `bootstrap_units` output
+              y, # ratings
+              pred, # predictions
+             ) -> np.ndarray:
+    "Per unit: rows, sum of squared errors, sum of absolute errors, sum of y, sum of y² (units x 5)."
+    y, e = np.asarray(y, float), np.asarray(pred, float) - np.asarray(y, float)
+    return np.column_stack([np.bincount(units, w) for w in (np.ones(len(y)), e ** 2, np.abs(e), y, y ** 2)])
+
+def weighted_regression_metrics(S: np.ndarray, # `unit_sums` output
+                                W: np.ndarray, # resamples x units
+                               ) -> dict:
+    "MSE, RMSE, MAE and R² for each row of unit weights `W`."
+    n, sse, sae, sy, syy = (np.atleast_2d(W) @ S).T
+    return {"mse": sse / n, "rmse": np.sqrt(sse / n), "mae": sae / n, "r2": 1 - sse / (syy - sy ** 2 / n)}
+
+# %% ../nbs/05_evaluation.ipynb #137b9730
+@dataclass
+class RatingEvaluation:
+    "The rating predictor's evaluation: metrics with intervals, paired comparisons with the baselines, chosen shrinkages."
+    metrics: pd.DataFrame
+    comparisons: pd.DataFrame
+    selected: str
+    shrinkage: dict
+    info: dict  # test ratings, resampled units, unseen users / items, rating range
+
+def rating_evaluation(predictions: pd.DataFrame, # `rating_predictions` output
+                      shrinkage: dict, # the chosen shrinkages
+                      n_resamples: int = 1000, # bootstrap resamples (of test ratings, or random groups of them)
+                      seed: int = 0, # seed of the resampling
+                      max_units: int = BOOTSTRAP_MAX_UNITS, # above this many ratings, resample random groups
+                     ) -> RatingEvaluation:
+    "Every regression metric with its bootstrap interval, and paired comparisons of the bias model with the best baseline."
+    y = predictions[RATING_COLUMN].to_numpy(float)
+    models = [RATING_MODEL, *RATING_BASELINES]
+    point = {m: regression_metrics(y, predictions[m]) for m in models}
+    units = bootstrap_units(len(y), max_units, seed=seed)
+    sums = {m: unit_sums(units, y, predictions[m]) for m in models}
+    samples = bootstrap(lambda W: {f"{m}|{k}": v for m in models for k, v in weighted_regression_metrics(sums[m], W).items()}, int(units.max()) + 1, n_resamples, seed)
+    roles = {m: "baseline" for m in RATING_BASELINES} | {RATING_MODEL: "selected"}
+    info = {"test_ratings": int(len(y)), "units": int(units.max()) + 1, "rating_min": float(y.min()), "rating_max": float(y.max())}
+    if "unseen_user" in predictions: info |= {"unseen_user_share": float(predictions["unseen_user"].mean()), "unseen_item_share": float(predictions["unseen_item"].mean())}
+    return RatingEvaluation(_long(point, samples, roles), _comparisons(point, samples, [RATING_MODEL], list(RATING_BASELINES), RATING_MODEL, RATING_COMPARED),
+                            RATING_MODEL, shrinkage, info)
 
 # %% ../nbs/05_evaluation.ipynb #2f11c8c9
 def ab_power(effect: float, # standardised effect (Cohen's h or MDE / sd)
@@ -719,10 +832,13 @@ METRIC_RATIONALE = pd.DataFrame([
     ("recommender", "catalog_coverage", "A value-based platform should not funnel everyone into the same few communities: share of the catalogue ever recommended."),
     ("recommender", "novelty / avg_popularity", "Whether the lists go beyond what everyone already has (popularity bias), measured on training popularity."),
     ("recommender", "diversity", "Intra-list diversity: whether one list offers different kinds of communities (topic profiles) rather than near-duplicates."),
+    ("rating", "rmse / mse", "Squared error in rating points: punishes the large misses that make a predicted rating misleading; RMSE is on the rating's own scale."),
+    ("rating", "mae", "The typical miss in rating points, robust to a few extreme ratings."),
+    ("rating", "r2", "Share of the ratings' variance explained: comparable across rating scales, 0 for the global mean."),
 ], columns=["model", "metric", "why"])
 
 # %% ../nbs/05_evaluation.ipynb #0ff2caf5
-PRIMARY = {"matcher": "roc_auc", "recommender": "ndcg"}  # the metric each family is flagged on
+PRIMARY = {"matcher": "roc_auc", "recommender": "ndcg", "rating": "rmse"}  # the metric each family is flagged on
 
 def headline_table(metrics: pd.DataFrame, comparisons: pd.DataFrame, selected: str, family: str) -> pd.DataFrame:
     "The selected model's metrics with intervals, beside its best baseline's value and the paired p-value."
@@ -770,6 +886,16 @@ def evaluate_recommender_lists(inputs: dict, k: int, n_resamples: int, seed: int
     return recommender_evaluation(inputs["predictions"]["recommender"], relevant, train, inputs["data"].get("items"),
                                   inputs["models"]["recommender"].model.name, k, n_resamples, seed, info)
 
+RATING_SKIPPED = (f"the interactions carry no numeric '{RATING_COLUMN}' (MovieTweetings does; map a numeric column of your own files to "
+                  f"'{RATING_COLUMN}' with column_mapping)")  # why the rating predictor is not evaluated
+
+def evaluate_ratings(inputs: dict, n_resamples: int, seed: int) -> RatingEvaluation | None:
+    "The rating predictor's evaluation (the one model this stage fits), or None when the interactions carry no rating."
+    rated = rating_table(inputs["data"].get("interactions", pd.DataFrame()), inputs["splits"].get("interactions", pd.DataFrame(columns=["interaction_id", "split"])))
+    if rated is None: return None
+    preds, shrinkage = rating_predictions(rated)
+    return rating_evaluation(preds, shrinkage, n_resamples, seed)
+
 def acceptance_pool(inputs: dict) -> np.ndarray:
     "The acceptance probabilities simulated suggestions are drawn from: the true ones on synthetic data, else the test outcomes."
     truth = inputs["truth"]
@@ -784,10 +910,11 @@ def _logreg_test_auc(matcher) -> float:
     v = m[(m["model"] == "logreg") & (m["metric"] == "roc_auc")]["value"]
     return float(v.iloc[0]) if len(v) else float("nan")
 
-def evaluation_metrics(matcher: MatcherEvaluation | None, recommender: RecommenderEvaluation | None, ab: ABResult | None) -> dict:
+def evaluation_metrics(matcher: MatcherEvaluation | None, recommender: RecommenderEvaluation | None, ab: ABResult | None,
+                       rating: RatingEvaluation | None = None) -> dict:
     "The stage's flat metrics: every model's values, the selected models' intervals and baseline tests, the A/B figures."
     out = {}
-    for fam, ev in (("matcher", matcher), ("recommender", recommender)):
+    for fam, ev in (("matcher", matcher), ("recommender", recommender), ("rating", rating)):
         if ev is None: continue
         out |= {f"{fam}_test_{r.model}_{r.metric}": r.value for r in ev.metrics.itertuples() if np.isfinite(r.value)}
         for r in ev.metrics[ev.metrics["model"] == ev.selected].itertuples():
@@ -796,17 +923,19 @@ def evaluation_metrics(matcher: MatcherEvaluation | None, recommender: Recommend
             out |= {f"{fam}_vs_baseline_{r.metric}_p_value": r.p_value, f"{fam}_beats_baseline_{r.metric}": float(r.significant)}
     if matcher is not None: out["matcher_threshold"] = matcher.thresholds[matcher.selected]
     if recommender is not None: out |= {f"recommender_{k}": float(v) for k, v in recommender.relevance.items()}
-    out |= {f"{fam}_skipped": 1.0 for fam, ev in (("matcher", matcher), ("recommender", recommender)) if ev is None}
+    out |= {f"{fam}_skipped": 1.0 for fam, ev in (("matcher", matcher), ("recommender", recommender), ("rating", rating)) if ev is None}
+    if rating is not None: out |= {f"rating_{k}": float(v) for k, v in rating.info.items()}
     if ab is not None:
         out |= {"ab_n_per_arm": float(ab.design["n_control"]), "ab_days": ab.design["days"], "ab_baseline_rate": ab.design["baseline_rate"],
                 "ab_simulations": float(ab.n_simulations), "ab_pocock_boundary": ab.design["pocock_boundary"]}
         out |= {f"ab_{'aa_false_positive_rate' if r.scenario.startswith('A/A') else 'power'}_{r.rule}": r.rate for r in ab.calibration.itertuples()}
     return {k: float(v) for k, v in out.items()}
 
-def persist_evaluation(run, matcher, recommender: RecommenderEvaluation | None, ab, flags: list, strategies=None, edges=None, k: int | None = None) -> None:
+def persist_evaluation(run, matcher, recommender: RecommenderEvaluation | None, ab, flags: list, strategies=None, edges=None, k: int | None = None,
+                       rating: RatingEvaluation | None = None) -> None:
     "Write the stage's tables and summary into the run."
     ev, rel = matcher if matcher is not None else (None, pd.DataFrame())
-    fams = [("matcher", ev), ("recommender", recommender)]
+    fams = [("matcher", ev), ("recommender", recommender), ("rating", rating)]
     cat = lambda frames: pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
     tables = {"metrics": cat([e.metrics.assign(family=f) for f, e in fams if e is not None]),
               "comparisons": cat([e.comparisons.assign(family=f) for f, e in fams if e is not None]),
@@ -821,8 +950,10 @@ def persist_evaluation(run, matcher, recommender: RecommenderEvaluation | None, 
                                         "relevance": recommender.relevance if recommender is not None else None,
                                         "k": recommender.k if recommender is not None else k, "ab_design": ab.design if ab is not None else None,
                                         "ab_simulations": ab.n_simulations if ab is not None else 0, "ab_looks": ab.looks if ab is not None else 0,
+                                        "matcher_units": ev.n_units if ev is not None else 0,
+                                        "rating": ({"shrinkage": rating.shrinkage, **rating.info} if rating is not None else None),
                                         "flags": flags, "selected": {f: e.selected for f, e in fams if e is not None},
-                                        "skipped": {f: ("no match suggestions in this data source" if f == "matcher" else "no user-item interactions in this data source")
+                                        "skipped": {f: {"matcher": "no match suggestions in this data source", "rating": RATING_SKIPPED}.get(f, "no user-item interactions in this data source")
                                                     for f, e in fams if e is None}})
 
 def load_evaluation(run, # a run whose evaluation stage has finished
@@ -848,15 +979,17 @@ def run_evaluation_stage(run, # the run's `RunDirectory`
     n_boot, seed = params["n_bootstrap"], params["seed"]
     matcher = evaluate_matcher_predictions(inputs, n_boot, seed)
     recommender = evaluate_recommender_lists(inputs, params["top_k"], n_boot, seed)
+    rating = evaluate_ratings(inputs, n_boot, seed)
     ab = ab_calibration(acceptance_pool(inputs), params["ab_minimum_detectable_effect"], params["ab_daily_traffic"],
                         params["ab_simulations"], params["ab_looks"], seed=seed) if matcher is not None else None
     flags = ((baseline_flags(matcher[0].comparisons, "matcher") if matcher is not None else [])
-             + (baseline_flags(recommender.comparisons, "recommender") if recommender is not None else []))
+             + (baseline_flags(recommender.comparisons, "recommender") if recommender is not None else [])
+             + (baseline_flags(rating.comparisons, "rating") if rating is not None else []))
     strategies = evaluate_validation_strategies(inputs, params["n_folds"], seed, _logreg_test_auc(matcher)) if matcher is not None else None
     edges = tuning_edges(inputs["models"])
     flags += edge_flags(edges)
-    persist_evaluation(run, matcher, recommender, ab, flags, strategies, edges, params["top_k"])
-    metrics = evaluation_metrics(matcher[0] if matcher is not None else None, recommender, ab)
+    persist_evaluation(run, matcher, recommender, ab, flags, strategies, edges, params["top_k"], rating)
+    metrics = evaluation_metrics(matcher[0] if matcher is not None else None, recommender, ab, rating)
     if strategies is not None: metrics |= {f"validation_{r.strategy}_roc_auc": r.roc_auc_mean for r in strategies[1].itertuples()}
     metrics["n_tuned_at_grid_edge"] = float(edges["at_edge"].sum())
     metrics |= {"n_bootstrap": float(n_boot), "n_flags": float(len(flags)), "evaluation_seconds": time.perf_counter() - t0}
