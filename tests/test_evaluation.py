@@ -130,18 +130,30 @@ def small_evaluation_run():
     mp.delenv("MLFLOW_TRACKING_URI", raising=False)
     run, params = open_stage(None, "evaluation")  # the small profile: its upstream is the cached one the notebook uses
     before = dict(run.checksums())
-    # evaluation must never retrain: any fit of a matcher or a recommender fails the run
+    # evaluation must never retrain a stored model: a fit of a matcher or a recommender fails the run, except inside the
+    # validation-strategy comparisons, which refit fresh clones on purpose (and must really refit them)
+    import sys
+
     from sklearn.calibration import CalibratedClassifierCV
     from sklearn.ensemble import HistGradientBoostingClassifier
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import Pipeline
     from thinkalike_ml import models
-    def refuse(*a, **k): raise AssertionError("the evaluation stage fitted a model")
+    allowed, refits = {"compare_validation_strategies", "compare_recommender_validation"}, []
+    def guarded(fit):
+        def checked(self, *a, **k):
+            f = sys._getframe(1)
+            while f is not None and f.f_code.co_name not in allowed: f = f.f_back
+            if f is None: raise AssertionError(f"the evaluation stage fitted a {type(self).__name__} outside the validation-strategy comparisons")
+            refits.append(f.f_code.co_name)
+            return fit(self, *a, **k)
+        return checked
     def subclasses(c): return [c] + [s for d in c.__subclasses__() for s in subclasses(d)]
     with pytest.MonkeyPatch.context() as no_fit:
         for cls in (*subclasses(models.Recommender), LogisticRegression, HistGradientBoostingClassifier, CalibratedClassifierCV, Pipeline):
-            if "fit" in vars(cls): no_fit.setattr(cls, "fit", refuse)
+            if "fit" in vars(cls): no_fit.setattr(cls, "fit", guarded(vars(cls)["fit"]))
         metrics = execute_stage(run, "evaluation", params)
+    assert set(refits) == allowed  # both comparisons refit clones (a frozen model's fit would do nothing)
     yield run, metrics, before
     mp.undo()
 
@@ -155,6 +167,8 @@ def test_evaluation_stage_reads_stored_predictions_and_reports_intervals(small_e
     assert m["ab_n_per_arm"] > 0 and m["ab_simulations"] == run.params["ab_simulations"]
     ev = load_evaluation(run)
     assert set(EVALUATION_TABLES) <= set(ev) and len(ev["validation_summary"]) == 5 and len(ev["tuning_edges"]) >= 1
+    assert set(ev["recommender_validation_summary"]["strategy"]) == {"holdout", "kfold_users", "time_based"}
+    assert ev["summary"]["skipped"]["rating"].startswith("the interactions carry no numeric 'rating'") and m["rating_skipped"] == 1.0
     assert {k: v for k, v in run.checksums().items() if k in before} == before  # the models' artifacts are untouched
     assert run.metrics()["evaluation"] == m
     # the recomputed relevance holds no pair the user had in training

@@ -19,23 +19,24 @@ from sklearn import metrics as skm
 __all__ = ['ECE_BINS', 'CI_LEVEL', 'BOOTSTRAP_MAX_UNITS', 'BOOTSTRAP_GROUPS', 'BOOTSTRAP_RESOLUTION', 'LOWER_IS_BETTER',
            'MATCHER_BASELINES', 'REFERENCES', 'MATCHER_COMPARED', 'RECOMMENDER_BASELINES', 'RECOMMENDER_COMPARED',
            'RATING_COLUMN', 'RATING_BASELINES', 'RATING_MODEL', 'RATING_SHRINKAGE_GRID', 'RATING_COMPARED',
-           'VALIDATION_STRATEGIES', 'EDGE_SHARE', 'METRIC_RATIONALE', 'PRIMARY', 'EVALUATION_DIR', 'EVALUATION_TABLES',
-           'EVALUATION_SUMMARY', 'HEADLINE_TABLE', 'RATING_SKIPPED', 'choose_threshold',
-           'weighted_classification_metrics', 'expected_calibration_error', 'classification_metrics',
-           'reliability_table', 'bootstrap_weights', 'bootstrap', 'distinct_rows', 'percentile_interval',
-           'bootstrap_units', 'unit_cells', 'cell_weights', 'paired_comparison', 'MatcherFrames', 'matcher_frames',
-           'MatcherEvaluation', 'matcher_evaluation', 'recommender_relevance', 'user_ranking_metrics', 'list_matrix',
-           'item_vectors', 'user_list_profile', 'catalog_coverage', 'RecommenderEvaluation', 'metrics_by_k',
-           'recommender_evaluation', 'fit_bias_model', 'predict_bias_model', 'rating_table', 'rating_predictions',
-           'regression_metrics', 'unit_sums', 'weighted_regression_metrics', 'RatingEvaluation', 'rating_evaluation',
-           'ab_power', 'ab_design', 'two_proportion_ztest', 'lift_interval', 'welch_ttest', 'pocock_boundary',
-           'shifted_probabilities', 'simulate_ab', 'simulated_decisions', 'ABResult', 'ab_calibration',
-           'validation_folds', 'compare_validation_strategies', 'validation_summary', 'stored_logistic_regression',
-           'evaluate_validation_strategies', 'plot_validation_strategies', 'grid_position', 'tuning_edges',
-           'edge_flags', 'headline_table', 'baseline_flags', 'evaluate_matcher_predictions',
-           'evaluate_recommender_lists', 'evaluate_ratings', 'acceptance_pool', 'evaluation_metrics',
-           'persist_evaluation', 'load_evaluation', 'track_evaluation', 'run_evaluation_stage', 'interval_table',
-           'plot_reliability', 'plot_roc_pr', 'plot_metrics_by_k', 'plot_ab_power']
+           'VALIDATION_STRATEGIES', 'RECOMMENDER_VALIDATION_STRATEGIES', 'EDGE_SHARE', 'METRIC_RATIONALE', 'PRIMARY',
+           'EVALUATION_DIR', 'EVALUATION_TABLES', 'EVALUATION_SUMMARY', 'HEADLINE_TABLE', 'RATING_SKIPPED',
+           'choose_threshold', 'weighted_classification_metrics', 'expected_calibration_error',
+           'classification_metrics', 'reliability_table', 'bootstrap_weights', 'bootstrap', 'distinct_rows',
+           'percentile_interval', 'bootstrap_units', 'unit_cells', 'cell_weights', 'paired_comparison', 'MatcherFrames',
+           'matcher_frames', 'MatcherEvaluation', 'matcher_evaluation', 'recommender_relevance', 'user_ranking_metrics',
+           'list_matrix', 'item_vectors', 'user_list_profile', 'catalog_coverage', 'RecommenderEvaluation',
+           'metrics_by_k', 'recommender_evaluation', 'fit_bias_model', 'predict_bias_model', 'rating_table',
+           'rating_predictions', 'regression_metrics', 'unit_sums', 'weighted_regression_metrics', 'RatingEvaluation',
+           'rating_evaluation', 'ab_power', 'ab_design', 'two_proportion_ztest', 'lift_interval', 'welch_ttest',
+           'pocock_boundary', 'shifted_probabilities', 'simulate_ab', 'simulated_decisions', 'ABResult',
+           'ab_calibration', 'validation_folds', 'compare_validation_strategies', 'validation_summary',
+           'stored_logistic_regression', 'evaluate_validation_strategies', 'plot_validation_strategies',
+           'recommender_validation_folds', 'compare_recommender_validation', 'evaluate_recommender_validation',
+           'grid_position', 'tuning_edges', 'edge_flags', 'headline_table', 'baseline_flags',
+           'evaluate_matcher_predictions', 'evaluate_recommender_lists', 'evaluate_ratings', 'acceptance_pool',
+           'evaluation_metrics', 'persist_evaluation', 'load_evaluation', 'track_evaluation', 'run_evaluation_stage',
+           'interval_table', 'plot_reliability', 'plot_roc_pr', 'plot_metrics_by_k', 'plot_ab_power']
 
 # %% ../nbs/05_evaluation.ipynb #997fae4b
 def choose_threshold(y, # validation labels (0/1)
@@ -737,19 +738,24 @@ def compare_validation_strategies(dev: pd.DataFrame, # development rows with the
                          "roc_auc": skm.roc_auc_score(y[va], p), "log_loss": skm.log_loss(y[va], p, labels=[0, 1])})
     return pd.DataFrame(rows)
 
-def validation_summary(folds: pd.DataFrame, # `compare_validation_strategies` output
-                       test_roc_auc: float, # the family's ROC-AUC on the test split
+def validation_summary(folds: pd.DataFrame, # `compare_validation_strategies` (or `compare_recommender_validation`) output
+                       test_value: float, # the family's value of `metric` on the test split
+                       metric: str = "roc_auc", # the fold column summarised
                       ) -> pd.DataFrame:
-    "Each strategy's mean ROC-AUC, its spread over folds, and how far the mean is from the test score."
-    s = folds.groupby("strategy", sort=False)["roc_auc"].agg(folds="size", roc_auc_mean="mean", roc_auc_std="std", roc_auc_min="min", roc_auc_max="max")
-    return s.assign(test_roc_auc=test_roc_auc, estimate_minus_test=lambda d: d["roc_auc_mean"] - test_roc_auc).reset_index()
+    "Each strategy's mean of `metric`, its spread over folds, and how far the mean is from the test score."
+    s = folds.groupby("strategy", sort=False)[metric].agg(**{"folds": "size", f"{metric}_mean": "mean", f"{metric}_std": "std",
+                                                             f"{metric}_min": "min", f"{metric}_max": "max"})
+    return s.assign(**{f"test_{metric}": test_value, "estimate_minus_test": lambda d: d[f"{metric}_mean"] - test_value}).reset_index()
 
 # %% ../nbs/05_evaluation.ipynb #23cda3da
 def stored_logistic_regression(models: dict): # `load_models(run)`
     "An unfitted clone of the stored, tuned logistic-regression pipeline of the matcher (under its calibration), or None."
     from sklearn.base import clone
+    from sklearn.frozen import FrozenEstimator
     m = (models.get("matcher") or {}).get("candidates", {}).get("logreg")
-    while m is not None and not hasattr(m, "steps"): m = getattr(m, "estimator", None)  # CalibratedClassifierCV -> FrozenEstimator -> pipeline
+    # CalibratedClassifierCV -> FrozenEstimator -> pipeline; a FrozenEstimator forwards `steps` to its pipeline, and a clone of
+    # it is the same fitted model, whose fit does nothing: unwrap it explicitly
+    while m is not None and (isinstance(m, FrozenEstimator) or not hasattr(m, "steps")): m = getattr(m, "estimator", None)
     return None if m is None else clone(m)
 
 def evaluate_validation_strategies(inputs: dict, n_folds: int, seed: int, test_roc_auc: float) -> tuple[pd.DataFrame, pd.DataFrame] | None:
@@ -761,19 +767,82 @@ def evaluate_validation_strategies(inputs: dict, n_folds: int, seed: int, test_r
     folds = compare_validation_strategies(dev, feats["pair_columns"], model, n_folds, seed)
     return folds, validation_summary(folds, test_roc_auc)
 
-# %% ../nbs/05_evaluation.ipynb #12e66eae
-def plot_validation_strategies(folds: pd.DataFrame, test_roc_auc: float):
-    "Each strategy's fold ROC-AUCs (points) and mean, against the family's test ROC-AUC."
+# %% ../nbs/05_evaluation.ipynb #87e4c43e
+def plot_validation_strategies(folds: pd.DataFrame, # fold table (`compare_validation_strategies` or `compare_recommender_validation`)
+                               test_value: float, # the family's test-split value of `metric`
+                               metric: str = "roc_auc", # the fold column shown
+                               title: str = "Matcher (logistic regression): validation strategies",
+                              ):
+    "Each strategy's fold values of `metric` (points) and mean, against the family's test value."
     import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(8, 3.6))
     for i, (s, g) in enumerate(folds.groupby("strategy", sort=False)):
-        ax.plot(np.full(len(g), i) + np.linspace(-.12, .12, len(g)), g["roc_auc"], "o", alpha=.7)
-        ax.plot([i - .25, i + .25], [g["roc_auc"].mean()] * 2, "k-")
-    ax.axhline(test_roc_auc, color="tab:red", ls="--", label="test split (the same family)")
+        ax.plot(np.full(len(g), i) + np.linspace(-.12, .12, len(g)), g[metric], "o", alpha=.7)
+        ax.plot([i - .25, i + .25], [g[metric].mean()] * 2, "k-")
+    ax.axhline(test_value, color="tab:red", ls="--", label="test split (the same family)")
     ax.set_xticks(range(folds["strategy"].nunique()), list(pd.unique(folds["strategy"])))
-    ax.set(ylabel="validation ROC-AUC", title="Matcher (logistic regression): validation strategies"); ax.legend(fontsize=8)
+    ax.set(ylabel=f"validation {metric}", title=title); ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
+
+# %% ../nbs/05_evaluation.ipynb #f456894e
+RECOMMENDER_VALIDATION_STRATEGIES = ("holdout", "kfold_users", "time_based")  # compared strategies of the recommender
+
+def recommender_validation_folds(dev: pd.DataFrame, # development interactions: user_id, item_id, timestamp
+                                 strategy: str, # one of RECOMMENDER_VALIDATION_STRATEGIES
+                                 n_folds: int = 5, # folds (or repeats, for the holdout)
+                                 seed: int = 0, # seed of the random strategies
+                                ) -> list[tuple[np.ndarray, np.ndarray]]:
+    "(training rows, validation rows) positions of each fold of `strategy`, from the splits stage's splitters."
+    from thinkalike_ml import splits as S
+    dev, share = dev.reset_index(drop=True), {"train": .8, "validation": .2}
+    part = lambda s: (np.flatnonzero(s.to_numpy() != "validation"), np.flatnonzero(s.to_numpy() == "validation"))
+    if strategy == "holdout": return [part(S.stratified_split(dev, None, share, seed + r)) for r in range(n_folds)]
+    if strategy == "kfold_users":
+        users = pd.Index(pd.unique(dev["user_id"]))
+        fold = S.kfold_assign(pd.DataFrame(index=users), n_folds, seed)[users.get_indexer(dev["user_id"])]
+        out = []
+        for k in range(n_folds):
+            inside = dev[fold == k]
+            val = inside.index[S.stratified_split(inside, None, share, seed + k).to_numpy() == "validation"].to_numpy()
+            out.append((np.setdiff1d(np.arange(len(dev)), val), val))
+        return out
+    if strategy == "time_based":
+        f = S.forward_chaining_folds(dev, "timestamp", n_folds)
+        return [(g.loc[g["role"] == "train", "row"].to_numpy(), g.loc[g["role"] == "validation", "row"].to_numpy()) for _, g in f.groupby("fold")]
+    raise ValueError(f"strategy '{strategy}': expected one of {', '.join(RECOMMENDER_VALIDATION_STRATEGIES)}")
+
+def compare_recommender_validation(dev: pd.DataFrame, # development interactions: user_id, item_id, timestamp
+                                   model, # a fitted or unfitted `Recommender` (its class and settings are cloned for each fold)
+                                   k: int = 10, # cut-off
+                                   n_folds: int = 5, seed: int = 0,
+                                   user_features: pd.DataFrame | None = None, # for the value-profile model
+                                  ) -> pd.DataFrame:
+    "NDCG@k (and recall@k) of a fresh clone of `model` on every validation fold of every strategy, seen items excluded from relevance."
+    from thinkalike_ml.models import evaluate_recommender
+    dev, rows = dev.reset_index(drop=True), []
+    for strategy in RECOMMENDER_VALIDATION_STRATEGIES:
+        for f, (tr, va) in enumerate(recommender_validation_folds(dev, strategy, n_folds, seed)):
+            train, val = dev.iloc[tr], dev.iloc[va]
+            val = val.merge(train[["user_id", "item_id"]].drop_duplicates(), on=["user_id", "item_id"], how="left", indicator=True)
+            val = val[val["_merge"] == "left_only"].drop(columns="_merge")
+            if not len(train) or not len(val): continue
+            r = evaluate_recommender(type(model)(**model.get_params()), train, val, k, user_features)
+            if not np.isfinite(r.get(f"ndcg@{k}", np.nan)): continue
+            rows.append({"strategy": strategy, "fold": f, "n_train": len(train), "n_validation": len(val),
+                         "ndcg": r[f"ndcg@{k}"], "recall": r.get(f"recall@{k}", np.nan)})
+    return pd.DataFrame(rows, columns=["strategy", "fold", "n_train", "n_validation", "ndcg", "recall"])
+
+# %% ../nbs/05_evaluation.ipynb #94e1d0c4
+def evaluate_recommender_validation(inputs: dict, k: int, n_folds: int, seed: int, test_ndcg: float) -> tuple[pd.DataFrame, pd.DataFrame] | None:
+    "The fold table and summary of the recommender's validation strategies for its stored, selected model, or None without a recommender."
+    package = inputs["models"].get("recommender")
+    if package is None: return None
+    inter, split = inputs["data"]["interactions"], inputs["splits"]["interactions"]
+    dev = inter.merge(split[["interaction_id", "split"]], on="interaction_id")
+    dev = dev[dev["split"].isin(["train", "validation"])][["user_id", "item_id", "timestamp"]]
+    folds = compare_recommender_validation(dev, package.model, k, n_folds, seed, getattr(package.data, "user_features", None))
+    return folds, validation_summary(folds, test_ndcg, "ndcg")
 
 # %% ../nbs/05_evaluation.ipynb #592fe315
 EDGE_SHARE = 0.05  # a tuned value within this share of its (log-)range from an end is "at the edge"
@@ -857,7 +926,8 @@ def baseline_flags(comparisons: pd.DataFrame, family: str) -> list[str]:
 
 # %% ../nbs/05_evaluation.ipynb #1441e0eb
 EVALUATION_DIR = "artifacts/evaluation"  # what this stage gives later stages (read with `load_evaluation`)
-EVALUATION_TABLES = ("metrics", "comparisons", "headline", "by_k", "reliability", "ab_calibration", "validation_folds", "validation_summary", "tuning_edges")  # tables under EVALUATION_DIR
+EVALUATION_TABLES = ("metrics", "comparisons", "headline", "by_k", "reliability", "ab_calibration", "validation_folds", "validation_summary", "tuning_edges",
+                     "recommender_validation_folds", "recommender_validation_summary")  # tables under EVALUATION_DIR
 EVALUATION_SUMMARY = f"{EVALUATION_DIR}/summary.json"
 HEADLINE_TABLE = "tables/evaluation_headline.parquet"
 
@@ -932,7 +1002,7 @@ def evaluation_metrics(matcher: MatcherEvaluation | None, recommender: Recommend
     return {k: float(v) for k, v in out.items()}
 
 def persist_evaluation(run, matcher, recommender: RecommenderEvaluation | None, ab, flags: list, strategies=None, edges=None, k: int | None = None,
-                       rating: RatingEvaluation | None = None) -> None:
+                       rating: RatingEvaluation | None = None, recommender_strategies=None) -> None:
     "Write the stage's tables and summary into the run."
     ev, rel = matcher if matcher is not None else (None, pd.DataFrame())
     fams = [("matcher", ev), ("recommender", recommender), ("rating", rating)]
@@ -943,7 +1013,9 @@ def persist_evaluation(run, matcher, recommender: RecommenderEvaluation | None, 
               "by_k": recommender.by_k if recommender is not None else pd.DataFrame(), "reliability": rel, "ab_calibration": ab.calibration if ab is not None else pd.DataFrame(),
               "validation_folds": strategies[0] if strategies is not None else pd.DataFrame(),
               "validation_summary": strategies[1] if strategies is not None else pd.DataFrame(),
-              "tuning_edges": edges if edges is not None else pd.DataFrame()}
+              "tuning_edges": edges if edges is not None else pd.DataFrame(),
+              "recommender_validation_folds": recommender_strategies[0] if recommender_strategies is not None else pd.DataFrame(),
+              "recommender_validation_summary": recommender_strategies[1] if recommender_strategies is not None else pd.DataFrame()}
     for name, df in tables.items(): run.write_table(f"{EVALUATION_DIR}/{name}.parquet", df)
     run.write_table(HEADLINE_TABLE, tables["headline"])
     run.write_json(EVALUATION_SUMMARY, {"thresholds": ev.thresholds if ev is not None else {}, "matcher_pairs": ev.n_pairs if ev is not None else 0,
@@ -986,11 +1058,15 @@ def run_evaluation_stage(run, # the run's `RunDirectory`
              + (baseline_flags(recommender.comparisons, "recommender") if recommender is not None else [])
              + (baseline_flags(rating.comparisons, "rating") if rating is not None else []))
     strategies = evaluate_validation_strategies(inputs, params["n_folds"], seed, _logreg_test_auc(matcher)) if matcher is not None else None
+    rec_strategies = (evaluate_recommender_validation(inputs, params["top_k"], params["n_folds"], seed,
+                                                      float(recommender.metrics.set_index(["model", "metric"]).loc[(recommender.selected, "ndcg"), "value"]))
+                      if recommender is not None else None)
     edges = tuning_edges(inputs["models"])
     flags += edge_flags(edges)
-    persist_evaluation(run, matcher, recommender, ab, flags, strategies, edges, params["top_k"], rating)
+    persist_evaluation(run, matcher, recommender, ab, flags, strategies, edges, params["top_k"], rating, rec_strategies)
     metrics = evaluation_metrics(matcher[0] if matcher is not None else None, recommender, ab, rating)
     if strategies is not None: metrics |= {f"validation_{r.strategy}_roc_auc": r.roc_auc_mean for r in strategies[1].itertuples()}
+    if rec_strategies is not None: metrics |= {f"validation_recommender_{r.strategy}_ndcg": r.ndcg_mean for r in rec_strategies[1].itertuples()}
     metrics["n_tuned_at_grid_edge"] = float(edges["at_edge"].sum())
     metrics |= {"n_bootstrap": float(n_boot), "n_flags": float(len(flags)), "evaluation_seconds": time.perf_counter() - t0}
     track_evaluation(run, params, metrics)
