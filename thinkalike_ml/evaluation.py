@@ -857,34 +857,51 @@ def grid_position(value: float, space) -> float:
     return float(np.argmin(np.abs(grid - value)) / max(len(grid) - 1, 1))
 
 # %% ../nbs/05_evaluation.ipynb #d83f3190
-def _tuned_settings(models: dict) -> list[tuple]:
-    "(model, parameter, chosen value, search space) of each tuned setting found in the stored models."
+def _recommender_spaces() -> dict:
+    "Each tuned recommender's parameter and search space, as the models stage searched them."
     from thinkalike_ml import models as M
-    out, cands = [], ((models.get("matcher") or {}).get("candidates") or {})
+    return {"ease": ("l2", (*M.EASE_L2_RANGE, True)), "item_knn": ("n_neighbors", M.ITEM_KNN_NEIGHBORS_GRID),
+            "trending": ("half_life_days", M.TRENDING_HALF_LIFE_GRID)}
+
+def _matcher_settings(models: dict) -> list[tuple]:
+    "(model, parameter, chosen value, search space, selected) of each tuned setting of the stored matcher candidates."
+    from thinkalike_ml import models as M
+    out, matcher = [], (models.get("matcher") or {})
+    cands, chosen = matcher.get("candidates") or {}, matcher.get("selected")
     inner = lambda m: inner(m.estimator) if hasattr(m, "estimator") and not hasattr(m, "steps") else m
-    if "logreg" in cands: out.append(("matcher logreg", "C", inner(cands["logreg"]).named_steps["logisticregression"].C, M.LOGREG_GRID["logisticregression__C"]))
+    if "logreg" in cands:
+        out.append(("matcher logreg", "C", inner(cands["logreg"]).named_steps["logisticregression"].C, M.LOGREG_GRID["logisticregression__C"], chosen == "logreg"))
     if "hgb" in cands:
         p = inner(cands["hgb"]).get_params()
-        out += [("matcher hgb", k, p[k], space) for k, space in M.HGB_SEARCH_SPACE.items() if p.get(k) is not None]
-    rec = models.get("recommender")
-    r = getattr(rec, "model", None)
-    spaces = {"ease": ("l2", (*M.EASE_L2_RANGE, True)), "item_knn": ("n_neighbors", M.ITEM_KNN_NEIGHBORS_GRID),
-              "trending": ("half_life_days", M.TRENDING_HALF_LIFE_GRID)}
-    if r is not None and r.name in spaces: out.append((f"recommender {r.name}", spaces[r.name][0], getattr(r, spaces[r.name][0]), spaces[r.name][1]))
+        out += [("matcher hgb", k, p[k], space, chosen == "hgb") for k, space in M.HGB_SEARCH_SPACE.items() if p.get(k) is not None]
+    return out
+
+def _recommender_settings(models: dict, tuning: pd.DataFrame | None) -> list[tuple]:
+    "The same for every tuned recommender candidate: its best trial in the models stage's trials, else the stored selected model's setting."
+    rec, spaces = getattr(models.get("recommender"), "model", None), _recommender_spaces()
+    selected = getattr(rec, "name", None)
+    col = next((c for c in (tuning.columns if tuning is not None else []) if c.startswith("cv_ndcg@")), None)
+    if col is None:  # no trials table: only the stored (selected) model is known
+        return [(f"recommender {selected}", spaces[selected][0], getattr(rec, spaces[selected][0]), spaces[selected][1], True)] if selected in spaces else []
+    out = []
+    for name, (param, space) in spaces.items():
+        t = tuning[tuning["model"] == name].dropna(subset=[param, col]) if param in tuning else tuning.iloc[:0]
+        if len(t): out.append((f"recommender {name}", param, t.sort_values(col, ascending=False)[param].iloc[0], space, name == selected))
     return out
 
 def tuning_edges(models: dict, # `load_models(run)`
+                 recommender_tuning: pd.DataFrame | None = None, # the models stage's recommender trials (model, parameter columns, cv_ndcg@K)
                 ) -> pd.DataFrame:
-    "Each tuned setting of the stored models, its place in its search space, and whether it sits at an edge."
-    rows = [{"model": m, "parameter": k, "chosen": float(v), "search_space": str(space), "position": grid_position(float(v), space)}
-            for m, k, v, space in _tuned_settings(models)]
-    df = pd.DataFrame(rows, columns=["model", "parameter", "chosen", "search_space", "position"])
+    "Each tuned setting of every tuned candidate, its place in its search space, and whether it sits at an edge."
+    rows = [{"model": m, "parameter": k, "chosen": float(v), "search_space": str(space), "position": grid_position(float(v), space), "selected": sel}
+            for m, k, v, space, sel in _matcher_settings(models) + _recommender_settings(models, recommender_tuning)]
+    df = pd.DataFrame(rows, columns=["model", "parameter", "chosen", "search_space", "position", "selected"])
     return df.assign(at_edge=(df["position"] <= EDGE_SHARE) | (df["position"] >= 1 - EDGE_SHARE))
 
 def edge_flags(edges: pd.DataFrame) -> list[str]:
     "A sentence for each tuned setting at the edge of its search space."
-    return [f"{r.model}: {r.parameter} = {r.chosen:g} is at the {'low' if r.position <= .5 else 'high'} edge of its search space "
-            f"{r.search_space}; widen the search" for r in edges[edges["at_edge"]].itertuples()]
+    return [f"{r.model} ({'selected' if r.selected else 'candidate, not selected'}): {r.parameter} = {r.chosen:g} is at the "
+            f"{'low' if r.position <= .5 else 'high'} edge of its search space {r.search_space}; widen the search" for r in edges[edges["at_edge"]].itertuples()]
 
 # %% ../nbs/05_evaluation.ipynb #6ac0bd11
 METRIC_RATIONALE = pd.DataFrame([
@@ -932,13 +949,15 @@ EVALUATION_SUMMARY = f"{EVALUATION_DIR}/summary.json"
 HEADLINE_TABLE = "tables/evaluation_headline.parquet"
 
 def _stage_inputs(run) -> dict:
-    "What evaluation reads: stored predictions and models, the dataset, the splits, the features, the ground truth (synthetic data)."
+    "What evaluation reads: stored predictions and models, the dataset, the splits, the features, the ground truth (synthetic data), the recommender's trials."
     from thinkalike_ml.data import load_dataset, load_truth
     from thinkalike_ml.models import load_models, load_predictions
     from thinkalike_ml.splits import load_splits
     from thinkalike_ml.features import load_features
+    from thinkalike_ml.models import RECOMMENDER_TUNING
     return {"predictions": load_predictions(run), "models": load_models(run), "data": load_dataset(run), "splits": load_splits(run),
-            "features": load_features(run), "truth": load_truth(run)}
+            "features": load_features(run), "truth": load_truth(run),
+            "recommender_tuning": run.read_table(RECOMMENDER_TUNING) if run.exists(RECOMMENDER_TUNING) else None}
 
 def evaluate_matcher_predictions(inputs: dict, n_resamples: int, seed: int) -> tuple[MatcherEvaluation, pd.DataFrame] | None:
     "The matcher's evaluation and reliability table (selected model, baselines, oracle), or None without match suggestions."
@@ -1061,7 +1080,7 @@ def run_evaluation_stage(run, # the run's `RunDirectory`
     rec_strategies = (evaluate_recommender_validation(inputs, params["top_k"], params["n_folds"], seed,
                                                       float(recommender.metrics.set_index(["model", "metric"]).loc[(recommender.selected, "ndcg"), "value"]))
                       if recommender is not None else None)
-    edges = tuning_edges(inputs["models"])
+    edges = tuning_edges(inputs["models"], inputs.get("recommender_tuning"))
     flags += edge_flags(edges)
     persist_evaluation(run, matcher, recommender, ab, flags, strategies, edges, params["top_k"], rating, rec_strategies)
     metrics = evaluation_metrics(matcher[0] if matcher is not None else None, recommender, ab, rating)
