@@ -19,9 +19,9 @@ from sklearn import metrics as skm
 __all__ = ['ECE_BINS', 'CI_LEVEL', 'BOOTSTRAP_MAX_UNITS', 'BOOTSTRAP_GROUPS', 'BOOTSTRAP_RESOLUTION', 'LOWER_IS_BETTER',
            'MATCHER_BASELINES', 'REFERENCES', 'MATCHER_COMPARED', 'RECOMMENDER_BASELINES', 'RECOMMENDER_COMPARED',
            'RATING_COLUMN', 'RATING_BASELINES', 'RATING_MODEL', 'RATING_SHRINKAGE_GRID', 'RATING_COMPARED',
-           'VALIDATION_STRATEGIES', 'RECOMMENDER_VALIDATION_STRATEGIES', 'EDGE_SHARE', 'METRIC_RATIONALE', 'PRIMARY',
-           'EVALUATION_DIR', 'EVALUATION_TABLES', 'EVALUATION_SUMMARY', 'HEADLINE_TABLE', 'RATING_SKIPPED',
-           'choose_threshold', 'weighted_classification_metrics', 'expected_calibration_error',
+           'VALIDATION_STRATEGIES', 'RECOMMENDER_VALIDATION_STRATEGIES', 'RECOMMENDER_VALIDATION_FOLDS', 'EDGE_SHARE',
+           'METRIC_RATIONALE', 'PRIMARY', 'EVALUATION_DIR', 'EVALUATION_TABLES', 'EVALUATION_SUMMARY', 'HEADLINE_TABLE',
+           'RATING_SKIPPED', 'choose_threshold', 'weighted_classification_metrics', 'expected_calibration_error',
            'classification_metrics', 'reliability_table', 'bootstrap_weights', 'bootstrap', 'distinct_rows',
            'percentile_interval', 'bootstrap_units', 'unit_cells', 'cell_weights', 'paired_comparison', 'MatcherFrames',
            'matcher_frames', 'MatcherEvaluation', 'matcher_evaluation', 'recommender_relevance', 'user_ranking_metrics',
@@ -819,6 +819,7 @@ def plot_validation_strategies(folds: pd.DataFrame, # fold table (`compare_valid
 
 # %% ../nbs/05_evaluation.ipynb #f456894e
 RECOMMENDER_VALIDATION_STRATEGIES = ("holdout", "kfold_users", "time_based")  # compared strategies of the recommender
+RECOMMENDER_VALIDATION_FOLDS = 3  # at most this many folds (or repeats) per strategy: each fold rebuilds the interaction matrices
 
 def recommender_validation_folds(dev: pd.DataFrame, # development interactions: user_id, item_id, timestamp
                                  strategy: str, # one of RECOMMENDER_VALIDATION_STRATEGIES
@@ -873,7 +874,7 @@ def evaluate_recommender_validation(inputs: dict, k: int, n_folds: int, seed: in
     inter, split = inputs["data"]["interactions"], inputs["splits"]["interactions"]
     dev = inter.merge(split[["interaction_id", "split"]], on="interaction_id")
     dev = dev[dev["split"].isin(["train", "validation"])][["user_id", "item_id", "timestamp"]]
-    folds = compare_recommender_validation(dev, package.model, k, n_folds, seed, getattr(package.data, "user_features", None))
+    folds = compare_recommender_validation(dev, package.model, k, min(n_folds, RECOMMENDER_VALIDATION_FOLDS), seed, getattr(package.data, "user_features", None))
     return folds, validation_summary(folds, test_ndcg, "ndcg")
 
 # %% ../nbs/05_evaluation.ipynb #592fe315
