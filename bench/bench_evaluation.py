@@ -8,7 +8,13 @@
 2. **Bootstrap at scale**: every matcher metric of one model on 1M scored pairs with 1,000 resamples, (a) rows resampled
    one by one (timed on a few resamples and extrapolated) and (b) probabilities rounded to 0.001 (a tenth of the whole
    percentage shown to users) so that the rows fall into few distinct cells, resampled exactly by a multinomial draw.
-3. **The stage on the default profile** (unless --no-stage): data, splits, features and models in a temporary folder,
+3. **The stage's matcher path on 1M scored pairs** (--pairs): a stored-predictions table in the models stage's format
+   (prior, value similarity, logistic regression and boosted trees raw + calibrated, oracle; 1M test and 200k validation
+   pairs), read by `matcher_frames`, every metric of every model with `--resamples` paired bootstrap resamples
+   (`matcher_evaluation`: above 50,000 pairs, 1,000 random groups with probabilities rounded to 0.001 inside the
+   resamples), the reliability tables. The same metrics with rows resampled one by one are timed on a few resamples and
+   extrapolated, for comparison.
+4. **The stage on the default profile** (unless --no-stage): data, splits, features and models in a temporary folder,
    then the evaluation stage timed on its own.
 """
 from __future__ import annotations
@@ -29,7 +35,7 @@ import pandas as pd  # noqa: E402
 from thinkalike_ml.config import resolve_params  # noqa: E402
 from thinkalike_ml.data import load_truth  # noqa: E402
 from thinkalike_ml.evaluation import (ab_calibration, bootstrap, classification_metrics, distinct_rows,  # noqa: E402
-                                      weighted_classification_metrics)
+                                      matcher_evaluation, matcher_frames, reliability_table, weighted_classification_metrics)
 from thinkalike_ml.runs import RunDirectory  # noqa: E402
 from thinkalike_ml.stages import execute_stage  # noqa: E402
 
@@ -79,6 +85,53 @@ def bootstrap_figures(n_pairs: int, n_resamples: int, seed: int = 0) -> None:
           f"{np.percentile(s['roc_auc'], 97.5):.5f}]; log loss {exact['log_loss']:.5f} exact, {rounded['log_loss']:.5f} rounded")
 
 
+def stored_predictions(n_test: int, n_validation: int, seed: int = 0) -> pd.DataFrame:
+    "A matcher predictions table in the models stage's format (suggestion_id, split, model, calibrated, p, accepted)."
+    rng = np.random.default_rng(seed)
+    n = n_test + n_validation
+    logit = rng.normal(-1.2, 1.1, n)
+    truth = 1 / (1 + np.exp(-logit))
+    y = (rng.random(n) < truth).astype(int)
+    sig = lambda z: 1 / (1 + np.exp(-z))
+    raw = {"prior": np.full(n, y[n_test:].mean()), "value_similarity": np.clip((1 + np.tanh(0.4 * logit + rng.normal(0, .8, n))) / 2, 1e-6, 1 - 1e-6),
+           "logreg": sig(0.8 * logit + rng.normal(0, .6, n)), "hgb": sig(0.9 * logit + rng.normal(0, .5, n)), "oracle": truth}
+    cal = {"logreg": sig(1.1 * np.log(raw["logreg"] / (1 - raw["logreg"])) - 0.1), "hgb": sig(1.05 * np.log(raw["hgb"] / (1 - raw["hgb"])))}
+    sid, split = np.arange(n), np.where(np.arange(n) < n_test, "test", "validation")
+    parts = [pd.DataFrame({"suggestion_id": sid, "split": split, "model": m, "calibrated": False, "p": v, "accepted": y})
+             for m, v in raw.items() if m != "oracle"]
+    parts.append(pd.DataFrame({"suggestion_id": sid[:n_test], "split": "test", "model": "oracle", "calibrated": False, "p": truth[:n_test], "accepted": y[:n_test]}))
+    parts += [pd.DataFrame({"suggestion_id": sid, "split": split, "model": m, "calibrated": True, "p": v, "accepted": y}) for m, v in cal.items()]
+    return pd.concat(parts, ignore_index=True)
+
+
+def matcher_path_figures(n_pairs: int, n_resamples: int) -> None:
+    pred = stored_predictions(n_pairs, n_pairs // 5)
+    print(f"\n## The stage's matcher path on {n_pairs:,} test pairs (+{n_pairs // 5:,} validation), 5 models, {n_resamples:,} paired resamples")
+    t, cpu = time.perf_counter(), time.process_time()
+    frames = matcher_frames(pred)
+    t_frames = time.perf_counter() - t
+    ev = matcher_evaluation(frames, "logreg", n_resamples, 0)
+    t_eval = time.perf_counter() - t - t_frames
+    for m in frames.prob.columns: reliability_table(frames.y, frames.prob[m])
+    secs, cpu = time.perf_counter() - t, time.process_time() - cpu
+    print(f"matcher_frames {t_frames:.1f} s + matcher_evaluation {t_eval:.1f} s + reliability tables = {secs:.1f} s wall, {cpu:.1f} s CPU "
+          f"({ev.n_units:,} resampled units, {len(ev.metrics)} metric values, {len(ev.comparisons)} paired comparisons; load average "
+          f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)")
+    v = ev.metrics.set_index(["model", "metric"])
+    for key in (("logreg", "roc_auc"), ("logreg", "log_loss"), ("hgb", "roc_auc")):
+        print(f"    {key[0]} {key[1]}: {v.loc[key, 'value']:.5f} [{v.loc[key, 'ci_low']:.5f}, {v.loc[key, 'ci_high']:.5f}]")
+    c = ev.comparisons.set_index(["model", "reference", "metric"]).loc[("logreg", "hgb", "roc_auc")]
+    print(f"    logreg - hgb on roc_auc: {c['improvement']:+.5f} [{c['improvement_ci_low']:+.5f}, {c['improvement_ci_high']:+.5f}], p {c['p_value']:.3g}")
+    models = list(frames.prob.columns)
+    few = 3
+    t = time.perf_counter()
+    bootstrap(lambda W: {f"{m}|{k}": x for m in models for k, x in weighted_classification_metrics(frames.y, frames.prob[m], frames.y, W).items()},
+              len(frames.y), few, 0)
+    per = (time.perf_counter() - t) / few
+    print(f"    for comparison, rows resampled one by one: {per:.1f} s per resample, about {per * n_resamples / 60:.0f} min for {n_resamples:,} "
+          f"(extrapolated from {few})")
+
+
 def stage_figures(root: Path) -> None:
     t = time.perf_counter()
     run, params = default_run(root, "models")
@@ -105,6 +158,7 @@ def main(argv=None) -> None:
         run, params = default_run(Path(tmp) / "ab", "data")
         ab_figures(load_truth(run)["suggestions"]["p_accept"].to_numpy(float), params, a.simulations)
         bootstrap_figures(a.pairs, a.resamples)
+        matcher_path_figures(a.pairs, a.resamples)
         if not a.no_stage: stage_figures(Path(tmp) / "stage")
 
 

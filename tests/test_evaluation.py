@@ -130,18 +130,30 @@ def small_evaluation_run():
     mp.delenv("MLFLOW_TRACKING_URI", raising=False)
     run, params = open_stage(None, "evaluation")  # the small profile: its upstream is the cached one the notebook uses
     before = dict(run.checksums())
-    # evaluation must never retrain: any fit of a matcher or a recommender fails the run
+    # evaluation must never retrain a stored model: a fit of a matcher or a recommender fails the run, except inside the
+    # validation-strategy comparisons, which refit fresh clones on purpose (and must really refit them)
+    import sys
+
     from sklearn.calibration import CalibratedClassifierCV
     from sklearn.ensemble import HistGradientBoostingClassifier
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import Pipeline
     from thinkalike_ml import models
-    def refuse(*a, **k): raise AssertionError("the evaluation stage fitted a model")
+    allowed, refits = {"compare_validation_strategies", "compare_recommender_validation"}, []
+    def guarded(fit):
+        def checked(self, *a, **k):
+            f = sys._getframe(1)
+            while f is not None and f.f_code.co_name not in allowed: f = f.f_back
+            if f is None: raise AssertionError(f"the evaluation stage fitted a {type(self).__name__} outside the validation-strategy comparisons")
+            refits.append(f.f_code.co_name)
+            return fit(self, *a, **k)
+        return checked
     def subclasses(c): return [c] + [s for d in c.__subclasses__() for s in subclasses(d)]
     with pytest.MonkeyPatch.context() as no_fit:
         for cls in (*subclasses(models.Recommender), LogisticRegression, HistGradientBoostingClassifier, CalibratedClassifierCV, Pipeline):
-            if "fit" in vars(cls): no_fit.setattr(cls, "fit", refuse)
+            if "fit" in vars(cls): no_fit.setattr(cls, "fit", guarded(vars(cls)["fit"]))
         metrics = execute_stage(run, "evaluation", params)
+    assert set(refits) == allowed  # both comparisons refit clones (a frozen model's fit would do nothing)
     yield run, metrics, before
     mp.undo()
 
@@ -155,6 +167,8 @@ def test_evaluation_stage_reads_stored_predictions_and_reports_intervals(small_e
     assert m["ab_n_per_arm"] > 0 and m["ab_simulations"] == run.params["ab_simulations"]
     ev = load_evaluation(run)
     assert set(EVALUATION_TABLES) <= set(ev) and len(ev["validation_summary"]) == 5 and len(ev["tuning_edges"]) >= 1
+    assert set(ev["recommender_validation_summary"]["strategy"]) == {"holdout", "kfold_users", "time_based"}
+    assert ev["summary"]["skipped"]["rating"].startswith("the interactions carry no numeric 'rating'") and m["rating_skipped"] == 1.0
     assert {k: v for k, v in run.checksums().items() if k in before} == before  # the models' artifacts are untouched
     assert run.metrics()["evaluation"] == m
     # the recomputed relevance holds no pair the user had in training
@@ -176,3 +190,126 @@ def test_evaluation_is_logged_to_the_runs_mlflow_run(small_evaluation_run):
     r = mlflow.MlflowClient(rec["tracking_uri"]).get_run(rec["run_id"])
     assert r.data.metrics["evaluation.matcher_test_roc_auc_ci_low"] == pytest.approx(m["matcher_test_roc_auc_ci_low"])
     assert r.data.tags["thinkalike.stage.evaluation"] == "tracked"
+
+
+def test_regression_metrics_equal_scikit_learn_on_any_rating_scale():
+    """A 1-5 star column (not MovieTweetings' 0-10): the bias model's metrics equal scikit-learn's and it beats every baseline."""
+    from thinkalike_ml.evaluation import (RATING_MODEL, bootstrap_units, evaluate_ratings, regression_metrics, unit_sums,
+                                          weighted_regression_metrics)
+    rng = np.random.default_rng(4)
+    n, nu, ni = 20_000, 400, 150
+    u, i = rng.integers(0, nu, n), rng.integers(0, ni, n)
+    stars = np.clip(np.rint(3 + rng.normal(0, .8, nu)[u] + rng.normal(0, .8, ni)[i] + rng.normal(0, .7, n)), 1, 5)
+    inter = pd.DataFrame({"interaction_id": [f"i{j}" for j in range(n)], "user_id": [f"u{x}" for x in u], "item_id": [f"c{x}" for x in i], "rating": stars})
+    splits = pd.DataFrame({"interaction_id": inter["interaction_id"], "split": rng.choice(["train", "validation", "test"], n, p=[.7, .1, .2])})
+    ev = evaluate_ratings({"data": {"interactions": inter}, "splits": {"interactions": splits}}, 200, 0)
+    v = ev.metrics.set_index(["model", "metric"])["value"]
+    assert ev.info["rating_min"] == 1 and ev.info["rating_max"] == 5
+    assert ev.comparisons["significant"].all() and v[(RATING_MODEL, "rmse")] < v[("global_mean", "rmse")]
+    assert abs(v[("global_mean", "r2")]) < 0.01  # the global mean explains nothing
+    y, p = stars[:500], rng.normal(3, 1, 500)
+    w = rng.integers(0, 3, 500).astype(float)
+    got = {k: x[0] for k, x in weighted_regression_metrics(unit_sums(np.arange(500), y, p), w).items()}
+    assert got["mse"] == pytest.approx(skm.mean_squared_error(y, p, sample_weight=w))
+    assert got["mae"] == pytest.approx(skm.mean_absolute_error(y, p, sample_weight=w))
+    assert got["r2"] == pytest.approx(skm.r2_score(y, p, sample_weight=w))
+    assert regression_metrics(y, p)["rmse"] == pytest.approx(skm.root_mean_squared_error(y, p))
+    groups = bootstrap_units(500, max_units=100, n_groups=40)  # groups sum exactly: all rows once = every group once
+    assert weighted_regression_metrics(unit_sums(groups, y, p), np.ones(40))["mae"][0] == pytest.approx(skm.mean_absolute_error(y, p))
+    # no numeric rating: skipped, not failed
+    assert evaluate_ratings({"data": {"interactions": inter.drop(columns="rating")}, "splits": {"interactions": splits}}, 50, 0) is None
+    assert evaluate_ratings({"data": {"interactions": inter.assign(rating=np.nan)}, "splits": {"interactions": splits}}, 50, 0) is None
+
+
+@pytest.mark.slow
+def test_movietweetings_ratings_are_evaluated(tmp_path):
+    """The bundled MovieTweetings sample: its 0-10 ratings through the data and splits stages, then the rating evaluation."""
+    from thinkalike_ml.config import resolve_params
+    from thinkalike_ml.data import load_dataset
+    from thinkalike_ml.evaluation import RATING_MODEL, evaluate_ratings
+    from thinkalike_ml.runs import RunDirectory
+    from thinkalike_ml.splits import load_splits
+    from thinkalike_ml.stages import execute_stage
+    params = resolve_params(overrides=dict(dataset_store="", source="movietweetings"))
+    run = RunDirectory.create(params, tmp_path)
+    for s in ("data", "splits"): execute_stage(run, s, params)
+    ev = evaluate_ratings({"data": load_dataset(run), "splits": load_splits(run)}, 200, 0)
+    v = ev.metrics.set_index(["model", "metric"])
+    assert 0 <= ev.info["rating_min"] and ev.info["rating_max"] <= 10 and ev.info["test_ratings"] > 1000
+    assert v.loc[(RATING_MODEL, "rmse"), "ci_high"] < v.loc[("global_mean", "rmse"), "ci_low"]
+    assert ev.comparisons.set_index("metric").loc["rmse", "significant"]
+
+
+def test_grouped_bootstrap_keeps_point_values_and_interval_widths():
+    """Above max_units the matcher's pairs are resampled in random groups with rounded probabilities: same points, similar widths."""
+    from thinkalike_ml.evaluation import MatcherFrames, matcher_evaluation
+    rng = np.random.default_rng(2)
+    n = 6000
+    truth = rng.beta(2, 5, n)
+    y = (rng.random(n) < truth).astype(int)
+    a, b = np.clip(truth + rng.normal(0, .1, n), 0.001, .999), np.clip(truth + rng.normal(0, .2, n), 0.001, .999)
+    prob = pd.DataFrame({"strong": a, "weak": b, "prior": np.full(n, y.mean())})
+    frames = MatcherFrames(prob, prob, y, prob, y)
+    rows = matcher_evaluation(frames, "strong", 300, 0)
+    groups = matcher_evaluation(frames, "strong", 300, 0, max_units=1000, n_groups=500)
+    assert rows.n_units == n and groups.n_units == 500
+    r, g = (e.metrics.set_index(["model", "metric"]) for e in (rows, groups))
+    assert np.allclose(r["value"].fillna(-1), g["value"].fillna(-1), atol=1e-10)
+    width = lambda t, k: t.loc[k, "ci_high"] - t.loc[k, "ci_low"]
+    for k in (("strong", "roc_auc"), ("strong", "log_loss"), ("weak", "brier"), ("strong", "f1")):
+        assert 0.7 < width(g, k) / width(r, k) < 1.4, k
+    c = groups.comparisons.set_index(["model", "reference", "metric"])
+    assert c.loc[("strong", "prior", "roc_auc"), "significant"]
+
+
+def test_matcher_frames_equal_a_pivot():
+    from thinkalike_ml.evaluation import matcher_frames
+    rng = np.random.default_rng(0)
+    ids = [f"s{j:03d}" for j in rng.permutation(60)]
+    split = np.where(np.arange(60) < 20, "validation", "test")
+    rows = [pd.DataFrame({"suggestion_id": ids, "split": split, "model": m, "calibrated": False, "p": rng.random(60), "accepted": np.arange(60) % 2})
+            for m in ("value_similarity", "logreg", "prior")]
+    rows.append(rows[1].assign(calibrated=True, p=rng.random(60)))
+    rows.append(rows[0].assign(model="oracle")[split == "test"])
+    pred = pd.concat(rows, ignore_index=True).sample(frac=1, random_state=0)
+    f = matcher_frames(pred)
+    t = pred[pred["split"] == "test"]
+    raw = t[~t["calibrated"]].pivot(index="suggestion_id", columns="model", values="p")
+    pd.testing.assert_frame_equal(f.raw, raw, check_names=False)
+    assert f.prob["logreg"].tolist() == t[t["calibrated"]].set_index("suggestion_id")["p"].reindex(raw.index).tolist()
+    assert f.y.tolist() == t.drop_duplicates("suggestion_id").set_index("suggestion_id")["accepted"].reindex(raw.index).tolist()
+    assert list(f.val_raw.columns) == ["logreg", "prior", "value_similarity"] and len(f.val_y) == 20
+
+
+def test_recommender_validation_folds_and_comparison_refit_clones():
+    from thinkalike_ml.evaluation import compare_recommender_validation, recommender_validation_folds
+    from thinkalike_ml.models import MostPopularRecommender, interaction_data
+    rng = np.random.default_rng(0)
+    n = 3000
+    dev = pd.DataFrame({"user_id": [f"u{x}" for x in rng.integers(0, 150, n)], "item_id": [f"c{x}" for x in rng.zipf(1.6, n) % 60],
+                        "timestamp": pd.Timestamp("2026-01-01") + pd.to_timedelta(rng.random(n) * 90, unit="D")})
+    for tr, va in recommender_validation_folds(dev, "kfold_users", 3):
+        inside = set(dev.user_id.iloc[va])
+        assert len(np.intersect1d(tr, va)) == 0 and len(va) < 0.25 * n and len(inside) <= 60
+    for tr, va in recommender_validation_folds(dev, "time_based", 3):
+        assert dev.timestamp.iloc[tr].max() <= dev.timestamp.iloc[va].min()
+    stored = MostPopularRecommender().fit(interaction_data(dev))
+    before = stored.popularity_.copy()
+    folds = compare_recommender_validation(dev, stored, k=5, n_folds=3)
+    assert set(folds["strategy"]) == {"holdout", "kfold_users", "time_based"} and folds["ndcg"].between(0, 1).all()
+    assert np.array_equal(stored.popularity_, before)  # the stored model is cloned, never refitted
+
+
+def test_tuning_edges_cover_every_tuned_recommender():
+    from thinkalike_ml.evaluation import edge_flags, tuning_edges
+    from thinkalike_ml.models import EASE_L2_RANGE, EASERecommender
+    class Package: model = EASERecommender(300.0)
+    trials = pd.DataFrame({"model": ["ease", "ease", "item_knn", "item_knn", "trending"], "l2": [300.0, EASE_L2_RANGE[1], None, None, None],
+                           "n_neighbors": [None, None, 50, 10, None], "half_life_days": [None] * 4 + [14.0], "cv_ndcg@10": [.2, .1, .15, .16, .1]})
+    e = tuning_edges({"matcher": None, "recommender": Package()}, trials).set_index("model")
+    assert e.loc["recommender ease", "chosen"] == 300.0 and e.loc["recommender ease", "selected"] and not e.loc["recommender ease", "at_edge"]
+    assert e.loc["recommender item_knn", "chosen"] == 10 and e.loc["recommender item_knn", "at_edge"]  # its best trial is the grid's first point
+    assert not e.loc["recommender trending", "at_edge"]
+    assert len(edge_flags(e.reset_index())) == 1
+    # without the trials table, only the stored (selected) model is known
+    assert tuning_edges({"matcher": None, "recommender": Package()})["model"].tolist() == ["recommender ease"]
