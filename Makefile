@@ -22,10 +22,14 @@ $(STAMP): settings.ini setup.py requirements.lock
 
 setup: $(STAMP)  ## make .venv with the pinned dependencies and the thinkalike-ml kernel (quick when done)
 
-setup-test: setup  ## setup, plus Debian's chromium for the docs-site browser test
+setup-test: setup  ## setup, plus Debian's chromium (docs-site browser test) and postgresql (MLflow on a database test)
 	@command -v chromium >/dev/null || { \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends chromium >/dev/null; }
+	@# Debian puts initdb/pg_ctl in /usr/lib/postgresql/NN/bin (not on PATH); the test looks there and starts its own cluster
+	@command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends postgresql >/dev/null; }
 
 run: setup  ## set up, then run the whole lifecycle on the bundled default data and print where the report is
 	$(BIN)/thinkalike-ml run $(ARGS)
@@ -34,7 +38,7 @@ test: setup  ## set up, then run the default checks: notebooks clean and exporte
 	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(BIN)/nbdev_test --n_workers 2
 	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(BIN)/pytest -q -m "not slow" tests $(PYTEST_ARGS)
 
-test-slow: setup-test  ## the slow tier only: docs site and reports in Chromium, JupyterLab, MLflow server, repeated full runs
+test-slow: setup-test  ## the slow tier only: docs site and reports in Chromium, JupyterLab, MLflow servers (SQLite, PostgreSQL), repeated full runs
 	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(BIN)/pytest -q -m slow tests $(PYTEST_ARGS)
 
 test-all: test test-slow  ## every check: the default tier, then the slow tier
