@@ -114,14 +114,13 @@ def test_each_interaction_split_keeps_its_promise_and_a_leaky_split_is_caught(st
     if strategy == "user_time": assert leak["test_before_own_training_share"] == 0.0 and leak["test_before_training_share"] > 0.5
     if strategy == "user_random": assert leak["test_before_own_training_share"] > 0.3  # why it is optimistic
     # deliberately leaky cases
-    leaky = {"global_time": (split_interactions(it, "user_time", params)[0].to_numpy(), "must be strictly later"),
-             "user_time": (split_interactions(it, "user_random", params)[0].to_numpy(), "does not start after"),
-             "user_random": (np.r_[split[:-1], "test"], None)}[strategy]
-    if leaky[1]:
-        with pytest.raises(LeakageError, match=leaky[1]): check_interaction_split(it, leaky[0], folds, strategy)
+    other, message = {"global_time": ("user_time", "must be strictly later"), "user_time": ("user_random", "does not start after")}.get(strategy, (None, None))
+    if other:  # another strategy's split (with its own folds) does not keep this one's promise
+        leaky, leaky_folds = split_interactions(it, other, params)
+        with pytest.raises(LeakageError, match=message): check_interaction_split(it, leaky.to_numpy(), leaky_folds, strategy)
     twice = pd.concat([it, it.iloc[:1]], ignore_index=True)  # one interaction in two splits
     with pytest.raises(LeakageError, match="in more than one split"):
-        check_interaction_split(twice, np.r_[split, "test" if split[0] != "test" else "train"], folds, strategy)
+        check_interaction_split(twice, np.append(split, "test" if split[0] != "test" else "train"), folds, strategy)
     test_row = it["interaction_id"][split == "test"].iloc[0]
     outside = pd.concat([folds, pd.DataFrame({"interaction_id": [test_row], "fold": [0], "role": ["train"]})], ignore_index=True)
     with pytest.raises(LeakageError, match="outside training"): check_interaction_split(it, split, outside, strategy)

@@ -322,8 +322,9 @@ def listed_status(entry: dict) -> str:
 
 def run_warnings(metrics: dict) -> list[str]:
     "Warnings read from a run's metrics: recommender metrics averaged over fewer users than `min_evaluated_users` (the latest stage that counted them)."
-    for name, m in reversed(list(metrics.items())):
-        n, low = m.get("recommender_evaluated_users"), m.get("min_evaluated_users")
+    order = [s for s in stage_names() if s in metrics] + [s for s in metrics if s not in stage_names()]
+    for name in reversed(order):
+        n, low = metrics[name].get("recommender_evaluated_users"), metrics[name].get("min_evaluated_users")
         if isinstance(n, (int, float)) and isinstance(low, (int, float)):
             return [] if n >= low else [f"recommender metrics averaged over {n:.0f} users, fewer than min_evaluated_users = {low:.0f} ({name})"]
     return []
