@@ -278,16 +278,14 @@ def check_interaction_split(it: pd.DataFrame, split, folds: pd.DataFrame, strate
     "Assert what interaction split `strategy` promises on the split and on its tuning folds (interactions: interaction_id, user_id, timestamp)."
     if strategy not in INTERACTION_SPLITS: raise ValueError(f"interaction split {strategy!r}: expected one of {', '.join(INTERACTION_SPLITS)}")
     check_no_overlap(it["interaction_id"], split, "interactions")
-    idx = it.set_index("interaction_id")
+    if strategy == "global_time": check_time_order(it["timestamp"], split, SPLITS, "interactions (interaction_split 'global_time')")
+    if strategy == "user_time": check_user_time_order(it["user_id"], it["timestamp"], split, SPLITS, "interactions (interaction_split 'user_time')")
     trval = pd.Index(it["interaction_id"][np.isin(np.asarray(split), ["train", "validation"])])
     if (trval.get_indexer(folds["interaction_id"]) < 0).any(): raise LeakageError("interaction folds hold rows outside training + validation")
     if folds[folds["role"] == "validation"]["interaction_id"].duplicated().any(): raise LeakageError("interaction folds validate a row in more than one fold")
-    if strategy == "global_time":
-        check_time_order(it["timestamp"], split, SPLITS, "interactions (interaction_split 'global_time')")
-        check_time_folds(folds, idx["timestamp"], "interaction_id", "interaction time folds")
-    if strategy == "user_time":
-        check_user_time_order(it["user_id"], it["timestamp"], split, SPLITS, "interactions (interaction_split 'user_time')")
-        check_user_time_folds(folds, idx["timestamp"], idx["user_id"], "interaction_id", "interaction user time folds")
+    idx = it.set_index("interaction_id")
+    if strategy == "global_time": check_time_folds(folds, idx["timestamp"], "interaction_id", "interaction time folds")
+    if strategy == "user_time": check_user_time_folds(folds, idx["timestamp"], idx["user_id"], "interaction_id", "interaction user time folds")
 
 def interaction_leak(it: pd.DataFrame, split) -> dict:
     "How far training (+ validation) reaches past the test rows in time: across users, on average, and within the same user."
