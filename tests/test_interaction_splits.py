@@ -67,6 +67,9 @@ def test_long_history_auto_picks_user_time_evaluates_10x_more_users_and_the_repo
     check_interaction_split(it.merge(s["interactions"], on="interaction_id").set_index(it.index), it.merge(s["interactions"])["split"].to_numpy(),
                             s["interaction_time_folds"], "user_time")
     assert sorted(s["interaction_time_folds"].fold.unique()) == [0, 1]
+    from thinkalike_ml.models import recommender_data
+    folds = recommender_data(it, s).folds  # what the models stage tunes on: the per-user folds, each validating hundreds of users
+    assert len(folds) == 2 and min(len(f.rows) for f in folds) >= 10 * n_global, [len(f.rows) for f in folds]
     with pytest.raises(LeakageError, match="must be strictly later"):  # it is not a global time order
         check_interaction_split(it, it.merge(s["interactions"])["split"].to_numpy(), s["interaction_time_folds"], "global_time")
 
