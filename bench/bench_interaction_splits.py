@@ -61,6 +61,7 @@ def main(argv=None):
                          "evaluated_users": info["evaluated_users"], "selected": sel, f"selected ndcg@{k} [95% CI]": cell(sel),
                          f"most_popular ndcg@{k} [95% CI]": cell("most_popular"),
                          "test_before_training": round(info["interaction_leak"]["test_before_training_share"], 3),
+                         "training_after_test_mean": round(info["interaction_leak"]["training_after_test_share"], 3),
                          "test_before_own_training": round(info["interaction_leak"]["test_before_own_training_share"], 3)})
             if strategy == "auto": print(f"# auto: {info['interaction_split_reason']}", flush=True)
             if info["few_users_warning"]: print(f"# {strategy}: warning: {info['few_users_warning']}", flush=True)
