@@ -1026,6 +1026,7 @@ def export_data(params: dict, # resolved run parameters (source 'synthetic')
         atomic_write_text(path, df.to_csv(index=False, date_format="%Y-%m-%dT%H:%M:%S"))
         files[name] = str(path)
     out = {k: v for k, v in params.items() if k not in GENERATOR_PARAMS} | {"source": "files", "files": files}
+    if out.get("interaction_split", "auto") == "auto": out["interaction_split"] = "global_time"  # the synthetic protocol, which 'auto' keeps there
     params_file = folder/"params.yaml"
     atomic_write_text(params_file, "# the files path on the synthetic data exported by `thinkalike-ml export-data`\n"
                       + yaml.safe_dump(out, sort_keys=False))
