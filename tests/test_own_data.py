@@ -171,7 +171,8 @@ def test_export_data_round_trip_gives_the_same_version_and_the_same_metrics(tmp_
     syn, p_syn = _run(tmp_path, "synthetic")
     from thinkalike_ml.data import synthetic_pseudonym_key
     monkeypatch.setenv("THINKALIKE_PSEUDONYM_KEY", synthetic_pseudonym_key(p_syn["seed"]).decode())
-    own, p_own = _run(tmp_path, "files", source="files", files=fp["files"])
+    assert fp["interaction_split"] == "global_time"  # the params file keeps the synthetic protocol ('auto' could choose otherwise on files)
+    own, p_own = _run(tmp_path, "files", source="files", files=fp["files"], interaction_split=fp["interaction_split"])
     m = {}
     for run, params in ((syn, p_syn), (own, p_own)):
         m[run.path.parent.name] = {s: execute_stage(run, s, params) for s in ("data", "splits", "features", "models")}

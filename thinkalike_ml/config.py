@@ -78,6 +78,9 @@ PARAMS: dict[str, Param] = {p.name: p for p in [
     Param("n_users", int, 5000, "Number of synthetic users.", small=400, low=20, high=50_000_000),
     Param("n_items", int, 300, "Number of synthetic communities / content items.", small=60, low=5, high=5_000_000),
     Param("interactions_per_user", float, 20.0, "Mean number of user-item interactions per user.", small=12.0, low=1.0, high=10_000.0),
+    Param("activity_days", float, 0.0, "Median length in days of a synthetic user's active period: their interactions fall within it, from signup "
+          "(lengths vary lognormally, so a few users stay for months). 0: every user stays active from signup to the end of the data "
+          "(the default). A few days makes long-history data, where users come and go over the whole time range.", low=0.0, high=3660.0),
     Param("suggestions_per_user", float, 10.0, "Mean number of match suggestions per user.", small=8.0, low=1.0, high=10_000.0),
     Param("consent_rate", float, 0.92, "Share of synthetic users who consent to research use of their data.", low=0.0, high=1.0),
     Param("group_bias", float, 0.25, "Unfair penalty on the acceptance odds of one demographic group (0 = none).", low=0.0, high=5.0),
@@ -103,7 +106,19 @@ PARAMS: dict[str, Param] = {p.name: p for p in [
     Param("validation_fraction", float, 0.15, "Share of rows in the validation split.", low=0.01, high=0.5),
     Param("test_fraction", float, 0.15, "Share of rows in the test split.", low=0.01, high=0.5),
     Param("n_folds", int, 5, "Number of folds for k-fold and stratified k-fold cross-validation.", small=3, low=2, high=50),
-    Param("n_time_folds", int, 4, "Number of forward-chaining time-based folds.", small=3, low=2, high=50),
+    Param("n_time_folds", int, 4, "Number of the recommender's tuning folds over training + validation interactions: forward-chaining in time "
+          "(interaction_split 'global_time'), going back through each user's history ('user_time'), or per-user random folds ('user_random').",
+          small=3, low=2, high=50),
+    Param("interaction_split", str, "auto", "How interactions (the recommender's rows) are split, and the recommender's tuning folds: 'global_time' "
+          "(one cut in time: the latest interactions test), 'user_time' (each user's latest interactions test, the ones before validation, "
+          "in time order; one user's test may precede another user's training), 'user_random' (a random per-user holdout: optimistic) or "
+          "'auto' (global_time for synthetic data and MovieTweetings; for your files, user_time when a global cut would evaluate fewer than "
+          "min_evaluated_users users, else global_time).", choices=("auto", "global_time", "user_time", "user_random")),
+    Param("user_holdout", int, 0, "With interaction_split 'user_time' or 'user_random': each user's last (or random) k interactions are test and the "
+          "k before them validation; 0: the test_fraction and validation_fraction of each user's interactions (at least one each). "
+          "Users with too few interactions to keep one for training stay in training.", low=0, high=10_000),
+    Param("min_evaluated_users", int, 200, "Fewest users a recommender metric may be averaged over without a warning (in the splits and "
+          "evaluation reports and in `thinkalike-ml list`); also the threshold of interaction_split 'auto'.", low=1, high=10_000_000),
     # -- models
     Param("n_trials", int, 20, "Trials of Bayesian optimisation (Optuna) per model.", small=3, low=1, high=10_000),
     Param("top_k", int, 10, "Length of each recommendation list, and the cut-off of ranking metrics.", low=1, high=1000),

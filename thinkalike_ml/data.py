@@ -25,14 +25,15 @@ from .stages import execute_stage, open_stage, stage
 __all__ = ['VALUE_CATEGORIES', 'IMPORTANCE_COLUMNS', 'POSITION_COLUMNS', 'TOPIC_COLUMNS', 'INTEREST_TAGS', 'REGIONS', 'GENDERS',
            'AGE_BANDS', 'EVENTS', 'TABLES', 'ID_COLUMNS', 'USER_ID_COLUMNS', 'IDENTIFIER_COLUMNS', 'BIAS_ATTRIBUTE',
            'BIAS_GROUP', 'TIME_START', 'TIME_END', 'MAX_DROP_SHARE', 'RAW_SCHEMA', 'PREFERENCE_WEIGHT',
-           'POPULARITY_WEIGHT', 'ACCEPTANCE', 'VALUE_PREFIXES', 'DATA_PARAMS', 'GENERATOR_PARAMS', 'DATASET_RECORD',
-           'TRUTH_DIR', 'category_slug', 'DataError', 'DataQualityError', 'marginal_acceptance', 'acceptance_terms',
-           'generate_raw', 'resolve_path', 'read_table_file', 'apply_column_mapping', 'read_files', 'check_input_files',
-           'read_movietweetings', 'declared_columns', 'conform', 'read_withdrawn_ids', 'apply_consent', 'pseudonym_key',
-           'synthetic_pseudonym_key', 'dataset_pseudonym_key', 'pseudonymize', 'apply_privacy', 'age_band',
-           'check_quality', 'finalize', 'empty_interactions', 'empty_suggestions', 'dataset_hash', 'store_root',
-           'write_version', 'read_version', 'make_datasheet', 'collect_raw', 'build_dataset', 'value_similarity',
-           'run_data_stage', 'export_data', 'dataset_version', 'load_dataset', 'load_truth', 'true_item_scores']
+           'POPULARITY_WEIGHT', 'ACTIVITY_SPREAD', 'ACCEPTANCE', 'VALUE_PREFIXES', 'DATA_PARAMS', 'GENERATOR_PARAMS',
+           'DATASET_RECORD', 'TRUTH_DIR', 'category_slug', 'DataError', 'DataQualityError', 'marginal_acceptance',
+           'acceptance_terms', 'generate_raw', 'resolve_path', 'read_table_file', 'apply_column_mapping', 'read_files',
+           'check_input_files', 'read_movietweetings', 'declared_columns', 'conform', 'read_withdrawn_ids',
+           'apply_consent', 'pseudonym_key', 'synthetic_pseudonym_key', 'dataset_pseudonym_key', 'pseudonymize',
+           'apply_privacy', 'age_band', 'check_quality', 'finalize', 'empty_interactions', 'empty_suggestions',
+           'dataset_hash', 'store_root', 'write_version', 'read_version', 'make_datasheet', 'collect_raw',
+           'build_dataset', 'value_similarity', 'run_data_stage', 'export_data', 'dataset_version', 'load_dataset',
+           'load_truth', 'true_item_scores']
 
 # %% ../nbs/01_data.ipynb #2122c8d0
 VALUE_CATEGORIES = ["Transparency", "Empowerment", "Privacy", "Ethical AI", "Community", "Authenticity", "Innovation", "Efficiency"]
@@ -181,8 +182,16 @@ def _sample_rows(rng, logits: np.ndarray, counts: np.ndarray) -> tuple[np.ndarra
     cols = np.searchsorted(cum.ravel(), rows + rng.random(len(rows))) - rows * p.shape[1]
     return rows, np.minimum(cols, p.shape[1] - 1)
 
+ACTIVITY_SPREAD = 1.0  # with `activity_days`: the sd of the log of a user's active period (lognormal around the median)
+
+def _activity_end(signup: np.ndarray, span: float, activity_days: float, rng) -> np.ndarray:
+    "Each user's last possible interaction time (seconds): the end of the data, or (`activity_days` > 0) a lognormal active period after signup."
+    if activity_days <= 0: return np.full(len(signup), span - 1.0)
+    days = activity_days * np.exp(ACTIVITY_SPREAD * rng.standard_normal(len(signup)))
+    return np.minimum(signup + days * 86400.0, span - 1.0)
+
 def _generate_interactions(rng, users: pd.DataFrame, items: pd.DataFrame, latent: dict, item_latent: dict,
-                           per_user: float) -> pd.DataFrame:
+                           per_user: float, activity_days: float = 0.0, activity_rng=None) -> pd.DataFrame:
     "Timestamped views, joins and engagements drawn from the true preferences (blocks of users, no row loops)."
     n, m = len(users), len(items)
     activity = rng.lognormal(0, 0.8, n)
@@ -199,8 +208,9 @@ def _generate_interactions(rng, users: pd.DataFrame, items: pd.DataFrame, latent
     draw = rng.random(len(u))
     event = np.select([draw < 0.2 * s, draw < 0.6 * s], ["engage", "join"], "view")
     span = (TIME_END - TIME_START).total_seconds()
+    end = _activity_end(latent["signup"], span, activity_days, activity_rng)  # a separate generator: the default data stay as they were
     signup = latent["signup"][u]
-    ts = np.floor(signup + rng.random(len(u)) * (span - 1 - signup))
+    ts = np.floor(signup + rng.random(len(u)) * (end[u] - signup))
     order = np.lexsort((i, u, ts))
     out = pd.DataFrame({"interaction_id": _padded_ids("I", len(u)),
                         "user_id": users["user_id"].to_numpy()[u[order]], "item_id": items["item_id"].to_numpy()[i[order]],
@@ -305,14 +315,15 @@ def _corrupt(rng, tables: dict, rate: float) -> dict:
 # %% ../nbs/01_data.ipynb #4a3aaff0
 def generate_raw(n_users=400, n_items=60, interactions_per_user=12.0, suggestions_per_user=8.0, consent_rate=0.92,
                  group_bias=0.25, data_drift=0.0, concept_drift=0.0, production_fraction=0.2, missing_rate=0.02,
-                 dirty_rate=0.0, seed=42, **_) -> tuple[dict, dict]:
+                 dirty_rate=0.0, activity_days=0.0, seed=42, **_) -> tuple[dict, dict]:
     "Seeded raw tables as they would arrive (identifiers, consent flags) and their ground truth, keyed by raw ids."
     rng = np.random.default_rng(seed)
     span = (TIME_END - TIME_START).total_seconds()
     production_start = span * (1 - production_fraction)
     users, latent = _generate_users(rng, n_users, consent_rate, data_drift, production_start)
     items, item_latent = _generate_items(rng, n_items, users, latent)
-    inter = _generate_interactions(rng, users, items, latent, item_latent, interactions_per_user)
+    inter = _generate_interactions(rng, users, items, latent, item_latent, interactions_per_user, activity_days,
+                                   np.random.default_rng([seed, 1]))
     sugg, sugg_truth = _generate_suggestions(rng, users, latent, suggestions_per_user, group_bias, concept_drift, production_start)
     raw = _corrupt(rng, {"users": _blank(rng, users, missing_rate), "items": items, "interactions": inter,
                          "suggestions": sugg}, dirty_rate)
@@ -993,7 +1004,7 @@ def _write_truth(run: RunDirectory, truth: dict) -> None:
     run.write_json(f"{TRUTH_DIR}/info.json", truth["info"])
 
 # %% ../nbs/01_data.ipynb #4d010b95
-GENERATOR_PARAMS = ("n_users", "n_items", "interactions_per_user", "suggestions_per_user", "consent_rate", "group_bias", "data_drift",
+GENERATOR_PARAMS = ("n_users", "n_items", "interactions_per_user", "activity_days", "suggestions_per_user", "consent_rate", "group_bias", "data_drift",
                     "concept_drift", "production_fraction", "missing_rate", "dirty_rate")  # knobs of the generator only
 
 def export_data(params: dict, # resolved run parameters (source 'synthetic')
@@ -1015,6 +1026,7 @@ def export_data(params: dict, # resolved run parameters (source 'synthetic')
         atomic_write_text(path, df.to_csv(index=False, date_format="%Y-%m-%dT%H:%M:%S"))
         files[name] = str(path)
     out = {k: v for k, v in params.items() if k not in GENERATOR_PARAMS} | {"source": "files", "files": files}
+    if out.get("interaction_split", "auto") == "auto": out["interaction_split"] = "global_time"  # the synthetic protocol, which 'auto' keeps there
     params_file = folder/"params.yaml"
     atomic_write_text(params_file, "# the files path on the synthetic data exported by `thinkalike-ml export-data`\n"
                       + yaml.safe_dump(out, sort_keys=False))

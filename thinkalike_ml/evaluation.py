@@ -1115,11 +1115,16 @@ def run_evaluation_stage(run, # the run's `RunDirectory`
                       if recommender is not None else None)
     edges = tuning_edges(inputs["models"], inputs.get("recommender_tuning"))
     flags += edge_flags(edges)
+    from thinkalike_ml.splits import few_users_warning
+    few = few_users_warning(int(recommender.relevance["users"]), params.get("min_evaluated_users", 200)) if recommender is not None else ""
+    flags += [few] if few else []  # too few users behind the recommender's metrics: the report and `list` warn
     persist_evaluation(run, matcher, recommender, ab, flags, strategies, edges, params["top_k"], rating, rec_strategies)
     metrics = evaluation_metrics(matcher[0] if matcher is not None else None, recommender, ab, rating)
     if strategies is not None: metrics |= {f"validation_{r.strategy}_roc_auc": r.roc_auc_mean for r in strategies[1].itertuples()}
     if rec_strategies is not None: metrics |= {f"validation_recommender_{r.strategy}_ndcg": r.ndcg_mean for r in rec_strategies[1].itertuples()}
     metrics["n_tuned_at_grid_edge"] = float(edges["at_edge"].sum())
+    if recommender is not None: metrics |= {"recommender_evaluated_users": float(recommender.relevance["users"]),
+                                            "min_evaluated_users": float(params.get("min_evaluated_users", 200))}
     metrics |= {"n_bootstrap": float(n_boot), "n_flags": float(len(flags)), "evaluation_seconds": time.perf_counter() - t0}
     track_evaluation(run, params, metrics)
     return metrics

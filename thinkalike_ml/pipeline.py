@@ -20,7 +20,7 @@ from .stages import STAGES, Stage, StageError, headline_metrics, preflight, sele
 # %% auto #0
 __all__ = ['NOTEBOOK_PARAMETERS', 'notebook_parameters', 'report_notebook', 'RunInterrupted', 'StageInterrupted', 'StageKernel',
            'render_stage', 'run_stage', 'PageRenderer', 'run_pipeline', 'StageFailed', 'find_run', 'headline',
-           'listed_status', 'format_runs', 'show_run', 'main']
+           'listed_status', 'run_warnings', 'format_runs', 'show_run', 'main']
 
 # %% ../nbs/00b_pipeline.ipynb #e3008374
 NOTEBOOK_PARAMETERS = ("run_dir", "overrides")  # the only names a stage notebook's parameters cell assigns
@@ -320,8 +320,17 @@ def listed_status(entry: dict) -> str:
     if entry["status"] == "succeeded" and entry.get("stages") and entry["stages"] != stage_names(): return "partial"
     return entry["status"]
 
+def run_warnings(metrics: dict) -> list[str]:
+    "Warnings read from a run's metrics: recommender metrics averaged over fewer users than `min_evaluated_users` (the latest stage that counted them)."
+    order = [s for s in stage_names() if s in metrics] + [s for s in metrics if s not in stage_names()]
+    for name in reversed(order):
+        n, low = metrics[name].get("recommender_evaluated_users"), metrics[name].get("min_evaluated_users")
+        if isinstance(n, (int, float)) and isinstance(low, (int, float)):
+            return [] if n >= low else [f"recommender metrics averaged over {n:.0f} users, fewer than min_evaluated_users = {low:.0f} ({name})"]
+    return []
+
 def format_runs(runs: list[dict], stages=None) -> str:
-    "The runs as a table: id, status, duration and headline metrics, and why a run failed."
+    "The runs as a table: id, status, duration and headline metrics, why a run failed and its warnings."
     if not runs: return "no runs yet; start one with `thinkalike-ml run`"
     lines = [f"{'run':<26} {'status':<11} {'duration':>9}  headline metrics"]
     for r in runs:
@@ -329,6 +338,7 @@ def format_runs(runs: list[dict], stages=None) -> str:
         lines.append(f"{r['run_id']:<26} {listed_status(r):<11} {dur:>9}  {headline(r.get('metrics', {}), stages=stages)}")
         if r["status"] in ("failed", "interrupted") and r.get("error"):
             lines.append(f"{'':<26} why: {r['error'].splitlines()[0][:150]}")
+        lines += [f"{'':<26} warning: {w}" for w in run_warnings(r.get("metrics", {}))]
     return "\n".join(lines)
 
 def show_run(entry: dict) -> str:
@@ -358,6 +368,7 @@ def show_run(entry: dict) -> str:
     shown = [(k, metrics.get(k.split(".")[0], {}).get(k.split(".", 1)[1])) for k in keys]
     shown = [(k, v) for k, v in shown if v is not None]
     if shown: lines += ["  headline metrics"] + [f"    {k:<46} {_fmt(v)}" for k, v in shown]
+    lines += [f"  warning    {w}" for w in run_warnings(metrics)]
     return "\n".join(lines)
 
 # %% ../nbs/00b_pipeline.ipynb #900cff87

@@ -13,11 +13,15 @@ from .data import dataset_version, load_dataset
 from .runs import RunDirectory
 
 # %% auto #0
-__all__ = ['SPLITS', 'EXCLUDED', 'MATCHER_SPLITS', 'SPLITS_DIR', 'split_fractions', 'stratified_split', 'split_by_time',
-           'kfold_assign', 'stratified_kfold_assign', 'forward_chaining_folds', 'group_split', 'users_split',
-           'user_fold_roles', 'partition_fold_roles', 'LeakageError', 'check_no_overlap', 'check_time_order',
-           'check_time_folds', 'check_disjoint', 'check_disjoint_folds', 'split_suggestions', 'user_overlap',
-           'make_splits', 'check_matcher_split', 'check_splits', 'split_summary', 'run_splits_stage', 'load_splits']
+__all__ = ['SPLITS', 'EXCLUDED', 'INTERACTION_SPLITS', 'MATCHER_SPLITS', 'SPLITS_DIR', 'INTERACTION_SPLITS_TABLE',
+           'split_fractions', 'stratified_split', 'split_by_time', 'kfold_assign', 'stratified_kfold_assign',
+           'forward_chaining_folds', 'group_split', 'users_split', 'user_fold_roles', 'partition_fold_roles',
+           'user_holdout_sizes', 'split_by_user_time', 'split_by_user_random', 'user_time_folds', 'user_random_folds',
+           'LeakageError', 'check_no_overlap', 'check_time_order', 'check_time_folds', 'check_disjoint',
+           'check_disjoint_folds', 'check_user_time_order', 'check_user_time_folds', 'check_interaction_split',
+           'interaction_leak', 'split_suggestions', 'user_overlap', 'evaluated_users', 'split_interactions',
+           'choose_interaction_split', 'interaction_split_comparison', 'few_users_warning', 'make_splits',
+           'check_matcher_split', 'check_splits', 'split_summary', 'run_splits_stage', 'load_splits']
 
 # %% ../nbs/02_splits.ipynb #70077553
 SPLITS = ["train", "validation", "test"]
@@ -151,6 +155,69 @@ def partition_fold_roles(ids, folds: np.ndarray, id_col: str = "suggestion_id") 
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame({id_col: pd.Series([], dtype=object), "fold": pd.Series([], dtype=int),
                                                                             "role": pd.Series([], dtype=object)})
 
+# %% ../nbs/02_splits.ipynb #2b18cf5d
+INTERACTION_SPLITS = ("global_time", "user_time", "user_random")  # the strategies of parameter `interaction_split`
+
+def _user_positions(users, keys) -> tuple[np.ndarray, np.ndarray]:
+    "Each row's position (0-based) in its user's rows ordered by `keys` (rows with equal keys share the first position) and the user's row count."
+    df = pd.DataFrame({"u": np.asarray(users, dtype=object), "k": np.asarray(keys)})
+    g = df.groupby("u", sort=False)["k"]
+    return (g.rank(method="min").to_numpy() - 1).astype(int), g.transform("size").to_numpy().astype(int)
+
+def user_holdout_sizes(n: np.ndarray, # each row's user's number of rows
+                       fractions: dict, # split fractions (validation and test are used)
+                       holdout: int = 0, # rows held out per user for test and for validation; 0: the fractions (at least 1 each)
+                      ) -> tuple[np.ndarray, np.ndarray]:
+    "Test and validation rows held out per user; 0 for users who could not keep a training row."
+    n = np.asarray(n)
+    if holdout: test, val = np.full(len(n), holdout), np.full(len(n), holdout)
+    else: test, val = (np.maximum(1, np.round(fractions[s] * n)).astype(int) for s in ("test", "validation"))
+    keep = n - test - val >= 1
+    return np.where(keep, test, 0), np.where(keep, val, 0)
+
+def _label_by_position(pos: np.ndarray, n: np.ndarray, test: np.ndarray, val: np.ndarray) -> np.ndarray:
+    "'test' for a user's last `test` positions, 'validation' for the `val` before them, else 'train'."
+    return np.select([pos >= n - test, pos >= n - test - val], ["test", "validation"], "train").astype(object)
+
+def split_by_user_time(df: pd.DataFrame, fractions: dict, holdout: int = 0, user_col: str = "user_id", time_col: str = "timestamp") -> pd.Series:
+    "Per user, in time order: the latest rows test, the ones before validation, the rest train."
+    _check_fractions(fractions)
+    if df[time_col].isna().any(): raise ValueError(f"column '{time_col}': {int(df[time_col].isna().sum())} rows have no time; cannot split by time")
+    pos, n = _user_positions(df[user_col], df[time_col])
+    return pd.Series(_label_by_position(pos, n, *user_holdout_sizes(n, fractions, holdout)), index=df.index, dtype=object)
+
+def split_by_user_random(df: pd.DataFrame, fractions: dict, holdout: int = 0, seed: int = 42, user_col: str = "user_id") -> pd.Series:
+    "Per user, seeded random rows test and validation (as many as `split_by_user_time` holds out), the rest train."
+    _check_fractions(fractions)
+    pos, n = _user_positions(df[user_col], np.random.default_rng(seed).random(len(df)))
+    return pd.Series(_label_by_position(pos, n, *user_holdout_sizes(n, fractions, holdout)), index=df.index, dtype=object)
+
+# %% ../nbs/02_splits.ipynb #f6fdf718
+def user_time_folds(df: pd.DataFrame, # interactions: id, user and time columns
+                    split, # each row's split (`split_by_user_time`)
+                    n_folds: int, # folds
+                    id_col: str = "interaction_id", user_col: str = "user_id", time_col: str = "timestamp",
+                   ) -> pd.DataFrame:
+    "Per-user time folds over training + validation rows, (id, fold, role): fold f validates on each user's f-th block of rows back from the end."
+    d = df[np.isin(np.asarray(split), ["train", "validation"])]
+    is_val = pd.Series(np.asarray(split)[np.isin(np.asarray(split), ["train", "validation"])] == "validation", index=d.index)
+    pos, m = _user_positions(d[user_col], d[time_col])
+    h = is_val.groupby(d[user_col].to_numpy()).transform("sum").to_numpy().astype(int)
+    ids, parts = d[id_col].to_numpy(), []
+    for f in range(n_folds):
+        lo, hi = m - (f + 1) * h, m - f * h
+        has = (h > 0) & (lo >= 1)
+        va, tr = has & (pos >= lo) & (pos < hi), pos < np.where(has, lo, hi)
+        parts.append(pd.DataFrame({id_col: np.r_[ids[tr], ids[va]], "fold": f,
+                                   "role": np.r_[np.full(tr.sum(), "train", object), np.full(va.sum(), "validation", object)]}))
+    return pd.concat(parts, ignore_index=True)
+
+def user_random_folds(df: pd.DataFrame, split, n_folds: int, seed: int = 42, id_col: str = "interaction_id", user_col: str = "user_id") -> pd.DataFrame:
+    "Per-user random folds over training + validation rows, (id, fold, role): each user's rows dealt at random into the folds."
+    d = df[np.isin(np.asarray(split), ["train", "validation"])]
+    pos, m = _user_positions(d[user_col], np.random.default_rng(seed + 1).random(len(d)))
+    return partition_fold_roles(d[id_col].to_numpy(), np.where(m >= 2, pos % n_folds, -1), id_col)
+
 # %% ../nbs/02_splits.ipynb #7a1f3311
 class LeakageError(AssertionError):
     "A split or fold lets information cross between training and evaluation rows."
@@ -187,6 +254,51 @@ def check_disjoint_folds(folds: pd.DataFrame, keys: pd.DataFrame, id_col: str, w
     "Assert in every fold that no key appears in both its training and its validation rows; `keys` is indexed by row id."
     for k, g in folds.groupby("fold"):
         check_disjoint(keys.reindex(g[id_col]), g["role"].to_numpy(), f"{what}, fold {k}", key)
+
+# %% ../nbs/02_splits.ipynb #e3a943e1
+def check_user_time_order(users, times, split, order: list[str], what: str = "rows") -> None:
+    "Assert within each user that every row of each split is strictly later than every row of that user's splits before it in `order`."
+    df = pd.DataFrame({"u": np.asarray(users, dtype=object), "t": np.asarray(times), "s": np.asarray(split, dtype=object)})
+    span = df[df["s"].isin(order)].groupby(["u", "s"])["t"].agg(["min", "max"]).unstack("s")
+    for i, a in enumerate(order):
+        for b in order[i + 1:]:
+            if ("max", a) not in span or ("min", b) not in span: continue
+            bad = span[("max", a)] >= span[("min", b)]
+            if bad.any():
+                u = bad.index[bad.to_numpy()][0]
+                raise LeakageError(f"{what}: for {int(bad.sum())} users '{b}' does not start after '{a}' ends (first: user {u!r}, "
+                                   f"'{a}' ends at {span.loc[u, ('max', a)]}, '{b}' starts at {span.loc[u, ('min', b)]})")
+
+def check_user_time_folds(folds: pd.DataFrame, times: pd.Series, users: pd.Series, id_col: str, what: str = "user time folds") -> None:
+    "Assert in every fold that each user's validation rows are later than their training rows; `times` and `users` are indexed by row id."
+    for k, g in folds.groupby("fold"):
+        check_user_time_order(users.reindex(g[id_col]).to_numpy(), times.reindex(g[id_col]).to_numpy(), g["role"], ["train", "validation"], f"{what}, fold {k}")
+
+def check_interaction_split(it: pd.DataFrame, split, folds: pd.DataFrame, strategy: str) -> None:
+    "Assert what interaction split `strategy` promises on the split and on its tuning folds (interactions: interaction_id, user_id, timestamp)."
+    if strategy not in INTERACTION_SPLITS: raise ValueError(f"interaction split {strategy!r}: expected one of {', '.join(INTERACTION_SPLITS)}")
+    check_no_overlap(it["interaction_id"], split, "interactions")
+    if strategy == "global_time": check_time_order(it["timestamp"], split, SPLITS, "interactions (interaction_split 'global_time')")
+    if strategy == "user_time": check_user_time_order(it["user_id"], it["timestamp"], split, SPLITS, "interactions (interaction_split 'user_time')")
+    trval = pd.Index(it["interaction_id"][np.isin(np.asarray(split), ["train", "validation"])])
+    if (trval.get_indexer(folds["interaction_id"]) < 0).any(): raise LeakageError("interaction folds hold rows outside training + validation")
+    if folds[folds["role"] == "validation"]["interaction_id"].duplicated().any(): raise LeakageError("interaction folds validate a row in more than one fold")
+    idx = it.set_index("interaction_id")
+    if strategy == "global_time": check_time_folds(folds, idx["timestamp"], "interaction_id", "interaction time folds")
+    if strategy == "user_time": check_user_time_folds(folds, idx["timestamp"], idx["user_id"], "interaction_id", "interaction user time folds")
+
+def interaction_leak(it: pd.DataFrame, split) -> dict:
+    "How far training (+ validation) reaches past the test rows in time: across users, on average, and within the same user."
+    split = np.asarray(split)
+    t = it["timestamp"].to_numpy()
+    tr, te = np.isin(split, ["train", "validation"]), split == "test"
+    if not te.any() or not tr.any():
+        return {"test_before_training_share": 0.0, "training_after_test_share": 0.0, "test_before_own_training_share": 0.0}
+    later = tr.sum() - np.searchsorted(np.sort(t[tr]), t[te], side="right")
+    own_last = pd.Series(t[tr]).groupby(it["user_id"].to_numpy()[tr]).max()
+    own = own_last.reindex(it["user_id"].to_numpy()[te]).to_numpy()
+    return {"test_before_training_share": float((later > 0).mean()), "training_after_test_share": float((later / tr.sum()).mean()),
+            "test_before_own_training_share": float(np.mean(t[te] < own))}  # NaT (no training row) compares False
 
 # %% ../nbs/02_splits.ipynb #65c88302
 def _summary(table: str, df: pd.DataFrame, split: pd.Series, label: str | None, time_col: str | None) -> pd.DataFrame:
@@ -250,18 +362,68 @@ def user_overlap(s: pd.DataFrame, split) -> dict:
             "test_pairs_with_both_users_seen_share": float((a & b).mean()) if len(te) else nan,
             "excluded_share": float((split == EXCLUDED).mean()) if len(split) else 0.0}
 
+def evaluated_users(it: pd.DataFrame, split) -> int:
+    "Users a recommender test metric is averaged over: those with a test item new to them, user and item seen in training + validation."
+    split = np.asarray(split)
+    tr, te = it[np.isin(split, ["train", "validation"])], it[split == "test"]
+    te = te[te["user_id"].isin(tr["user_id"].unique()) & te["item_id"].isin(tr["item_id"].unique())]
+    pairs = te[["user_id", "item_id"]].drop_duplicates().merge(tr[["user_id", "item_id"]].drop_duplicates(), how="left", indicator=True)
+    return int(pairs.loc[pairs["_merge"] == "left_only", "user_id"].nunique())
+
+def split_interactions(it: pd.DataFrame, strategy: str, params: dict) -> tuple[pd.Series, pd.DataFrame]:
+    "The split of each interaction and the recommender's tuning folds, (interaction_id, fold, role), under interaction split `strategy`."
+    fr, k, holdout = split_fractions(params["validation_fraction"], params["test_fraction"]), params["n_time_folds"], params.get("user_holdout", 0)
+    if strategy not in INTERACTION_SPLITS: raise ValueError(f"parameter 'interaction_split': unknown strategy {strategy!r}; expected 'auto' or one of {', '.join(INTERACTION_SPLITS)}")
+    if strategy == "user_time" and len(it):
+        split = split_by_user_time(it, fr, holdout)
+        return split, user_time_folds(it, split, k)
+    if strategy == "user_random" and len(it):
+        split = split_by_user_random(it, fr, holdout, params["seed"])
+        return split, user_random_folds(it, split, k, params["seed"])
+    split = split_by_time(it, "timestamp", fr)
+    return split, forward_chaining_folds(it[split.isin(["train", "validation"]).to_numpy()], "timestamp", k, "interaction_id")
+
+def choose_interaction_split(it: pd.DataFrame, params: dict) -> tuple[str, str]:
+    "The interaction split to use and why: the parameter's, or under 'auto' the one the source and the data call for."
+    requested = params.get("interaction_split", "auto")
+    if requested != "auto":
+        if requested not in INTERACTION_SPLITS: split_interactions(it, requested, params)  # raises, naming the parameter
+        return requested, f"set by parameter 'interaction_split' ({requested})"
+    source, minimum = params.get("source", "synthetic"), params.get("min_evaluated_users", 200)
+    if source != "files": return "global_time", f"'auto' keeps the protocol of source '{source}': one cut in time for everyone"
+    if len(it) == 0: return "global_time", "'auto': there are no interactions to split"
+    n = evaluated_users(it, split_by_time(it, "timestamp", split_fractions(params["validation_fraction"], params["test_fraction"])))
+    if n < minimum:
+        return "user_time", (f"'auto' on your files: a global time cut would evaluate {n:,} users, fewer than min_evaluated_users = {minimum:,}; "
+                             "so each user's latest interactions are test instead (user_time)")
+    return "global_time", f"'auto' on your files: a global time cut evaluates {n:,} users, at least min_evaluated_users = {minimum:,}"
+
+def interaction_split_comparison(it: pd.DataFrame, params: dict) -> pd.DataFrame:
+    "Evaluated users, test rows and how far training reaches past test (`interaction_leak`), under each interaction split."
+    rows = []
+    for strategy in INTERACTION_SPLITS:
+        split = split_interactions(it, strategy, params)[0].to_numpy()
+        rows.append({"interaction_split": strategy, "evaluated_users": evaluated_users(it, split), "test_rows": int((split == "test").sum()),
+                     **interaction_leak(it, split)})
+    return pd.DataFrame(rows)
+
+def few_users_warning(n_users: int, minimum: int) -> str:
+    "A warning sentence when recommender metrics are averaged over fewer than `minimum` users, else ''."
+    if n_users >= minimum: return ""
+    return (f"recommender metrics are averaged over {n_users:,} users, fewer than min_evaluated_users = {minimum:,}: their confidence "
+            "intervals are wide and differences between models mean little")
+
 def make_splits(tables: dict, params: dict) -> dict[str, pd.DataFrame]:
     "Every split of a dataset version, by row id, leakage-checked."
-    fr = split_fractions(params["validation_fraction"], params["test_fraction"])
     s, it = tables["suggestions"], tables["interactions"]
     s_split, s_folds = split_suggestions(s, params)
-    i_split = split_by_time(it, "timestamp", fr)
-    trval = it[i_split.isin(["train", "validation"]).to_numpy()]
+    strategy = choose_interaction_split(it, params)[0]
+    i_split, i_folds = split_interactions(it, strategy, params)
     out = {"suggestions": pd.DataFrame({"suggestion_id": s.suggestion_id.to_numpy(), "split": s_split.to_numpy()}),
            "suggestion_folds": s_folds,
            "interactions": pd.DataFrame({"interaction_id": it.interaction_id.to_numpy(), "split": i_split.to_numpy()}),
-           "interaction_time_folds": forward_chaining_folds(trval, "timestamp", params["n_time_folds"], "interaction_id")}
-    check_splits(tables, out, params)
+           "interaction_time_folds": i_folds}
+    check_splits(tables, out, {**params, "interaction_split": strategy})
     return out
 
 def check_matcher_split(s: pd.DataFrame, split, folds: pd.DataFrame, strategy: str, group_column: str = "") -> None:
@@ -278,15 +440,16 @@ def check_matcher_split(s: pd.DataFrame, split, folds: pd.DataFrame, strategy: s
         check_disjoint_folds(folds, idx[["user_a", "user_b"]], "suggestion_id", "suggestion user folds", "user")
 
 def check_splits(tables: dict, splits: dict, params: dict | None = None) -> None:
-    "Assert the leakage checks on a full set of splits (with `params`, also what its `matcher_split` promises)."
+    "Assert the leakage checks on a full set of splits (with `params`, also what its `matcher_split` and `interaction_split` promise; else global time order)."
     check_no_overlap(splits["suggestions"].suggestion_id, splits["suggestions"].split, "suggestions")
     if params is not None and len(tables["suggestions"]):
         s = tables["suggestions"].merge(splits["suggestions"], on="suggestion_id")
         check_matcher_split(s, s["split"].to_numpy(), splits["suggestion_folds"], params.get("matcher_split", "stratified"), params.get("group_column", ""))
     check_no_overlap(splits["interactions"].interaction_id, splits["interactions"].split, "interactions")
-    times = tables["interactions"].set_index("interaction_id").timestamp
-    check_time_order(times.reindex(splits["interactions"].interaction_id).to_numpy(), splits["interactions"].split, SPLITS, "interactions")
-    check_time_folds(splits["interaction_time_folds"], times, "interaction_id", "interaction time folds")
+    strategy = (params or {}).get("interaction_split", "global_time")
+    if strategy == "auto": strategy = choose_interaction_split(tables["interactions"], params)[0]
+    it = tables["interactions"].merge(splits["interactions"], on="interaction_id")
+    check_interaction_split(it, it["split"].to_numpy(), splits["interaction_time_folds"], strategy)
     train = set(splits["suggestions"].suggestion_id[splits["suggestions"].split == "train"])
     if not set(splits["suggestion_folds"].suggestion_id) <= train: raise LeakageError("suggestion folds hold rows outside the training split")
     sf = splits["suggestion_folds"]
@@ -303,10 +466,32 @@ def split_summary(tables: dict, splits: dict) -> pd.DataFrame:
     return pd.concat([_summary("suggestions", s, s.split, "accepted", "timestamp"),
                       _summary("interactions", i, i.split, None, "timestamp")], ignore_index=True)
 
+INTERACTION_SPLITS_TABLE = "tables/interaction_splits.parquet"  # `interaction_split_comparison` of the run's interactions
+
+def _interaction_split_record(it: pd.DataFrame, params: dict, strategy: str, reason: str) -> tuple[dict, dict, pd.DataFrame]:
+    "The interaction split's record for splits.json, its metrics and the comparison of the strategies."
+    comparison = interaction_split_comparison(it, params)
+    chosen = comparison.set_index("interaction_split").loc[strategy]
+    n, minimum = int(chosen["evaluated_users"]), params.get("min_evaluated_users", 200)
+    leak = {k: float(chosen[k]) for k in ("test_before_training_share", "training_after_test_share", "test_before_own_training_share")}
+    warning = few_users_warning(n, minimum) if len(it) else ""
+    record = {"interaction_split": strategy, "interaction_split_requested": params.get("interaction_split", "auto"),
+              "interaction_split_reason": reason, "user_holdout": params.get("user_holdout", 0), "evaluated_users": n,
+              "min_evaluated_users": minimum, "few_users_warning": warning, "interaction_leak": leak}
+    m = {f"interaction_split_is_{x}": float(strategy == x) for x in INTERACTION_SPLITS}
+    if len(it):
+        m |= {"recommender_evaluated_users": float(n), "min_evaluated_users": float(minimum)}
+        m |= {f"recommender_evaluated_users_{r.interaction_split}": float(r.evaluated_users) for r in comparison.itertuples()}
+        m |= {f"interactions_{k}": v for k, v in leak.items()}
+    return record, m, comparison
+
 def run_splits_stage(run: RunDirectory, params: dict) -> dict:
     "Split the run's dataset version, check for leakage, store the splits by row id and the summary table."
     tables = load_dataset(run)
-    splits = make_splits(tables, params)
+    chosen, reason = choose_interaction_split(tables["interactions"], params)
+    splits = make_splits(tables, {**params, "interaction_split": chosen})
+    record, interaction_metrics, comparison = _interaction_split_record(tables["interactions"], params, chosen, reason)
+    run.write_table(INTERACTION_SPLITS_TABLE, comparison)
     for name, df in splits.items(): run.write_table(f"{SPLITS_DIR}/{name}.parquet", df)
     summary = split_summary(tables, splits)
     run.write_table("tables/split_summary.parquet", summary)
@@ -316,8 +501,8 @@ def run_splits_stage(run: RunDirectory, params: dict) -> dict:
     run.write_json(f"{SPLITS_DIR}/splits.json", {"dataset_version": dataset_version(run)["version"], "seed": params["seed"],
         "fractions": split_fractions(params["validation_fraction"], params["test_fraction"]), "matcher_split": strategy,
         "group_column": params.get("group_column", ""), "user_overlap": overlap,
-        "n_folds": params["n_folds"], "n_time_folds": params["n_time_folds"], "row_counts": {k: len(v) for k, v in splits.items()}})
-    m = {f"matcher_split_is_{x}": float(strategy == x) for x in MATCHER_SPLITS}
+        "n_folds": params["n_folds"], "n_time_folds": params["n_time_folds"], "row_counts": {k: len(v) for k, v in splits.items()}, **record})
+    m = {f"matcher_split_is_{x}": float(strategy == x) for x in MATCHER_SPLITS} | interaction_metrics
     m |= {f"suggestions_{k}": float(v) for k, v in overlap.items()}
     for _, r in summary.iterrows():
         m[f"{r.table}_{r.split}_rows"] = int(r.rows)
