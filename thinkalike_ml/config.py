@@ -81,6 +81,7 @@ PARAMS: dict[str, Param] = {p.name: p for p in [
     Param("group_bias", float, 0.25, "Unfair penalty on the acceptance odds of one demographic group (0 = none).", low=0.0, high=5.0),
     Param("data_drift", float, 0.0, "Strength of the shift in user attributes in the later 'production' period.", low=0.0, high=1.0),
     Param("concept_drift", float, 0.0, "Strength of the change in what drives acceptance in the 'production' period.", low=0.0, high=1.0),
+    Param("bias_drift", float, 0.0, "Bias that emerges after release: the penalty on the biased group's acceptance grows over the 'production' period, from 0 to this many logit units more at its end (0: none).", low=0.0, high=5.0),
     Param("production_fraction", float, 0.2, "Share of the time span that is the later 'production' period.", low=0.0, high=0.9),
     Param("missing_rate", float, 0.02, "Share of optional attribute values the generator leaves missing.", low=0.0, high=0.9),
     Param("dirty_rate", float, 0.0, "Share of raw rows the generator corrupts (duplicates, out-of-range values, bad keys).", low=0.0, high=0.5),

@@ -62,7 +62,7 @@ STAGES: list[Stage] = [
           "generator with ground truth, your files, consent, privacy, quality, versioned datasets, datasheet",
           runner="run_data_stage",
           params=("source", "seed", "dataset_store", "n_users", "n_items", "interactions_per_user", "suggestions_per_user",
-                  "consent_rate", "group_bias", "data_drift", "concept_drift", "production_fraction", "missing_rate",
+                  "consent_rate", "group_bias", "bias_drift", "data_drift", "concept_drift", "production_fraction", "missing_rate",
                   "dirty_rate", "files", "column_mapping", "withdrawn_ids_file", "feature_columns", "sensitive_attributes",
                   "group_column"),
           loaders=("dataset_version", "load_dataset", "load_truth"),
