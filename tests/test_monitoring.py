@@ -33,9 +33,9 @@ def stored_models():
     return {"model": model, "columns": cols}, transformer
 
 
-def _alarms(matcher, transformer, data_drift, concept_drift, seed=11, n_users=3000):
+def _alarms(matcher, transformer, data_drift, concept_drift, seed=11, n_users=3000, bias_drift=0.0):
     s = M.MonitorSettings(n_bootstrap=100, exclude=("signup_days_apart",))
-    sim = M.simulate_period(matcher, seed, data_drift, concept_drift, n_users, {}, ("age_band", "gender", "region"), transformer)
+    sim = M.simulate_period(matcher, seed, data_drift, concept_drift, n_users, {}, ("age_band", "gender", "region"), transformer, bias_drift)
     prod = sim["production"]
     windows = M.window_table(sim["start"], prod["timestamp"].max(), s.window_days, s.label_delay_days)
     prod = prod.assign(window=M.assign_windows(prod["timestamp"], windows))
@@ -84,6 +84,19 @@ def test_bias_emergence_fires_on_a_widening_gap_only():
     t = M.choose_threshold(f["accepted"], f["p"])
     b = M.bias_by_window(f[f["window"] >= 0], f[f["window"] == -1], ["g"], t, 0.05, alpha=0.0125, n_bootstrap=100)
     assert b.groupby("window")["alert"].any().tolist() == [False, True]
+
+
+def test_bias_that_grows_over_the_production_period_is_caught_late_and_only_on_its_attribute(stored_models):
+    matcher, transformer = stored_models
+    quiet, mon0 = _alarms(matcher, transformer, 0.0, 0.0)
+    assert not quiet["bias_emergence"].any(), mon0["bias"][mon0["bias"]["alert"]]
+    grown, mon = _alarms(matcher, transformer, 0.0, 0.0, bias_drift=3.0)  # the group penalty grows from 0 to 3 logits over the period
+    fired = grown.loc[grown["bias_emergence"], "window"]
+    assert len(fired) >= 2 and fired.min() >= len(grown) // 3, grown  # not at the start, when the bias is still small
+    b = mon["bias"][mon["bias"]["alert"]]
+    assert set(b["attribute"]) == {"region"} and set(b["metric"]) == {"calibration_difference"}  # the generator's biased attribute
+    late = mon["bias"].query("attribute == 'region' and metric == 'calibration_difference'").set_index("window")["widening"]
+    assert late.iloc[-3:].mean() > late.iloc[:3].mean() + 0.1
 
 
 class _Receiver(BaseHTTPRequestHandler):

@@ -27,14 +27,15 @@ __all__ = ['PSI_SMOOTHING', 'KS_LIMIT_SIZE', 'CORRECTIONS', 'DRIFT_COLUMNS', 'PE
            'MONITORING_SUMMARY', 'MONITORING_TABLES', 'ALERTS_FILE', 'RETRAINING_FILE', 'production_start',
            'window_table', 'assign_windows', 'is_categorical', 'ks_two_sample', 'chi_square_counts', 'psi',
            'drift_test', 'adjust_p', 'ReferenceProfile', 'feature_drift', 'drift_by_window',
-           'performance_with_intervals', 'degraded', 'window_ndcg', 'gap_null', 'bias_by_window', 'raise_alerts',
-           'deliver_alerts', 'MonitorSettings', 'monitor_settings', 'performance_by_window', 'monitor_period',
-           'system_by_window', 'registry_champions', 'scoring_models', 'scored_sentence', 'score_window',
-           'score_by_window', 'user_feature_rows', 'new_user_source', 'simulate_period', 'window_alarms',
-           'calibrate_detectors', 'calibration_summary', 'retraining_decision', 'maintenance_plan', 'load_later_data',
-           'monitoring_inputs', 'recommender_by_window', 'check_monitoring_params', 'monitor_run', 'retraining_command',
-           'monitoring_metrics', 'persist_monitoring', 'load_monitoring', 'run_monitoring_stage', 'retraining_alert',
-           'retraining_parameters', 'retrain_from_alert', 'format_retraining']
+           'performance_with_intervals', 'degraded', 'window_ndcg', 'calibration_difference', 'calibration_null',
+           'gap_null', 'bias_by_window', 'raise_alerts', 'deliver_alerts', 'MonitorSettings', 'monitor_settings',
+           'performance_by_window', 'monitor_period', 'system_by_window', 'registry_champions', 'scoring_models',
+           'scored_sentence', 'score_window', 'score_by_window', 'user_feature_rows', 'new_user_source',
+           'cumulative_rows', 'simulate_period', 'window_alarms', 'calibrate_detectors', 'calibration_summary',
+           'retraining_decision', 'maintenance_plan', 'load_later_data', 'monitoring_inputs', 'recommender_by_window',
+           'check_monitoring_params', 'monitor_run', 'retraining_command', 'monitoring_metrics', 'persist_monitoring',
+           'load_monitoring', 'run_monitoring_stage', 'retraining_alert', 'retraining_parameters', 'retrain_from_alert',
+           'format_retraining']
 
 # %% ../nbs/10_monitoring.ipynb #8c6f0aaa
 def production_start(times, # timestamps of the rows (suggestions)
@@ -308,7 +309,41 @@ def window_ndcg(lists: pd.DataFrame, # top-k lists: user_id, rank, item_id
     return {"users": int(len(users)), "ndcg": float(per_user.mean()), "ndcg_low": lo, "ndcg_high": hi, "ndcg_se": float(np.std(boot, ddof=1))}
 
 # %% ../nbs/10_monitoring.ipynb #7bc5edc6
-BIAS_METRICS = ("dp_difference", "eo_difference")
+BIAS_METRICS = ("dp_difference", "eo_difference", "calibration_difference")
+
+def calibration_difference(y, # outcomes 0/1
+                           p, # scores
+                           groups, # group of each row
+                           min_group_size: int = 30, # smaller groups are not compared
+                           weights=None, # resampling weights (resamples x rows), None: the rows once
+                          ) -> np.ndarray:
+    "Largest minus smallest group calibration gap (mean score minus acceptance rate) over groups of at least `min_group_size` rows; one value per row of `weights`."
+    y, p = np.asarray(y, float), np.asarray(p, float)
+    _, g = np.unique(group_labels(pd.Series(groups)), return_inverse=True)
+    G = np.zeros((len(y), g.max() + 1 if len(g) else 0)); G[np.arange(len(y)), g] = 1
+    W = np.ones((1, len(y))) if weights is None else np.asarray(weights, float)
+    judged = G.sum(0) >= min_group_size
+    if judged.sum() < 2: return np.full(len(W), np.nan)
+    n = W @ G[:, judged]
+    with np.errstate(invalid="ignore", divide="ignore"): gap = (W @ (G[:, judged] * (p - y)[:, None])) / n
+    return np.nanmax(gap, 1) - np.nanmin(gap, 1)
+
+def calibration_null(p, # the window's scores
+                     groups, # their groups
+                     offsets: dict, # group -> its reference calibration gap (mean score minus acceptance rate)
+                     default: float, # the pooled reference gap, for groups the reference did not have
+                     min_group_size: int = 30, n_sim: int = 200, seed: int = 0,
+                    ) -> np.ndarray:
+    "Calibration differences the window would show if each group's outcomes followed its scores as in the reference."
+    p, lab = np.asarray(p, float), group_labels(pd.Series(groups))
+    q = np.clip(p - np.array([offsets.get(x, default) for x in lab], float), 0, 1)
+    Y = (np.random.default_rng(seed).random((n_sim, len(p))) < q).astype(float)
+    _, g = np.unique(lab, return_inverse=True)
+    G = np.zeros((len(p), g.max() + 1 if len(g) else 0)); G[np.arange(len(p)), g] = 1
+    judged = G.sum(0) >= min_group_size
+    if judged.sum() < 2: return np.full(n_sim, np.nan)
+    gap = ((p[None, :] - Y) @ G[:, judged]) / G[:, judged].sum(0)
+    return gap.max(1) - gap.min(1)
 BIAS_NULL_SIMULATIONS = 1000  # draws behind each widening test's p-value (its smallest possible value is 1/1001)
 
 def _group_rates(cells: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -344,6 +379,9 @@ def bias_by_window(frame: pd.DataFrame, # labelled rows with window, accepted, p
     for a in attributes:
         rl, rc = confusion_cells(reference["accepted"].to_numpy(int), ref_d, group_labels(reference[a]))
         ref_point = summaries_from_cells(rc, rc.sum(1) >= min_group_size)
+        ref_gap = pd.Series(reference["p"].to_numpy(float) - reference["accepted"].to_numpy(float)).groupby(group_labels(reference[a])).mean()
+        ref_offsets, ref_pooled = ref_gap.to_dict(), float(np.mean(reference["p"].to_numpy(float) - reference["accepted"].to_numpy(float)))
+        ref_point = dict(ref_point) | {"calibration_difference": float(calibration_difference(reference["accepted"], reference["p"], reference[a], min_group_size)[0])}
         pooled = _group_rates(rc.sum(0, keepdims=True))
         ref_rates = pd.DataFrame(np.column_stack(_group_rates(rc)), index=rl, columns=["tpr", "fpr"])
         for w, g in frame[frame["window"] >= 0].groupby("window", sort=True):
@@ -354,6 +392,11 @@ def bias_by_window(frame: pd.DataFrame, # labelled rows with window, accepted, p
             r = ref_rates.reindex(labels)
             rates = (r["tpr"].fillna(float(pooled[0][0])).to_numpy(), r["fpr"].fillna(float(pooled[1][0])).to_numpy())
             null = gap_null(cells, rates, judged, BIAS_NULL_SIMULATIONS, seed + int(w))
+            p_win = g["p"].to_numpy(float)
+            cal = calibration_difference(y, p_win, grp, min_group_size)[0]
+            boot = bootstrap(lambda W: {"m": calibration_difference(y, p_win, grp, min_group_size, W)}, len(y), n_bootstrap, seed + int(w))["m"]
+            s.loc["calibration_difference", ["value", "ci_low", "ci_high"]] = [cal, *percentile_interval(boot)]
+            null["calibration_difference"] = calibration_null(p_win, grp, ref_offsets, ref_pooled, min_group_size, BIAS_NULL_SIMULATIONS, seed + int(w))
             for m in BIAS_METRICS:
                 v, ref = float(s.loc[m, "value"]), float(ref_point[m])
                 p = float((1 + np.sum(null[m] >= v)) / (1 + len(null[m]))) if np.isfinite(v) and judged.sum() >= 2 else np.nan
@@ -468,6 +511,7 @@ class MonitorSettings:
     max_ms_per_row: float = 2.0
     max_failed_share: float = 0.01
     seed: int = 0
+    cumulative: bool = True
 
     @property
     def family_alpha(self) -> float:
@@ -479,7 +523,7 @@ def monitor_settings(params: dict) -> MonitorSettings:
     return MonitorSettings(params["monitoring_window_days"], params["label_delay_days"], params["monitoring_alpha"], params["drift_correction"],
                            params["psi_bins"], params["drift_min_psi"], tuple(params["drift_exclude_features"]), params["degradation_tolerance"],
                            params["fairness_threshold"], params["min_group_size"], params["n_bootstrap"],
-                           params["max_scoring_ms_per_row"], params["max_failed_share"], params["seed"])
+                           params["max_scoring_ms_per_row"], params["max_failed_share"], params["seed"], params["drift_cumulative"])
 
 def performance_by_window(production: pd.DataFrame, windows: pd.DataFrame, ref: dict, s: MonitorSettings) -> pd.DataFrame:
     "Per labelled window: performance with intervals on held-out labelled rows, and the degradation verdict of each metric."
@@ -507,7 +551,9 @@ def monitor_period(reference: pd.DataFrame, # training rows: features and p
     "Drift (pairs, score, new users), performance, bias and system tables of one production period, and its alerts."
     s, prod = settings, production[production["window"] >= 0]
     sources = {"pair": (reference.assign(score=reference["p"]), prod.assign(score=prod["p"]), [*features, "score"])}
-    if new_users is not None: sources["new users"] = new_users
+    if new_users is not None:
+        sources["new users"] = new_users
+        if s.cumulative: sources["new users, cumulative"] = (new_users[0], cumulative_rows(new_users[1], windows), new_users[2])
     drift = drift_by_window(sources, s.family_alpha, s.correction, s.psi_bins, s.exclude, s.min_rows, s.min_psi)
     ref_perf = performance_with_intervals(reference_labelled["accepted"], reference_labelled["p"], s.n_bootstrap, s.seed, 1 - s.alpha)
     perf = performance_by_window(prod, windows, ref_perf, s)
@@ -639,6 +685,14 @@ def new_user_source(rows: pd.DataFrame | None, # `user_feature_rows` output
     if rows is None: return None
     t = pd.to_datetime(rows["signup_time"])
     return rows[t < start], rows[t >= start].assign(window=assign_windows(t[t >= start], windows)), list(columns)
+
+def cumulative_rows(rows: pd.DataFrame, # rows with a `window` column (-1: outside the period)
+                    windows: pd.DataFrame, # `window_table` output
+                   ) -> pd.DataFrame:
+    "For each window, the rows of every window up to it, labelled with it: the expanding sample whose evidence accumulates."
+    inside = rows[rows["window"] >= 0]
+    parts = [inside[inside["window"] <= w].assign(window=int(w)) for w in windows["window"]]
+    return pd.concat(parts, ignore_index=True) if parts else inside.iloc[:0]
 
 # %% ../nbs/10_monitoring.ipynb #46b777a9
 def simulate_period(matcher: dict, # the stored matcher

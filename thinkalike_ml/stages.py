@@ -109,7 +109,7 @@ STAGES: list[Stage] = [
           runner="run_monitoring_stage",
           params=("seed", "top_k", "n_bootstrap", "sensitive_attributes", "fairness_threshold", "min_group_size", "production_fraction",
                   "suggestions_per_user", "group_bias", "missing_rate", "consent_rate", "column_mapping", "withdrawn_ids_file",
-                  "monitoring_window_days", "label_delay_days", "monitoring_start", "monitoring_alpha", "drift_correction", "psi_bins", "drift_min_psi",
+                  "monitoring_window_days", "label_delay_days", "monitoring_start", "monitoring_alpha", "drift_correction", "psi_bins", "drift_min_psi", "drift_cumulative",
                   "drift_exclude_features", "degradation_tolerance", "max_scoring_ms_per_row", "max_failed_share", "monitoring_seeds",
                   "monitoring_sim_users", "monitoring_drift_strength", "monitoring_files", "monitoring_webhook", "retrain_after_windows",
                   "retraining_interval_days", "model_max_age_days"),
