@@ -214,6 +214,9 @@ def test_monitoring_scores_the_champion_and_a_retraining_run_from_an_alert_regis
     scored = mon["summary"]["scored"]["matcher"]
     assert scored["source"] == "registry champion" and scored["version"] == first["version"] and scored["registered_by_run"] == original.id
     assert mon["alerts"], "drift 1.0 raised no alert to retrain from"
+    from thinkalike_ml.tracking import tracking_record
+    logged = client.get_run(tracking_record(original)["run_id"]).data.metrics
+    assert logged["monitoring.alerts"] == len(mon["alerts"]) and logged["monitoring.matcher_monitored"] == 1.0
     before = {f: len(client.search_model_versions(f"name = '{n}'")) for f, n in MODEL_NAMES.items()}
     new = M.retrain_from_alert(original, _in_process_pipeline, alert=0, reports_dir=reports)
     rec = new.read_json(M.RETRAINING_FILE)

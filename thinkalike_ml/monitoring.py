@@ -34,8 +34,8 @@ __all__ = ['PSI_SMOOTHING', 'KS_LIMIT_SIZE', 'CORRECTIONS', 'DRIFT_COLUMNS', 'PE
            'cumulative_rows', 'simulate_period', 'window_alarms', 'calibrate_detectors', 'calibration_summary',
            'retraining_decision', 'maintenance_plan', 'load_later_data', 'monitoring_inputs', 'recommender_by_window',
            'check_monitoring_params', 'monitor_run', 'retraining_command', 'monitoring_metrics', 'persist_monitoring',
-           'load_monitoring', 'run_monitoring_stage', 'retraining_alert', 'retraining_parameters', 'retrain_from_alert',
-           'format_retraining']
+           'load_monitoring', 'track_monitoring', 'run_monitoring_stage', 'retraining_alert', 'retraining_parameters',
+           'retrain_from_alert', 'format_retraining']
 
 # %% ../nbs/10_monitoring.ipynb #8c6f0aaa
 def production_start(times, # timestamps of the rows (suggestions)
@@ -1001,6 +1001,16 @@ def load_monitoring(run) -> dict:
     out = {"summary": run.read_json(MONITORING_SUMMARY), "alerts": run.read_json(ALERTS_FILE)}
     return out | {k: run.read_table(f"{MONITORING_DIR}/{k}.parquet") for k in MONITORING_TABLES if run.exists(f"{MONITORING_DIR}/{k}.parquet")}
 
+def track_monitoring(run, params: dict, metrics: dict) -> bool:
+    "Log the stage's metrics, alerts and summary to the run's MLflow run when the run is tracked (its models stage started one); whether it did."
+    from thinkalike_ml.tracking import tracked_run, tracking_record
+    if tracking_record(run) is None: return False  # an untracked run: no store is created just for this
+    import mlflow
+    with tracked_run(run, params, "monitoring"):
+        mlflow.log_metrics({f"monitoring.{k}": float(v) for k, v in metrics.items() if np.isfinite(v)})
+        for f in (ALERTS_FILE, MONITORING_SUMMARY): mlflow.log_artifact(str(run.file(f)), "monitoring")
+    return True
+
 def run_monitoring_stage(run, # the run's `RunDirectory`
                          params: dict, # resolved run parameters
                         ) -> dict:
@@ -1019,7 +1029,9 @@ def run_monitoring_stage(run, # the run's `RunDirectory`
     delivered = deliver_alerts(result["alerts"], params["monitoring_webhook"])
     calibration = {"alarms": alarms, "summary": summary, "maintenance": maintenance_plan(summary, params), "seeds": seeds}
     persist_monitoring(run, result, calibration, decision, delivered, params, inputs)
-    return monitoring_metrics(result, summary, decision) | {"monitoring_stage_seconds": time.perf_counter() - t0}
+    metrics = monitoring_metrics(result, summary, decision)
+    track_monitoring(run, params, metrics)
+    return metrics | {"monitoring_stage_seconds": time.perf_counter() - t0}
 
 # %% ../nbs/10_monitoring.ipynb #6cd5fa3d
 RETRAINING_FILE = "retraining.json"  # in a retraining run: the run and alert it answers, and what it registered
