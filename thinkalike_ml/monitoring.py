@@ -581,9 +581,9 @@ def system_by_window(timings: pd.DataFrame | None, s: MonitorSettings) -> pd.Dat
 def registry_champions(run, # the run's `RunDirectory`
                       ) -> tuple[dict, str]:
     "The registry's champion of each family (family -> (loaded model, model version)) in the store the run's registry stage registered into, and where that is ('' without a registry stage)."
-    if not run.exists("artifacts/registry/registry.json"): return {}, ""
-    import mlflow
     from thinkalike_ml.registry import CHAMPION, MODEL_NAMES, REGISTRY_SUMMARY, load_registered_model, registry_state
+    if not run.exists(REGISTRY_SUMMARY): return {}, ""
+    import mlflow
     uri = run.read_json(REGISTRY_SUMMARY)["tracking_uri"]
     client = mlflow.MlflowClient(uri, registry_uri=uri)
     out = {}
