@@ -195,7 +195,8 @@ def registry_store(tmp_path_factory):
             else: os.environ[k] = v
 
 
-@pytest.mark.timeout(1800)
+@pytest.mark.slow
+@pytest.mark.timeout(1800)  # seven stages twice, in process: about 5 minutes on a busy 2-core machine
 def test_monitoring_scores_the_champion_and_a_retraining_run_from_an_alert_registers_a_challenger(registry_store):
     import mlflow
     from thinkalike_ml.registry import MODEL_NAMES, load_registry
