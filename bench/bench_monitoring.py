@@ -13,9 +13,10 @@
 The matcher and the user transformer stand in for the stored ones: the models stage's logistic regression
 (`make_logreg`) and the features stage's `UserFeatureTransformer`, fitted on a generated training data set (seed 0);
 each calibration seed then generates a fresh data set whose history period is the reference and whose production
-period is monitored, with the stage's default rules (`monitor_settings` of the default parameters).
+period is monitored, with the stage's default rules (`monitor_settings` of the default parameters): among them the
+cumulative new-user level (`drift_cumulative`, on by default); `-p drift_cumulative false` measures the window-only rules.
 
-    OMP_NUM_THREADS=1 .venv/bin/python bench/bench_monitoring.py [--seeds 10] [--users 5000] [--strengths 0.3,1.0]
+    OMP_NUM_THREADS=1 .venv/bin/python bench/bench_monitoring.py [--seeds 10] [--users 5000] [--strengths 0.3,1.0] [-p KEY VALUE]
 """
 from __future__ import annotations
 
@@ -61,12 +62,14 @@ def main() -> None:
     ap.add_argument("--users", type=int, default=5000, help="users per generated data set")
     ap.add_argument("--strengths", default="0.3,1.0", help="comma-separated drift strengths")
     ap.add_argument("--rows", type=int, default=100_000, help="pairs in the batch-scoring window")
+    ap.add_argument("-p", "--param", nargs=2, action="append", default=[], metavar=("KEY", "VALUE"), help="change one run parameter of the rules")
     args = ap.parse_args()
-    params = resolve_params()
+    params = resolve_params(overrides=dict(args.param))
     settings = monitor_settings(params)
     matcher, transformer = stand_in_models(args.users)
     print(f"rules: {settings.window_days}-day windows, {settings.label_delay_days:g}-day label delay, alpha {settings.alpha} "
-          f"({settings.family_alpha:g} per detector), {settings.correction}, PSI floor {settings.min_psi}; {args.users} users per data set")
+          f"({settings.family_alpha:g} per detector), {settings.correction}, PSI floor {settings.min_psi}, cumulative new-user level "
+          f"{'on' if settings.cumulative else 'off'}; {args.users} users per data set")
     for strength in (float(s) for s in args.strengths.split(",")):
         t0 = time.perf_counter()
         alarms = calibrate_detectors(matcher, settings, [1000 + i for i in range(args.seeds)], strength, args.users, params, transformer)

@@ -33,9 +33,9 @@ def stored_models():
     return {"model": model, "columns": cols}, transformer
 
 
-def _alarms(matcher, transformer, data_drift, concept_drift, seed=11, n_users=3000):
+def _alarms(matcher, transformer, data_drift, concept_drift, seed=11, n_users=3000, bias_drift=0.0):
     s = M.MonitorSettings(n_bootstrap=100, exclude=("signup_days_apart",))
-    sim = M.simulate_period(matcher, seed, data_drift, concept_drift, n_users, {}, ("age_band", "gender", "region"), transformer)
+    sim = M.simulate_period(matcher, seed, data_drift, concept_drift, n_users, {}, ("age_band", "gender", "region"), transformer, bias_drift)
     prod = sim["production"]
     windows = M.window_table(sim["start"], prod["timestamp"].max(), s.window_days, s.label_delay_days)
     prod = prod.assign(window=M.assign_windows(prod["timestamp"], windows))
@@ -84,6 +84,19 @@ def test_bias_emergence_fires_on_a_widening_gap_only():
     t = M.choose_threshold(f["accepted"], f["p"])
     b = M.bias_by_window(f[f["window"] >= 0], f[f["window"] == -1], ["g"], t, 0.05, alpha=0.0125, n_bootstrap=100)
     assert b.groupby("window")["alert"].any().tolist() == [False, True]
+
+
+def test_bias_that_grows_over_the_production_period_is_caught_late_and_only_on_its_attribute(stored_models):
+    matcher, transformer = stored_models
+    quiet, mon0 = _alarms(matcher, transformer, 0.0, 0.0)
+    assert not quiet["bias_emergence"].any(), mon0["bias"][mon0["bias"]["alert"]]
+    grown, mon = _alarms(matcher, transformer, 0.0, 0.0, bias_drift=3.0)  # the group penalty grows from 0 to 3 logits over the period
+    fired = grown.loc[grown["bias_emergence"], "window"]
+    assert len(fired) >= 2 and fired.min() >= len(grown) // 3, grown  # not at the start, when the bias is still small
+    b = mon["bias"][mon["bias"]["alert"]]
+    assert set(b["attribute"]) == {"region"} and set(b["metric"]) == {"calibration_difference"}  # the generator's biased attribute
+    late = mon["bias"].query("attribute == 'region' and metric == 'calibration_difference'").set_index("window")["widening"]
+    assert late.iloc[-3:].mean() > late.iloc[:3].mean() + 0.1
 
 
 class _Receiver(BaseHTTPRequestHandler):
@@ -151,3 +164,73 @@ def test_retraining_trigger_needs_consecutive_windows():
     assert M.retraining_decision(alerts, 2)["trigger"] and M.retraining_decision(alerts, 2)["since_window"] == 2
     assert not M.retraining_decision(alerts, 3)["trigger"]
     assert M.retraining_decision([], 2, model_age_days=100, interval_days=90)["reason"].startswith("scheduled")
+
+
+UPSTREAM = ("data", "splits", "features", "models", "evaluation", "fairness", "registry")
+
+
+def _in_process_pipeline(overrides=None, only=None, reports_dir=None, progress=False):
+    "`run_pipeline` without papermill: the same stages executed in this process into a new run with a manifest."
+    from thinkalike_ml.runs import RunDirectory, new_manifest
+    from thinkalike_ml.stages import execute_stage
+    params = resolve_params(overrides=overrides)
+    run = RunDirectory.create(params, reports_dir)
+    run.write_json("manifest.json", new_manifest(run, only.split(",")))
+    for s in only.split(","): execute_stage(run, s, params)
+    return run
+
+
+@pytest.fixture(scope="module")
+def registry_store(tmp_path_factory):
+    "A temporary SQLite tracking store and model registry, set as MLFLOW_TRACKING_URI for the module."
+    import os
+    folder = tmp_path_factory.mktemp("monitoring-registry")
+    uri = f"sqlite:///{folder / 'mlflow.db'}"
+    old = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "THINKALIKE_PSEUDONYM_KEY")}
+    os.environ.update(MLFLOW_TRACKING_URI=uri, THINKALIKE_PSEUDONYM_KEY="test-pseudonym-key")
+    try: yield uri, folder
+    finally:
+        for k, v in old.items():
+            if v is None: os.environ.pop(k, None)
+            else: os.environ[k] = v
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1800)  # seven stages twice, in process: about 5 minutes on a busy 2-core machine
+def test_monitoring_scores_the_champion_and_a_retraining_run_from_an_alert_registers_a_challenger(registry_store):
+    import mlflow
+    from thinkalike_ml.registry import MODEL_NAMES, load_registry
+    from thinkalike_ml.stages import execute_stage
+    uri, folder = registry_store
+    reports = folder / "reports"
+    small = resolve_params(overrides=dict(n_users=300, n_items=40, n_trials=2, n_bootstrap=200, monitoring_seeds=0, data_drift=1.0,
+                                          concept_drift=1.0), small=True)
+    original = _in_process_pipeline(small, ",".join(UPSTREAM), reports)
+    client = mlflow.MlflowClient(uri, registry_uri=uri)
+    first = load_registry(original)["summary"]["models"]["matcher"]
+    # whatever the gates decided for the first version, production serves it: a human promoted it (the registry's own rule is tested there)
+    client.set_registered_model_alias(MODEL_NAMES["matcher"], "champion", str(first["version"]))
+    execute_stage(original, "monitoring", original.params)
+    mon = M.load_monitoring(original)
+    scored = mon["summary"]["scored"]["matcher"]
+    assert scored["source"] == "registry champion" and scored["version"] == first["version"] and scored["registered_by_run"] == original.id
+    assert mon["alerts"], "drift 1.0 raised no alert to retrain from"
+    from thinkalike_ml.tracking import tracking_record
+    logged = client.get_run(tracking_record(original)["run_id"]).data.metrics
+    assert logged["monitoring.alerts"] == len(mon["alerts"]) and logged["monitoring.matcher_monitored"] == 1.0
+    before = {f: len(client.search_model_versions(f"name = '{n}'")) for f, n in MODEL_NAMES.items()}
+    new = M.retrain_from_alert(original, _in_process_pipeline, alert=0, reports_dir=reports)
+    rec = new.read_json(M.RETRAINING_FILE)
+    assert rec["from_run"] == original.id and rec["alert"] == mon["alerts"][0] and rec["reason"].startswith("alert 0")
+    for f, name in MODEL_NAMES.items():
+        versions = client.search_model_versions(f"name = '{name}'")
+        assert len(versions) == before[f] + 1
+        v = client.get_model_version(name, str(rec["registered"][f]["version"]))
+        assert v.tags["thinkalike_run"] == new.id and v.tags["retrained_from_run"] == original.id
+    # the same data and parameters give a model no better than the champion: the registry keeps it as challenger
+    m = rec["registered"]["matcher"]
+    assert m["alias"] == "challenger" and str(client.get_model_version_by_alias(MODEL_NAMES["matcher"], "challenger").version) == str(m["version"])
+    assert str(client.get_model_version_by_alias(MODEL_NAMES["matcher"], "champion").version) == str(first["version"])
+    assert "registered thinkalike-matcher version" in M.format_retraining(new)
+    with pytest.raises(ParamError, match="alert 999: the run has"):
+        M.retrain_from_alert(original, _in_process_pipeline, alert=999, reports_dir=reports)

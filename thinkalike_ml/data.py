@@ -250,7 +250,7 @@ def acceptance_terms(latent: dict, a: np.ndarray, b: np.ndarray) -> pd.DataFrame
                          "age_diff_decades": np.abs(latent["age"][a] - latent["age"][b]) / 10})
 
 def _generate_suggestions(rng, users: pd.DataFrame, latent: dict, per_user: float, group_bias: float,
-                          concept_drift: float, production_start: float) -> tuple[pd.DataFrame, pd.DataFrame]:
+                          concept_drift: float, production_start: float, bias_drift: float = 0.0) -> tuple[pd.DataFrame, pd.DataFrame]:
     "Timestamped suggestions with outcomes, and their true acceptance probabilities."
     m = int(round(len(users) * per_user))
     a, b = _pair_users(rng, latent["arch"], m)
@@ -261,9 +261,12 @@ def _generate_suggestions(rng, users: pd.DataFrame, latent: dict, per_user: floa
     t, k = acceptance_terms(latent, a, b), ACCEPTANCE
     shift = concept_drift * production
     in_group = (latent["region"][a] == BIAS_GROUP).astype(int) + (latent["region"][b] == BIAS_GROUP).astype(int)
+    penalty = group_bias * in_group
+    if bias_drift:  # grows over the production period: 0 at its start, `bias_drift` more per member at the end of the span
+        penalty = penalty + bias_drift * np.clip((ts - production_start) / max(span - production_start, 1.0), 0, 1) * in_group
     logit = np.asarray(k["intercept"] + k["agreement"] * (1 - 0.7 * shift) * t.agreement + k["conflict"] * t.conflict
              + k["interests"] * (1 + shift) * t.interest_jaccard + k["age_decades"] * t.age_diff_decades
-             - group_bias * in_group, dtype=float)
+             - penalty, dtype=float)
     p = marginal_acceptance(logit, k["noise_sd"])
     accepted = (rng.random(m) < p).astype("int64")
     order = np.lexsort((b, a, ts))
@@ -274,7 +277,7 @@ def _generate_suggestions(rng, users: pd.DataFrame, latent: dict, per_user: floa
     truth = pd.DataFrame({"suggestion_id": ids, "p_accept": p[order], "logit": logit[order],
                           **{c: t[c].to_numpy()[order] for c in t.columns},
                           "group_a": latent["region"][a[order]], "group_b": latent["region"][b[order]],
-                          "n_penalized": in_group[order], "bias_penalty": (group_bias * in_group)[order],
+                          "n_penalized": in_group[order], "bias_penalty": penalty[order],
                           "period": np.where(production[order], "production", "history")})
     return sugg, truth
 
@@ -315,7 +318,7 @@ def _corrupt(rng, tables: dict, rate: float) -> dict:
 # %% ../nbs/01_data.ipynb #4a3aaff0
 def generate_raw(n_users=400, n_items=60, interactions_per_user=12.0, suggestions_per_user=8.0, consent_rate=0.92,
                  group_bias=0.25, data_drift=0.0, concept_drift=0.0, production_fraction=0.2, missing_rate=0.02,
-                 dirty_rate=0.0, activity_days=0.0, seed=42, **_) -> tuple[dict, dict]:
+                 dirty_rate=0.0, activity_days=0.0, bias_drift=0.0, seed=42, **_) -> tuple[dict, dict]:
     "Seeded raw tables as they would arrive (identifiers, consent flags) and their ground truth, keyed by raw ids."
     rng = np.random.default_rng(seed)
     span = (TIME_END - TIME_START).total_seconds()
@@ -324,7 +327,7 @@ def generate_raw(n_users=400, n_items=60, interactions_per_user=12.0, suggestion
     items, item_latent = _generate_items(rng, n_items, users, latent)
     inter = _generate_interactions(rng, users, items, latent, item_latent, interactions_per_user, activity_days,
                                    np.random.default_rng([seed, 1]))
-    sugg, sugg_truth = _generate_suggestions(rng, users, latent, suggestions_per_user, group_bias, concept_drift, production_start)
+    sugg, sugg_truth = _generate_suggestions(rng, users, latent, suggestions_per_user, group_bias, concept_drift, production_start, bias_drift)
     raw = _corrupt(rng, {"users": _blank(rng, users, missing_rate), "items": items, "interactions": inter,
                          "suggestions": sugg}, dirty_rate)
     f = _user_factors(latent)
@@ -1005,7 +1008,7 @@ def _write_truth(run: RunDirectory, truth: dict) -> None:
 
 # %% ../nbs/01_data.ipynb #4d010b95
 GENERATOR_PARAMS = ("n_users", "n_items", "interactions_per_user", "activity_days", "suggestions_per_user", "consent_rate", "group_bias", "data_drift",
-                    "concept_drift", "production_fraction", "missing_rate", "dirty_rate")  # knobs of the generator only
+                    "concept_drift", "production_fraction", "missing_rate", "dirty_rate", "bias_drift")  # knobs of the generator only
 
 def export_data(params: dict, # resolved run parameters (source 'synthetic')
                 folder, # where to write <table>.csv and params.yaml

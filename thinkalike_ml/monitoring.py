@@ -24,15 +24,18 @@ from .fairness import (MISSING_GROUP, choose_threshold, confusion_cells, fairnes
 # %% auto #0
 __all__ = ['PSI_SMOOTHING', 'KS_LIMIT_SIZE', 'CORRECTIONS', 'DRIFT_COLUMNS', 'PERFORMANCE_METRICS', 'BIAS_METRICS',
            'BIAS_NULL_SIMULATIONS', 'ACTIONS', 'log', 'STATISTICAL_DETECTORS', 'DETECTORS', 'MONITORING_DIR',
-           'MONITORING_SUMMARY', 'MONITORING_TABLES', 'ALERTS_FILE', 'production_start', 'window_table',
-           'assign_windows', 'is_categorical', 'ks_two_sample', 'chi_square_counts', 'psi', 'drift_test', 'adjust_p',
-           'ReferenceProfile', 'feature_drift', 'drift_by_window', 'performance_with_intervals', 'degraded',
-           'window_ndcg', 'gap_null', 'bias_by_window', 'raise_alerts', 'deliver_alerts', 'MonitorSettings',
-           'monitor_settings', 'performance_by_window', 'monitor_period', 'system_by_window', 'scoring_models',
-           'score_window', 'score_by_window', 'user_feature_rows', 'new_user_source', 'simulate_period',
-           'window_alarms', 'calibrate_detectors', 'calibration_summary', 'retraining_decision', 'maintenance_plan',
-           'load_later_data', 'monitoring_inputs', 'recommender_by_window', 'check_monitoring_params', 'monitor_run',
-           'retraining_command', 'monitoring_metrics', 'persist_monitoring', 'load_monitoring', 'run_monitoring_stage']
+           'MONITORING_SUMMARY', 'MONITORING_TABLES', 'ALERTS_FILE', 'RETRAINING_FILE', 'production_start',
+           'window_table', 'assign_windows', 'is_categorical', 'ks_two_sample', 'chi_square_counts', 'psi',
+           'drift_test', 'adjust_p', 'ReferenceProfile', 'feature_drift', 'drift_by_window',
+           'performance_with_intervals', 'degraded', 'window_ndcg', 'calibration_difference', 'calibration_null',
+           'gap_null', 'bias_by_window', 'raise_alerts', 'deliver_alerts', 'MonitorSettings', 'monitor_settings',
+           'performance_by_window', 'monitor_period', 'system_by_window', 'registry_champions', 'scoring_models',
+           'scored_sentence', 'score_window', 'score_by_window', 'user_feature_rows', 'new_user_source',
+           'cumulative_rows', 'simulate_period', 'window_alarms', 'calibrate_detectors', 'calibration_summary',
+           'retraining_decision', 'maintenance_plan', 'load_later_data', 'monitoring_inputs', 'recommender_by_window',
+           'check_monitoring_params', 'monitor_run', 'retraining_command', 'monitoring_metrics', 'persist_monitoring',
+           'load_monitoring', 'track_monitoring', 'run_monitoring_stage', 'retraining_alert', 'retraining_parameters',
+           'retrain_from_alert', 'format_retraining']
 
 # %% ../nbs/10_monitoring.ipynb #8c6f0aaa
 def production_start(times, # timestamps of the rows (suggestions)
@@ -306,7 +309,41 @@ def window_ndcg(lists: pd.DataFrame, # top-k lists: user_id, rank, item_id
     return {"users": int(len(users)), "ndcg": float(per_user.mean()), "ndcg_low": lo, "ndcg_high": hi, "ndcg_se": float(np.std(boot, ddof=1))}
 
 # %% ../nbs/10_monitoring.ipynb #7bc5edc6
-BIAS_METRICS = ("dp_difference", "eo_difference")
+BIAS_METRICS = ("dp_difference", "eo_difference", "calibration_difference")
+
+def calibration_difference(y, # outcomes 0/1
+                           p, # scores
+                           groups, # group of each row
+                           min_group_size: int = 30, # smaller groups are not compared
+                           weights=None, # resampling weights (resamples x rows), None: the rows once
+                          ) -> np.ndarray:
+    "Largest minus smallest group calibration gap (mean score minus acceptance rate) over groups of at least `min_group_size` rows; one value per row of `weights`."
+    y, p = np.asarray(y, float), np.asarray(p, float)
+    _, g = np.unique(group_labels(pd.Series(groups)), return_inverse=True)
+    G = np.zeros((len(y), g.max() + 1 if len(g) else 0)); G[np.arange(len(y)), g] = 1
+    W = np.ones((1, len(y))) if weights is None else np.asarray(weights, float)
+    judged = G.sum(0) >= min_group_size
+    if judged.sum() < 2: return np.full(len(W), np.nan)
+    n = W @ G[:, judged]
+    with np.errstate(invalid="ignore", divide="ignore"): gap = (W @ (G[:, judged] * (p - y)[:, None])) / n
+    return np.nanmax(gap, 1) - np.nanmin(gap, 1)
+
+def calibration_null(p, # the window's scores
+                     groups, # their groups
+                     offsets: dict, # group -> its reference calibration gap (mean score minus acceptance rate)
+                     default: float, # the pooled reference gap, for groups the reference did not have
+                     min_group_size: int = 30, n_sim: int = 200, seed: int = 0,
+                    ) -> np.ndarray:
+    "Calibration differences the window would show if each group's outcomes followed its scores as in the reference."
+    p, lab = np.asarray(p, float), group_labels(pd.Series(groups))
+    q = np.clip(p - np.array([offsets.get(x, default) for x in lab], float), 0, 1)
+    Y = (np.random.default_rng(seed).random((n_sim, len(p))) < q).astype(float)
+    _, g = np.unique(lab, return_inverse=True)
+    G = np.zeros((len(p), g.max() + 1 if len(g) else 0)); G[np.arange(len(p)), g] = 1
+    judged = G.sum(0) >= min_group_size
+    if judged.sum() < 2: return np.full(n_sim, np.nan)
+    gap = ((p[None, :] - Y) @ G[:, judged]) / G[:, judged].sum(0)
+    return gap.max(1) - gap.min(1)
 BIAS_NULL_SIMULATIONS = 1000  # draws behind each widening test's p-value (its smallest possible value is 1/1001)
 
 def _group_rates(cells: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -342,6 +379,9 @@ def bias_by_window(frame: pd.DataFrame, # labelled rows with window, accepted, p
     for a in attributes:
         rl, rc = confusion_cells(reference["accepted"].to_numpy(int), ref_d, group_labels(reference[a]))
         ref_point = summaries_from_cells(rc, rc.sum(1) >= min_group_size)
+        ref_gap = pd.Series(reference["p"].to_numpy(float) - reference["accepted"].to_numpy(float)).groupby(group_labels(reference[a])).mean()
+        ref_offsets, ref_pooled = ref_gap.to_dict(), float(np.mean(reference["p"].to_numpy(float) - reference["accepted"].to_numpy(float)))
+        ref_point = dict(ref_point) | {"calibration_difference": float(calibration_difference(reference["accepted"], reference["p"], reference[a], min_group_size)[0])}
         pooled = _group_rates(rc.sum(0, keepdims=True))
         ref_rates = pd.DataFrame(np.column_stack(_group_rates(rc)), index=rl, columns=["tpr", "fpr"])
         for w, g in frame[frame["window"] >= 0].groupby("window", sort=True):
@@ -352,6 +392,11 @@ def bias_by_window(frame: pd.DataFrame, # labelled rows with window, accepted, p
             r = ref_rates.reindex(labels)
             rates = (r["tpr"].fillna(float(pooled[0][0])).to_numpy(), r["fpr"].fillna(float(pooled[1][0])).to_numpy())
             null = gap_null(cells, rates, judged, BIAS_NULL_SIMULATIONS, seed + int(w))
+            p_win = g["p"].to_numpy(float)
+            cal = calibration_difference(y, p_win, grp, min_group_size)[0]
+            boot = bootstrap(lambda W: {"m": calibration_difference(y, p_win, grp, min_group_size, W)}, len(y), n_bootstrap, seed + int(w))["m"]
+            s.loc["calibration_difference", ["value", "ci_low", "ci_high"]] = [cal, *percentile_interval(boot)]
+            null["calibration_difference"] = calibration_null(p_win, grp, ref_offsets, ref_pooled, min_group_size, BIAS_NULL_SIMULATIONS, seed + int(w))
             for m in BIAS_METRICS:
                 v, ref = float(s.loc[m, "value"]), float(ref_point[m])
                 p = float((1 + np.sum(null[m] >= v)) / (1 + len(null[m]))) if np.isfinite(v) and judged.sum() >= 2 else np.nan
@@ -466,6 +511,7 @@ class MonitorSettings:
     max_ms_per_row: float = 2.0
     max_failed_share: float = 0.01
     seed: int = 0
+    cumulative: bool = True
 
     @property
     def family_alpha(self) -> float:
@@ -477,7 +523,7 @@ def monitor_settings(params: dict) -> MonitorSettings:
     return MonitorSettings(params["monitoring_window_days"], params["label_delay_days"], params["monitoring_alpha"], params["drift_correction"],
                            params["psi_bins"], params["drift_min_psi"], tuple(params["drift_exclude_features"]), params["degradation_tolerance"],
                            params["fairness_threshold"], params["min_group_size"], params["n_bootstrap"],
-                           params["max_scoring_ms_per_row"], params["max_failed_share"], params["seed"])
+                           params["max_scoring_ms_per_row"], params["max_failed_share"], params["seed"], params["drift_cumulative"])
 
 def performance_by_window(production: pd.DataFrame, windows: pd.DataFrame, ref: dict, s: MonitorSettings) -> pd.DataFrame:
     "Per labelled window: performance with intervals on held-out labelled rows, and the degradation verdict of each metric."
@@ -505,7 +551,9 @@ def monitor_period(reference: pd.DataFrame, # training rows: features and p
     "Drift (pairs, score, new users), performance, bias and system tables of one production period, and its alerts."
     s, prod = settings, production[production["window"] >= 0]
     sources = {"pair": (reference.assign(score=reference["p"]), prod.assign(score=prod["p"]), [*features, "score"])}
-    if new_users is not None: sources["new users"] = new_users
+    if new_users is not None:
+        sources["new users"] = new_users
+        if s.cumulative: sources["new users, cumulative"] = (new_users[0], cumulative_rows(new_users[1], windows), new_users[2])
     drift = drift_by_window(sources, s.family_alpha, s.correction, s.psi_bins, s.exclude, s.min_rows, s.min_psi)
     ref_perf = performance_with_intervals(reference_labelled["accepted"], reference_labelled["p"], s.n_bootstrap, s.seed, 1 - s.alpha)
     perf = performance_by_window(prod, windows, ref_perf, s)
@@ -530,10 +578,61 @@ def system_by_window(timings: pd.DataFrame | None, s: MonitorSettings) -> pd.Dat
     return t
 
 # %% ../nbs/10_monitoring.ipynb #0f3e5bde
-def scoring_models(run) -> dict:
-    "The models monitoring scores with: `matcher` (model, columns, selected; None if skipped) and `recommender` — the models stage's selection (the registry's champion plugs in here)."
+def registry_champions(run, # the run's `RunDirectory`
+                      ) -> tuple[dict, str]:
+    "The registry's champion of each family (family -> (loaded model, model version)) in the store the run's registry stage registered into, and where that is ('' without a registry stage)."
+    from thinkalike_ml.registry import CHAMPION, MODEL_NAMES, REGISTRY_SUMMARY, load_registered_model, registry_state
+    if not run.exists(REGISTRY_SUMMARY): return {}, ""
+    import mlflow
+    uri = run.read_json(REGISTRY_SUMMARY)["tracking_uri"]
+    client = mlflow.MlflowClient(uri, registry_uri=uri)
+    out = {}
+    for family, name in MODEL_NAMES.items():
+        champ = registry_state(client, name)[CHAMPION]
+        if champ is not None: out[family] = load_registered_model(family, str(champ.version), uri)
+    return out, uri
+
+def _describe_version(mv, family: str) -> dict:
+    "What a report says about a scored registered version."
+    return {"source": "registry champion", "family": family, "name": mv.name, "version": int(mv.version), "semver": mv.tags.get("semver"),
+            "registered_by_run": mv.tags.get("thinkalike_run")}
+
+def scoring_models(run, # the run's `RunDirectory`
+                   columns=None, # the pair-feature columns this run has (a champion needing others is not scored)
+                  ) -> dict:
+    "The models monitoring scores with: the registry's champion of each family when there is one, else the models stage's selection; `scored` says which, and why."
     from thinkalike_ml.models import load_models
-    return load_models(run)
+    own = load_models(run)
+    out = {"matcher": own["matcher"], "recommender": own["recommender"], "scored": {}}
+    champions, uri = registry_champions(run)
+    why_not = "no registry stage in this run" if not uri else "no champion in the registry"
+    for family in ("matcher", "recommender"):
+        fallback = {"source": "run's selected model", "family": family, "reason": why_not,
+                    "model": (own[family] or {}).get("selected") if family == "matcher" else type(getattr(own[family], "model", own[family])).__name__}
+        if family not in champions:
+            out["scored"][family] = fallback if own[family] is not None else {"source": "none", "family": family, "reason": "no model"}
+            continue
+        model, mv = champions[family]
+        if family == "matcher":
+            from mlflow.models import get_model_info
+            cols = get_model_info(mv.source).signature.inputs.input_names()
+            missing = [c for c in cols if columns is not None and c not in set(columns)]
+            if missing:
+                out["scored"][family] = fallback | {"reason": f"the champion (version {mv.version}) needs features this run lacks: {', '.join(missing[:5])}"}
+                continue
+            out["matcher"] = {"model": model, "columns": cols, "selected": f"{mv.name} version {mv.version}"}
+        else: out["recommender"] = model.unwrap_python_model().rec
+        out["scored"][family] = _describe_version(mv, family)
+    return out
+
+def scored_sentence(scored: dict) -> str:
+    "One sentence per family saying which model was scored (for the report)."
+    def one(d):
+        if d["source"] == "registry champion":
+            return f"{d['family']}: registry champion {d['name']} version {d['version']} ({d['semver']}, registered by run {d['registered_by_run']})"
+        if d["source"] == "none": return f"{d['family']}: none ({d['reason']})"
+        return f"{d['family']}: the run's selected model {d['model']} ({d['reason']})"
+    return "; ".join(one(d) for d in scored.values())
 
 def score_window(matcher: dict, # `scoring_models(run)["matcher"]`
                  users: pd.DataFrame, # the user table
@@ -587,6 +686,14 @@ def new_user_source(rows: pd.DataFrame | None, # `user_feature_rows` output
     t = pd.to_datetime(rows["signup_time"])
     return rows[t < start], rows[t >= start].assign(window=assign_windows(t[t >= start], windows)), list(columns)
 
+def cumulative_rows(rows: pd.DataFrame, # rows with a `window` column (-1: outside the period)
+                    windows: pd.DataFrame, # `window_table` output
+                   ) -> pd.DataFrame:
+    "For each window, the rows of every window up to it, labelled with it: the expanding sample whose evidence accumulates."
+    inside = rows[rows["window"] >= 0]
+    parts = [inside[inside["window"] <= w].assign(window=int(w)) for w in windows["window"]]
+    return pd.concat(parts, ignore_index=True) if parts else inside.iloc[:0]
+
 # %% ../nbs/10_monitoring.ipynb #46b777a9
 def simulate_period(matcher: dict, # the stored matcher
                     seed: int, # seed of the generated dataset
@@ -595,6 +702,7 @@ def simulate_period(matcher: dict, # the stored matcher
                     params: dict | None = None, # run parameters for the other generator knobs (group_bias, production_fraction, ...)
                     attributes=("age_band", "gender", "region"), # sensitive attributes to carry (also monitored for drift)
                     transformer=None, # the features stage's user transformer (new-user drift); None skips that level
+                    bias_drift: float = 0.0, # the generator's growing group penalty over the production period
                    ) -> dict:
     "A generated dataset as monitoring inputs: reference, reference_labelled, production (windows unset), features, start, user rows."
     from thinkalike_ml.data import age_band, generate_raw
@@ -602,7 +710,7 @@ def simulate_period(matcher: dict, # the stored matcher
     params = params or {}
     knobs = {k: params[k] for k in ("suggestions_per_user", "group_bias", "production_fraction", "missing_rate", "consent_rate") if k in params}
     raw, truth = generate_raw(n_users=n_users, n_items=20, interactions_per_user=1.0, data_drift=data_drift, concept_drift=concept_drift,
-                              seed=seed, **knobs)
+                              seed=seed, bias_drift=bias_drift, **knobs)
     users, s = raw["users"], raw["suggestions"]
     if "age" in users.columns: users = users.assign(age_band=age_band(users["age"]))
     cols = list(matcher["columns"])
@@ -736,7 +844,8 @@ def monitoring_inputs(run, params: dict) -> dict:
     from thinkalike_ml.data import load_dataset, load_truth
     from thinkalike_ml.features import load_features
     from thinkalike_ml.fairness import available_attributes
-    data, truth, feats, models = load_dataset(run), load_truth(run), load_features(run), scoring_models(run)
+    data, truth, feats = load_dataset(run), load_truth(run), load_features(run)
+    models = scoring_models(run, feats["pair_features"].columns)
     pf, users = feats["pair_features"], data["users"]
     inter = data.get("interactions", pd.DataFrame(columns=["user_id", "item_id", "timestamp"]))
     later = load_later_data(params) if params["monitoring_files"] else None
@@ -769,7 +878,7 @@ def monitoring_inputs(run, params: dict) -> dict:
     return {"matcher": matcher, "recommender": models["recommender"], "users": users, "medians": feats["medians"], "attributes": attrs,
             "reference": ref[ref["split"] == "train"] if len(ref) else ref, "reference_labelled": ref[ref["split"] != "train"] if len(ref) else ref,
             "pairs": pairs, "interactions": prod_inter, "start": start, "as_of": pd.Timestamp(as_of), "source": source,
-            "transformer": feats["transformer"], "user_rows": user_rows, "user_columns": user_cols}
+            "transformer": feats["transformer"], "user_rows": user_rows, "user_columns": user_cols, "scored": models["scored"]}
 
 # %% ../nbs/10_monitoring.ipynb #95ce6ae4
 def recommender_by_window(package, # the served recommender (`RecommenderModel`)
@@ -846,10 +955,8 @@ def monitor_run(inputs: dict, params: dict) -> dict:
 
 # %% ../nbs/10_monitoring.ipynb #bf7f08ad
 def retraining_command(run, params: dict) -> str:
-    "The command that starts a retraining run with this run's parameters on the newest data."
-    cmd = f"thinkalike-ml run --params {run.file('params.json')}"
-    if params["monitoring_files"]: cmd += " -p source files -p files '" + json.dumps(params["monitoring_files"]) + "'"
-    return cmd
+    "The command that starts a retraining run from this run's alerts, with its parameters, on the newest data (`retrain_from_alert`)."
+    return f"thinkalike-ml retrain {run.id}"
 
 def monitoring_metrics(result: dict, calibration: pd.DataFrame, decision: dict) -> dict:
     "The stage's flat headline metrics."
@@ -881,7 +988,7 @@ def persist_monitoring(run, result: dict, calibration: dict, decision: dict, del
     for name, df in tables.items():
         if df is not None and len(df): run.write_table(f"{MONITORING_DIR}/{name}.parquet", df)
     run.write_json(ALERTS_FILE, result["alerts"])
-    run.write_json(MONITORING_SUMMARY, {"source": inputs["source"], "start": str(inputs["start"]), "as_of": str(inputs["as_of"]),
+    run.write_json(MONITORING_SUMMARY, {"source": inputs["source"], "start": str(inputs["start"]), "as_of": str(inputs["as_of"]), "scored": inputs["scored"],
         "matcher_monitored": result["matcher_monitored"], "recommender_monitored": bool(len(result["recommender"])),
         "attributes": inputs["attributes"], "reference_performance": result["reference_performance"],
         "recommender_reference_ndcg": result["recommender_reference"], "retraining": decision, "delivered": delivered,
@@ -893,6 +1000,16 @@ def load_monitoring(run) -> dict:
     if not run.exists(MONITORING_SUMMARY): raise FileNotFoundError(f"run '{run.id}' has no monitoring yet: run the monitoring stage first")
     out = {"summary": run.read_json(MONITORING_SUMMARY), "alerts": run.read_json(ALERTS_FILE)}
     return out | {k: run.read_table(f"{MONITORING_DIR}/{k}.parquet") for k in MONITORING_TABLES if run.exists(f"{MONITORING_DIR}/{k}.parquet")}
+
+def track_monitoring(run, params: dict, metrics: dict) -> bool:
+    "Log the stage's metrics, alerts and summary to the run's MLflow run when the run is tracked (its models stage started one); whether it did."
+    from thinkalike_ml.tracking import tracked_run, tracking_record
+    if tracking_record(run) is None: return False  # an untracked run: no store is created just for this
+    import mlflow
+    with tracked_run(run, params, "monitoring"):
+        mlflow.log_metrics({f"monitoring.{k}": float(v) for k, v in metrics.items() if np.isfinite(v)})
+        for f in (ALERTS_FILE, MONITORING_SUMMARY): mlflow.log_artifact(str(run.file(f)), "monitoring")
+    return True
 
 def run_monitoring_stage(run, # the run's `RunDirectory`
                          params: dict, # resolved run parameters
@@ -912,4 +1029,71 @@ def run_monitoring_stage(run, # the run's `RunDirectory`
     delivered = deliver_alerts(result["alerts"], params["monitoring_webhook"])
     calibration = {"alarms": alarms, "summary": summary, "maintenance": maintenance_plan(summary, params), "seeds": seeds}
     persist_monitoring(run, result, calibration, decision, delivered, params, inputs)
-    return monitoring_metrics(result, summary, decision) | {"monitoring_stage_seconds": time.perf_counter() - t0}
+    metrics = monitoring_metrics(result, summary, decision)
+    track_monitoring(run, params, metrics)
+    return metrics | {"monitoring_stage_seconds": time.perf_counter() - t0}
+
+# %% ../nbs/10_monitoring.ipynb #6cd5fa3d
+RETRAINING_FILE = "retraining.json"  # in a retraining run: the run and alert it answers, and what it registered
+
+def retraining_alert(alerts: list[dict], # the monitored run's alerts
+                     decision: dict, # its `retraining_decision`
+                     index: int | None = None, # an alert's position in `alerts.json`, or None for the rule's own
+                    ) -> tuple[dict | None, str]:
+    "(the alert a retraining run answers, why): alert `index`, else the alert that made the retraining rule fire (None when the schedule did)."
+    if index is not None:
+        if not 0 <= index < len(alerts):
+            raise ParamError(f"alert {index}: the run has {len(alerts)} alert(s)" + (f", numbered 0 to {len(alerts) - 1}" if alerts else ""))
+        return alerts[index], f"alert {index} ({alerts[index]['kind']}, window {alerts[index]['window']}) chosen by hand"
+    if not decision.get("trigger"):
+        raise LookupError(f"the retraining rule did not fire ({decision.get('reason')}) and no alert was chosen; "
+                          f"name one of the run's {len(alerts)} alert(s) by its number to retrain anyway")
+    kinds = ("degradation",) if decision["reason"].startswith("performance") else ("data_drift", "prediction_drift")
+    hits = [a for a in alerts if a["kind"] in kinds and a["window"] == decision["since_window"]]
+    return (hits[0] if hits else None), f"retraining rule: {decision['reason']}"
+
+def retraining_parameters(params: dict, # the monitored run's parameters
+                          known, # the parameter names the code knows today (`config.PARAMS`)
+                         ) -> dict:
+    "The monitored run's parameters on the newest data: its later files become the training source (and are no longer monitored)."
+    out = {k: v for k, v in params.items() if k in known}
+    if out.get("monitoring_files"): out |= {"source": "files", "files": dict(out["monitoring_files"]), "monitoring_files": {}}
+    return out
+
+def retrain_from_alert(original, # the monitored run (`RunDirectory`)
+                       run_pipeline, # the pipeline's `run_pipeline` (passed in: this module does not import the runner)
+                       alert: int | None = None, # the alert to answer (its number), None: the one that fired the rule
+                       overrides: dict | None = None, # parameters to change (e.g. newer files, another seed)
+                       reports_dir=None, # where the new run goes
+                       progress: bool = True,
+                      ):
+    "Run the pipeline up to the registry with the monitored run's parameters on the newest data; record and tag what it registered; the new run."
+    import mlflow
+    from thinkalike_ml.config import PARAMS
+    from thinkalike_ml.registry import load_registry
+    from thinkalike_ml.stages import select_stages, stage_names
+    mon = load_monitoring(original)
+    chosen, why = retraining_alert(mon["alerts"], mon["summary"]["retraining"], alert)
+    params = retraining_parameters(original.params, PARAMS) | dict(overrides or {})
+    new = run_pipeline(overrides=params, only=",".join(stage_names(select_stages(until="registry"))), reports_dir=reports_dir, progress=progress)
+    reg = load_registry(new)["summary"]
+    client = mlflow.MlflowClient(reg["tracking_uri"], registry_uri=reg["tracking_uri"])
+    registered = {}
+    for family, r in reg["models"].items():
+        client.set_model_version_tag(r["name"], str(r["version"]), "retrained_from_run", original.id)
+        client.set_model_version_tag(r["name"], str(r["version"]), "retraining_reason", why)
+        registered[family] = {k: r[k] for k in ("name", "version", "semver", "alias", "decision")}
+    new.write_json(RETRAINING_FILE, {"from_run": original.id, "from_run_path": str(original.path), "alert": chosen, "reason": why,
+                                     "changed_parameters": sorted(k for k in params if params[k] != original.params.get(k)),
+                                     "registered": registered})
+    return new
+
+def format_retraining(run) -> str:
+    "What a retraining run answered and registered, as text."
+    r = run.read_json(RETRAINING_FILE)
+    a = r["alert"]
+    lines = [f"retraining run {run.id} ({run.path}) from run {r['from_run']}: {r['reason']}"]
+    if a: lines.append(f"  answering: {a['kind']} [{a['severity']}] window {a['window']} ({a['where']}): {a['how_much']}")
+    if r["changed_parameters"]: lines.append(f"  changed parameters: {', '.join(r['changed_parameters'])}")
+    lines += [f"  registered {m['name']} version {m['version']} ({m['semver']}) as {m['alias']}: {m['decision']}" for m in r["registered"].values()]
+    return "\n".join(lines)

@@ -403,6 +403,15 @@ def _parser() -> argparse.ArgumentParser:
     rp.add_argument("--all", action="store_true", help="list every compared value, not only the differences")
     rp.add_argument("--reports-dir", metavar="DIR")
     rp.add_argument("--no-progress", action="store_true", help="no progress bars")
+    rt = sub.add_parser("retrain", help="start a retraining run from a monitored run's alert: the pipeline up to the registry, which registers a challenger",
+                        description="Run the stages up to the registry with RUN's parameters on the newest data (its monitoring_files, if any), "
+                                    "answering the alert that fired RUN's retraining rule (or the one given by --alert); the registry gates the new model "
+                                    "against the champion and registers it as challenger unless it is promoted.")
+    rt.add_argument("run", metavar="RUN", help="a monitored run: a run id, a unique prefix of one, or 'latest'")
+    rt.add_argument("--alert", type=int, metavar="N", help="answer alert N of RUN's alerts.json (numbered from 0) even if the retraining rule did not fire")
+    rt.add_argument("-p", "--param", nargs=2, action="append", default=[], metavar=("KEY", "VALUE"), help="change one parameter (repeatable), e.g. newer files")
+    rt.add_argument("--reports-dir", metavar="DIR")
+    rt.add_argument("--no-progress", action="store_true", help="no progress bars")
     for name, what in _SERVING_COMMANDS.items():  # options are parsed by thinkalike_ml.serving / .server (imported when used)
         sub.add_parser(name, help=what, add_help=False, prefix_chars="\0").add_argument("args", nargs=argparse.REMAINDER)
     e = sub.add_parser("export-data", help="write the synthetic raw tables as CSV files plus a params file for the files path",
@@ -422,6 +431,14 @@ def _reproduce(args) -> int:
                         args.rtol, args.atol, progress=not args.no_progress)
     print(format_reproduction(rep, args.all))
     return 0 if rep.identical else 1
+
+def _retrain(args) -> int:
+    "`thinkalike-ml retrain`: the monitoring module does the work (imported here, when asked for)."
+    from thinkalike_ml.monitoring import format_retraining, retrain_from_alert
+    new = retrain_from_alert(RunDirectory(find_run(args.run, args.reports_dir)["path"]), run_pipeline, args.alert, dict(args.param),
+                             args.reports_dir, progress=not args.no_progress)
+    print(format_retraining(new))
+    return 0
 
 _SERVING_COMMANDS = {"score": "score a file of pairs with a served matcher (see `thinkalike-ml score --help`)",
                      "recommend": "recommend for a file of users with a served recommender",
@@ -465,6 +482,7 @@ def main(argv=None) -> int:
                                progress=not args.no_progress)
             print(f"run {run.id} succeeded\nreport: {run.path}")
         elif args.command == "reproduce": return _reproduce(args)
+        elif args.command == "retrain": return _retrain(args)
         return 0
     except StageFailed as e:
         print(f"error: {e}\nrun {e.run.id} marked {'interrupted' if e.interrupted else 'failed'}; partial report: {e.run.path}",
