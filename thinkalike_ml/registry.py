@@ -483,7 +483,7 @@ def run_registry_stage(run: RunDirectory, # the run's `RunDirectory`
     return metrics
 
 # %% ../nbs/08_registry.ipynb #d9c6615f
-IGNORED_METRICS = ("seconds", "_per_second", "peak_mib", "peak_rss_mib", "new_version")  # metric names containing these differ between identical runs
+IGNORED_METRICS = ("seconds", "_per_second", "peak_mib", "peak_rss_mib", "new_version", "alerts_system")  # metric names containing these differ between identical runs (timings, memory, alerts about slow scoring)
 NOT_COMPARED_STAGES = ("registry",)  # their metrics describe the registry's state, which a reproduction changes
 
 def frame_digest(df: pd.DataFrame) -> str:
