@@ -280,7 +280,7 @@ def small_fairness_run():
     mp = pytest.MonkeyPatch()
     mp.delenv("MLFLOW_TRACKING_URI", raising=False)
     run, params = open_stage(None, "fairness")
-    before = dict(run.checksums())
+    before = {k: v for k, v in run.checksums().items() if not k.startswith("artifacts/fairness/")}  # upstream only: the cached run may hold this stage's own outputs
     def refuse(*a, **k): raise AssertionError("the fairness stage fitted a recommender")
     def subclasses(c): return [c] + [s for d in c.__subclasses__() for s in subclasses(d)]
     with pytest.MonkeyPatch.context() as no_fit:
