@@ -16,6 +16,19 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
                  "--disable-sync", "--no-first-run", "--disable-quic"]
 
 
+@contextlib.contextmanager
+def temporary_registry(folder: Path):
+    """A SQLite tracking store and model registry in `folder`, set as MLFLOW_TRACKING_URI (with a test pseudonym key) until exit; yields its URI."""
+    uri = f"sqlite:///{Path(folder) / 'mlflow.db'}"
+    old = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "THINKALIKE_PSEUDONYM_KEY")}
+    os.environ.update(MLFLOW_TRACKING_URI=uri, THINKALIKE_PSEUDONYM_KEY="test-pseudonym-key")
+    try: yield uri
+    finally:
+        for k, v in old.items():
+            if v is None: os.environ.pop(k, None)
+            else: os.environ[k] = v
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on right now."""
     with socket.socket() as s:

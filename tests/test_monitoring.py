@@ -183,16 +183,9 @@ def _in_process_pipeline(overrides=None, only=None, reports_dir=None, progress=F
 @pytest.fixture(scope="module")
 def registry_store(tmp_path_factory):
     "A temporary SQLite tracking store and model registry, set as MLFLOW_TRACKING_URI for the module."
-    import os
+    from helpers import temporary_registry
     folder = tmp_path_factory.mktemp("monitoring-registry")
-    uri = f"sqlite:///{folder / 'mlflow.db'}"
-    old = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "THINKALIKE_PSEUDONYM_KEY")}
-    os.environ.update(MLFLOW_TRACKING_URI=uri, THINKALIKE_PSEUDONYM_KEY="test-pseudonym-key")
-    try: yield uri, folder
-    finally:
-        for k, v in old.items():
-            if v is None: os.environ.pop(k, None)
-            else: os.environ[k] = v
+    with temporary_registry(folder) as uri: yield uri, folder
 
 
 @pytest.mark.slow

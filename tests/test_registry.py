@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from helpers import free_port, start_server, stop_server, wait_http
+from helpers import free_port, start_server, stop_server, temporary_registry, wait_http
 
 ROOT = Path(__file__).resolve().parents[1]
 CLI = str(Path(sys.executable).with_name("thinkalike-ml"))
@@ -39,14 +39,7 @@ def _small_run(folder: Path, **overrides):
 def store(tmp_path_factory):
     "A temporary SQLite tracking store and model registry, set as MLFLOW_TRACKING_URI for the module."
     folder = tmp_path_factory.mktemp("registry")
-    uri = f"sqlite:///{folder / 'mlflow.db'}"
-    old = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "THINKALIKE_PSEUDONYM_KEY")}
-    os.environ.update(MLFLOW_TRACKING_URI=uri, THINKALIKE_PSEUDONYM_KEY="test-pseudonym-key")
-    try: yield uri, folder
-    finally:
-        for k, v in old.items():
-            if v is None: os.environ.pop(k, None)
-            else: os.environ[k] = v
+    with temporary_registry(folder) as uri: yield uri, folder
 
 
 @pytest.fixture(scope="module")
