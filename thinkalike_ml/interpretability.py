@@ -15,9 +15,9 @@ from sklearn.metrics import roc_auc_score
 
 # %% auto #0
 __all__ = ['VALUES_OVERALL', 'INTERESTS', 'DRIVER_TERMS', 'SENSITIVE_COLUMNS', 'INTERPRETABILITY_DIR', 'INTERPRETABILITY_SUMMARY',
-           'INTERPRETABILITY_TABLES', 'base_model', 'shap_values', 'local_accuracy_error', 'permutation_table',
-           'feature_concept', 'concept_importance', 'true_effects', 'map_features_to_drivers', 'driver_agreement',
-           'null_rank_share', 'deletion_curve', 'deletion_test', 'why_this_match', 'rule_surrogate',
+           'INTERPRETABILITY_TABLES', 'base_model', 'hgb_tree_shap', 'shap_values', 'local_accuracy_error',
+           'permutation_table', 'feature_concept', 'concept_importance', 'true_effects', 'map_features_to_drivers',
+           'driver_agreement', 'null_rank_share', 'deletion_curve', 'deletion_test', 'why_this_match', 'rule_surrogate',
            'bootstrap_importance', 'null_clearly_below_share', 'local_surrogates', 'local_surrogate',
            'actionable_edits', 'apply_edit', 'edit_cost', 'counterfactual_search', 'profile_scorer',
            'candidate_importance', 'rank_agreement', 'load_interpretability', 'interpretability_inputs',
@@ -29,10 +29,92 @@ __all__ = ['VALUES_OVERALL', 'INTERESTS', 'DRIVER_TERMS', 'SENSITIVE_COLUMNS', '
 # %% ../nbs/07_interpretability.ipynb #82af46b4
 def base_model(model):
     "The fitted base model inside `CalibratedClassifierCV(FrozenEstimator(base))`, or `model` itself if it is not wrapped."
-    if hasattr(model, "calibrated_classifiers_"): model = model.calibrated_classifiers_[0].estimator
+    if hasattr(model, "calibrated_classifiers_"):
+        if len(model.calibrated_classifiers_) != 1:  # cross-validated calibration: the output averages several fold models
+            raise ValueError(f"base_model: the calibrated model holds {len(model.calibrated_classifiers_)} fold models; "
+                             "explaining one of them would not explain the matcher (calibrate a frozen base model instead)")
+        model = model.calibrated_classifiers_[0].estimator
     return model.estimator if type(model).__name__ == "FrozenEstimator" else model
 
 # %% ../nbs/07_interpretability.ipynb #07b46f10
+def _distinct_path_features(nodes) -> int:
+    "Largest number of distinct features split on along one root-to-leaf path of a predictor's `nodes`."
+    best, stack = 0, [(0, frozenset())]
+    while stack:
+        n, fs = stack.pop()
+        if nodes["is_leaf"][n]: best = max(best, len(fs)); continue
+        fs = fs | {int(nodes["feature_idx"][n])}
+        stack += [(int(nodes["left"][n]), fs), (int(nodes["right"][n]), fs)]
+    return best
+
+def _tree_phi(nodes, X: np.ndarray, phi: np.ndarray) -> None:
+    "Add one tree's path-dependent SHAP values for the rows of `X` (rows x features) to `phi` (features x rows)."
+    m = max(1, (_distinct_path_features(nodes) + 1) // 2)  # Gauss-Legendre nodes: exact for degree < 2m
+    xi, wi = np.polynomial.legendre.leggauss(m)
+    t, w = (xi + 1) / 2, wi / 2
+    u = 1.0 - t
+    left, right, feat, thr = nodes["left"], nodes["right"], nodes["feature_idx"], nodes["num_threshold"]
+    nan_left, leaf, count, value = nodes["missing_go_to_left"], nodes["is_leaf"], nodes["count"].astype(float), nodes["value"]
+    g1 = lambda q: (1.0 - q) / (q * u + t)  # (o - q) / (q(1-t) + o t) at o = 1; at o = 0 it is -1/(1-t)
+
+    def down(n: int, P: np.ndarray, seen: dict) -> np.ndarray:
+        "P: product of the path's factors at the nodes t (m x rows); returns the subtree's sum of value x product (m x rows)."
+        if leaf[n]: return P * value[n]
+        f = int(feat[n]); x = X[:, f]
+        goes_left = x <= thr[n]
+        if nan_left[n]: goes_left |= np.isnan(x)
+        prev, H = seen.get(f), None
+        for child, s in ((int(left[n]), goes_left), (int(right[n]), ~goes_left)):
+            r = count[child] / count[n]
+            if prev is None:  # first split on f along this path: the previous factor is 1
+                q, o = r, s
+                Pc = P * np.where(s, (r * u + t)[:, None], (r * u)[:, None])
+                d_off, d_on = -1.0 / u, g1(r)
+            else:  # f again: replace its factor (o_prev, q_prev) by (o_prev and s, q_prev r)
+                o_prev, q_prev = prev
+                q, o = q_prev * r, o_prev & s
+                f_prev = q_prev * u + t
+                Pc = P * np.where(o, ((q * u + t) / f_prev)[:, None], np.where(o_prev, (q * u / f_prev)[:, None], r))
+                d_off, d_on = -1.0 / u - g1(q_prev), g1(q) - g1(q_prev)
+            Hc = down(child, Pc, {**seen, f: (o, q)})
+            y_off, y_on = np.stack([w * d_off, w * d_on]) @ Hc
+            contrib = np.where(o, y_on, y_off)
+            if prev is not None: contrib *= o_prev  # rows already off f before this split: no change here
+            phi[f] += contrib
+            if H is None: H = Hc
+            else: H += Hc
+        return H
+
+    down(0, np.ones((m, len(X))), {})
+
+def hgb_tree_shap(model, # a fitted `HistGradientBoostingClassifier` (binary) or `HistGradientBoostingRegressor`
+                  X, # rows to explain (a DataFrame with the model's columns, or an array in its column order)
+                 ) -> tuple[np.ndarray, float]:
+    "(exact path-dependent SHAP values, rows x features, in the model's raw output (log-odds); expected value) of a scikit-learn HGB model."
+    preds = getattr(model, "_predictors", None)
+    if preds is None: raise ValueError(f"hgb_tree_shap: {type(model).__name__} is not a fitted HistGradientBoosting model")
+    if len(preds) and len(preds[0]) != 1:
+        raise ValueError(f"hgb_tree_shap: the model has {len(preds[0])} outputs per iteration (multiclass); only binary classifiers and regressors are supported")
+    if any(p[0].nodes["is_categorical"].any() for p in preds):
+        raise ValueError("hgb_tree_shap: the model has categorical splits, which this explainer does not support")
+    if isinstance(X, pd.DataFrame) and hasattr(model, "feature_names_in_"):
+        missing = [c for c in model.feature_names_in_ if c not in X]
+        if missing: raise ValueError(f"hgb_tree_shap: X lacks the model's column(s) {missing}")
+        X = X[list(model.feature_names_in_)]
+    X = np.asarray(X, dtype=np.float64)
+    if X.ndim != 2 or X.shape[1] != model.n_features_in_:
+        raise ValueError(f"hgb_tree_shap: X has shape {X.shape}, the model expects {model.n_features_in_} columns")
+    X = np.asfortranarray(X)  # column access per split
+    phi = np.zeros((X.shape[1], len(X)))
+    expected = float(np.ravel(model._baseline_prediction)[0])
+    for p in preds:
+        nodes = p[0].nodes
+        if len(X): _tree_phi(nodes, X, phi)
+        is_leaf = nodes["is_leaf"].astype(bool)
+        expected += float((nodes["value"][is_leaf] * nodes["count"][is_leaf]).sum() / nodes["count"][0])
+    return np.ascontiguousarray(phi.T), expected
+
+# %% ../nbs/07_interpretability.ipynb #5a935be5
 def shap_values(model, # a fitted base model (or a Pipeline ending in one): linear (`coef_`) or tree ensemble
                 X: pd.DataFrame, # rows to explain
                 background: pd.DataFrame, # background rows (the linear explainer's reference distribution)
@@ -47,6 +129,9 @@ def shap_values(model, # a fitted base model (or a Pipeline ending in one): line
     if hasattr(est, "coef_"):
         bg = tf(background)
         ex, kind = shap.LinearExplainer(est, shap.maskers.Independent(bg, max_samples=len(bg))), "linear"
+    elif hasattr(est, "_predictors"):  # scikit-learn's HistGradientBoosting: the same exact values as TreeExplainer, faster
+        vals, ev = hgb_tree_shap(est, tf(X) if pre is not None else X)
+        return vals, ev, "tree"
     else:
         ex, kind = shap.TreeExplainer(est), "tree"
     with warnings.catch_warnings():
