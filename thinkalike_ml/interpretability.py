@@ -58,25 +58,25 @@ def _tree_phi(nodes, X: np.ndarray, phi: np.ndarray) -> None:
     g1 = lambda q: (1.0 - q) / (q * u + t)  # (o - q) / (q(1-t) + o t) at o = 1; at o = 0 it is -1/(1-t)
 
     def down(n: int, P: np.ndarray, seen: dict) -> np.ndarray:
-        "P: product of the path's factors at the nodes t (m x rows); returns the subtree's sum of value x product (m x rows)."
-        if leaf[n]: return P * value[n]
+        "P: product of the path's factors at the nodes t (m x rows); returns the subtree's sum of leaf value x product (m x rows)."
         f = int(feat[n]); x = X[:, f]
         goes_left = x <= thr[n]
         if nan_left[n]: goes_left |= np.isnan(x)
         prev, H = seen.get(f), None
         for child, s in ((int(left[n]), goes_left), (int(right[n]), ~goes_left)):
             r = count[child] / count[n]
+            v = value[child] if leaf[child] else 1.0  # a leaf's value is folded into its factor (one pass fewer)
             if prev is None:  # first split on f along this path: the previous factor is 1
                 q, o = r, s
-                Pc = P * np.where(s, (r * u + t)[:, None], (r * u)[:, None])
+                Pc = P * np.where(s, (v * (r * u + t))[:, None], (v * r * u)[:, None])
                 d_off, d_on = -1.0 / u, g1(r)
             else:  # f again: replace its factor (o_prev, q_prev) by (o_prev and s, q_prev r)
                 o_prev, q_prev = prev
                 q, o = q_prev * r, o_prev & s
                 f_prev = q_prev * u + t
-                Pc = P * np.where(o, ((q * u + t) / f_prev)[:, None], np.where(o_prev, (q * u / f_prev)[:, None], r))
+                Pc = P * np.where(o, (v * (q * u + t) / f_prev)[:, None], np.where(o_prev, (v * q * u / f_prev)[:, None], v * r))
                 d_off, d_on = -1.0 / u - g1(q_prev), g1(q) - g1(q_prev)
-            Hc = down(child, Pc, {**seen, f: (o, q)})
+            Hc = Pc if leaf[child] else down(child, Pc, {**seen, f: (o, q)})
             y_off, y_on = np.stack([w * d_off, w * d_on]) @ Hc
             contrib = np.where(o, y_on, y_off)
             if prev is not None: contrib *= o_prev  # rows already off f before this split: no change here
@@ -85,10 +85,12 @@ def _tree_phi(nodes, X: np.ndarray, phi: np.ndarray) -> None:
             else: H += Hc
         return H
 
+    if leaf[0]: return  # a single-leaf tree attributes nothing
     down(0, np.ones((m, len(X))), {})
 
 def hgb_tree_shap(model, # a fitted `HistGradientBoostingClassifier` (binary) or `HistGradientBoostingRegressor`
                   X, # rows to explain (a DataFrame with the model's columns, or an array in its column order)
+                  n_jobs: int = 1, # threads, each explaining a block of rows (numpy releases the GIL in its array operations)
                  ) -> tuple[np.ndarray, float]:
     "(exact path-dependent SHAP values, rows x features, in the model's raw output (log-odds); expected value) of a scikit-learn HGB model."
     preds = getattr(model, "_predictors", None)
@@ -107,9 +109,15 @@ def hgb_tree_shap(model, # a fitted `HistGradientBoostingClassifier` (binary) or
     X = np.asfortranarray(X)  # column access per split
     phi = np.zeros((X.shape[1], len(X)))
     expected = float(np.ravel(model._baseline_prediction)[0])
+    blocks = [b for b in np.array_split(np.arange(len(X)), max(1, min(int(n_jobs), len(X)))) if len(b)]
+    def explain(b):
+        for p in preds: _tree_phi(p[0].nodes, X[b[0]:b[-1] + 1], phi[:, b[0]:b[-1] + 1])
+    if len(blocks) > 1:
+        from concurrent.futures import ThreadPoolExecutor
+        with ThreadPoolExecutor(len(blocks)) as pool: list(pool.map(explain, blocks))
+    elif blocks: explain(blocks[0])
     for p in preds:
         nodes = p[0].nodes
-        if len(X): _tree_phi(nodes, X, phi)
         is_leaf = nodes["is_leaf"].astype(bool)
         expected += float((nodes["value"][is_leaf] * nodes["count"][is_leaf]).sum() / nodes["count"][0])
     return np.ascontiguousarray(phi.T), expected
