@@ -8,14 +8,14 @@ import numpy as np
 import pandas as pd
 import pytest
 from sklearn.calibration import CalibratedClassifierCV
-from sklearn.ensemble import HistGradientBoostingClassifier
+from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
 from sklearn.frozen import FrozenEstimator
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from thinkalike_ml.interpretability import (INTERPRETABILITY_TABLES, SENSITIVE_COLUMNS, actionable_columns, base_model,
-                                            bootstrap_importance, counterfactual_search, deletion_test, driver_agreement,
+                                            bootstrap_importance, counterfactual_search, deletion_test, driver_agreement, hgb_tree_shap,
                                             load_interpretability, local_accuracy_error, local_surrogates,
                                             map_features_to_drivers, null_clearly_below_share, null_rank_share,
                                             profile_scorer, shap_values, true_effects, why_this_match)
@@ -42,6 +42,65 @@ def test_shap_values_of_the_calibrated_matchers_base_sum_to_its_log_odds(kind):
     vals, ev, k = shap_values(base_model(cal), X[:300], X[1000:1200])
     assert k == kind and vals.shape == (300, 5)
     assert local_accuracy_error(base, X[:300], vals, ev) < 1e-6
+
+
+def _shap_tree(model, X):
+    import shap
+    ex = shap.TreeExplainer(model)
+    return np.asarray(ex.shap_values(np.asarray(X, float)), float), float(np.ravel(ex.expected_value)[-1])
+
+
+@pytest.mark.parametrize("kind", ["classifier", "regressor"])
+def test_hgb_tree_shap_equals_shaps_exact_values_and_sums_to_the_raw_output(kind):
+    """The vectorised path-dependent TreeSHAP gives shap's TreeExplainer values (to rounding) on deep trees that split on a
+    feature several times along a path, with missing values sent both ways, and its values sum to the raw output."""
+    from thinkalike_ml.interpretability import _distinct_path_features
+    rng = np.random.default_rng(3)
+    X = pd.DataFrame(rng.normal(size=(1500, 4)), columns=["a", "b", "c", "d"])
+    z = np.sin(2 * X["a"]) + X["b"] * X["c"] + .5 * X["d"] ** 2
+    X.loc[rng.random(len(X)) < .15, "b"] = np.nan  # missing in training: each split learns where NaN goes
+    X.loc[rng.random(len(X)) < .05, "d"] = np.nan
+    if kind == "classifier":
+        model = HistGradientBoostingClassifier(max_iter=40, max_leaf_nodes=40, min_samples_leaf=5, random_state=0)
+        model.fit(X, (rng.random(len(X)) < 1 / (1 + np.exp(-2 * z.fillna(0)))).astype(int))
+        raw = model.decision_function
+    else:
+        model = HistGradientBoostingRegressor(max_iter=40, max_leaf_nodes=40, min_samples_leaf=5, random_state=0).fit(X, z.fillna(0))
+        raw = model.predict
+    nodes = [p[0].nodes for p in model._predictors]
+    assert max(int(n["depth"].max()) for n in nodes) > max(_distinct_path_features(n) for n in nodes)  # repeated features on a path
+    nan_left = np.concatenate([n["missing_go_to_left"][~n["is_leaf"].astype(bool)] for n in nodes])
+    assert nan_left.any() and not nan_left.all()  # both directions for missing values occur
+    Xe = X.sample(400, random_state=1)
+    ours, ev = hgb_tree_shap(model, Xe)
+    theirs, ev_shap = _shap_tree(model, Xe)
+    assert np.abs(ours - theirs).max() < 1e-9 and abs(ev - ev_shap) < 1e-9
+    assert np.abs(ev + ours.sum(1) - raw(Xe)).max() < 1e-9
+    assert np.array_equal(hgb_tree_shap(model, Xe[["d", "c", "b", "a"]])[0], ours)  # columns matched by name
+    assert np.abs(hgb_tree_shap(model, Xe.to_numpy(), n_jobs=2)[0] - ours).max() < 1e-12
+
+
+def test_hgb_tree_shap_refuses_what_it_cannot_explain_with_a_clear_error():
+    rng = np.random.default_rng(0)
+    X = pd.DataFrame({"a": rng.normal(size=300), "b": rng.normal(size=300)})
+    multi = HistGradientBoostingClassifier(max_iter=5).fit(X, rng.integers(0, 3, 300))
+    with pytest.raises(ValueError, match="multiclass"):
+        hgb_tree_shap(multi, X)
+    Xc = X.assign(b=pd.Categorical(rng.choice(["x", "y", "z"], 300)))
+    cat = HistGradientBoostingClassifier(max_iter=5, categorical_features="from_dtype").fit(Xc, (Xc["b"] == "x").astype(int))
+    with pytest.raises(ValueError, match="categorical"):
+        hgb_tree_shap(cat, Xc)
+    fitted = HistGradientBoostingClassifier(max_iter=5).fit(X, (X["a"] > 0).astype(int))
+    with pytest.raises(ValueError, match=r"lacks the model's column\(s\) \['b'\]"):
+        hgb_tree_shap(fitted, X[["a"]])
+    with pytest.raises(ValueError, match="not a fitted HistGradientBoosting"):
+        hgb_tree_shap(HistGradientBoostingClassifier(), X)
+
+
+def test_base_model_refuses_a_cross_validated_calibration():
+    X, y, _ = _toy(600)
+    with pytest.raises(ValueError, match="3 fold models"):
+        base_model(CalibratedClassifierCV(LogisticRegression(), cv=3).fit(X, y))
 
 
 def test_truth_checks_find_the_drivers_and_put_null_features_last():
