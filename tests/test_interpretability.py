@@ -17,7 +17,7 @@ from sklearn.preprocessing import StandardScaler
 from thinkalike_ml.interpretability import (INTERPRETABILITY_TABLES, SENSITIVE_COLUMNS, actionable_columns, base_model,
                                             bootstrap_importance, counterfactual_search, deletion_test, driver_agreement, hgb_tree_shap,
                                             load_interpretability, local_accuracy_error, local_surrogates,
-                                            map_features_to_drivers, null_clearly_below_share, null_rank_share,
+                                            map_features_to_drivers, null_clearly_below_share, null_partial_correlation, null_rank_share,
                                             profile_scorer, shap_values, true_effects, why_this_match)
 
 
@@ -146,6 +146,24 @@ def test_the_null_feature_check_flags_a_null_feature_the_model_really_uses():
     assert null_clearly_below_share(l2, h2, drivers) == 1.0
 
 
+def test_a_null_feature_that_is_a_suppressor_is_used_by_the_matcher_and_the_partial_correlation_says_why():
+    """z is uncorrelated with the truth on its own (so the screen calls it null), but given the driver feature x1 = e + z/2
+    it removes x1's error: the matcher uses it (it ranks above a pure-noise feature) and its partial correlation with the
+    true logit is far from 0, while the noise feature's is near 0."""
+    rng = np.random.default_rng(2)
+    e, z, w = rng.normal(size=(3, 4000))
+    truth = pd.DataFrame({"u": e, "logit": 2 * e})
+    X = pd.DataFrame({"x1": e + .5 * z, "z": z, "w": w})
+    y = (rng.random(len(X)) < 1 / (1 + np.exp(-truth["logit"]))).astype(int)
+    drivers = map_features_to_drivers(X, truth, ["u"])
+    assert drivers["x1"] == "u" and drivers[["z", "w"]].isna().all()
+    m = LogisticRegression().fit(X, y)
+    imp = pd.Series(np.abs(shap_values(m, X[:800], X[800:1000])[0]).mean(0), index=X.columns)
+    assert imp["z"] > 5 * imp["w"]
+    part = null_partial_correlation(X, truth, drivers)
+    assert set(part.index) == {"z", "w"} and part["z"] < -.5 and abs(part["w"]) < .05
+
+
 def test_the_local_surrogate_is_faithful_on_a_linear_model_and_says_so_when_it_is_not():
     X, y, _ = _toy(2000)
     lin = LogisticRegression().fit(X, y)
@@ -256,6 +274,10 @@ def test_every_candidate_is_explained_and_the_local_surrogates_are_measured(smal
     imp = out["importance"]
     assert (imp["mean_abs_shap_low"] <= imp["mean_abs_shap"]).all() and (imp["mean_abs_shap"] <= imp["mean_abs_shap_high"]).all()
     assert 0 <= m["null_features_clearly_below_share"] <= m["null_features_rank_last_share"] <= 1  # reported, whatever the finding
+    nulls = imp[imp["driver"].isna()]
+    assert len(nulls) == m["n_null_features"] and nulls["null_partial_corr"].between(-1, 1).all()
+    assert imp.loc[imp["driver"].notna(), "null_partial_corr"].isna().all()
+    assert m["null_features_max_abs_partial_corr"] == pytest.approx(nulls["null_partial_corr"].abs().max())
 
 
 def test_counterfactuals_are_valid_and_change_only_actionable_fields(small_interpretability_run):

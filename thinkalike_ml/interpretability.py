@@ -18,8 +18,8 @@ __all__ = ['VALUES_OVERALL', 'INTERESTS', 'DRIVER_TERMS', 'SENSITIVE_COLUMNS', '
            'INTERPRETABILITY_TABLES', 'base_model', 'hgb_tree_shap', 'shap_values', 'local_accuracy_error',
            'permutation_table', 'feature_concept', 'concept_importance', 'true_effects', 'map_features_to_drivers',
            'driver_agreement', 'null_rank_share', 'deletion_curve', 'deletion_test', 'why_this_match', 'rule_surrogate',
-           'bootstrap_importance', 'null_clearly_below_share', 'local_surrogates', 'local_surrogate',
-           'actionable_edits', 'apply_edit', 'edit_cost', 'counterfactual_search', 'profile_scorer',
+           'bootstrap_importance', 'null_clearly_below_share', 'null_partial_correlation', 'local_surrogates',
+           'local_surrogate', 'actionable_edits', 'apply_edit', 'edit_cost', 'counterfactual_search', 'profile_scorer',
            'candidate_importance', 'rank_agreement', 'load_interpretability', 'interpretability_inputs',
            'global_explanations', 'truth_checks', 'example_reasons', 'faithfulness', 'local_explanations',
            'actionable_columns', 'counterfactual_explanations', 'candidate_explanations', 'interpretability_metrics',
@@ -312,6 +312,20 @@ def null_clearly_below_share(low: pd.Series, high: pd.Series, drivers: pd.Series
     if not len(nh) or not len(rl): return float("nan")
     return float((nh[:, None] < rl[None, :]).mean())
 
+# %% ../nbs/07_interpretability.ipynb #b0f75a63
+def null_partial_correlation(X: pd.DataFrame, truth_rows: pd.DataFrame, drivers: pd.Series) -> pd.Series:
+    "Partial correlation of each null feature of `X` with the true logit (+ bias_penalty) given the driver features (0 if constant)."
+    null = [f for f in X if pd.isna(drivers.get(f))]
+    real = [f for f in X if not pd.isna(drivers.get(f))]
+    A = np.c_[np.ones(len(X)), X[real].to_numpy(float)]
+    resid = lambda y: y - A @ np.linalg.lstsq(A, y, rcond=None)[0]
+    rz = resid(truth_rows["logit"].to_numpy(float) + np.asarray(truth_rows.get("bias_penalty", 0), float))
+    def pc(f):
+        rx = resid(X[f].to_numpy(float))
+        den = np.sqrt((rx ** 2).sum() * (rz ** 2).sum())
+        return float((rx * rz).sum() / den) if den > 1e-12 else 0.0
+    return pd.Series({f: pc(f) for f in null}, dtype=float, name="partial_corr")
+
 # %% ../nbs/07_interpretability.ipynb #a365db45
 def local_surrogates(predict, # DataFrame of rows -> the model output to explain (e.g. log-odds)
                      X: pd.DataFrame, # the instances to explain, one surrogate each
@@ -526,6 +540,7 @@ def truth_checks(inputs: dict, g: dict) -> dict:
     table, rho = driver_agreement(imp, drivers, true_effects(rows, terms))
     imp_t = g["importance"].set_index("feature")
     return {"drivers": drivers, "table": table, "spearman": rho, "null_rank_share": null_rank_share(imp, drivers),
+            "null_partial": null_partial_correlation(g["X"], rows, drivers),
             "null_clearly_below_share": null_clearly_below_share(imp_t["mean_abs_shap_low"], imp_t["mean_abs_shap_high"], drivers),
             "effects": true_effects(rows, terms),
             "spearman_all": float(stats.spearmanr(table["importance"], table["true_effect"]).statistic),
@@ -626,6 +641,7 @@ def interpretability_metrics(g: dict | None, checks: dict, deletion: pd.DataFram
          "null_features_rank_last_share": checks.get("null_rank_share", float("nan")),
          "null_features_clearly_below_share": checks.get("null_clearly_below_share", float("nan")),
          "n_null_features": float(checks["drivers"].isna().sum()) if checks else float("nan"),
+         "null_features_max_abs_partial_corr": float(checks["null_partial"].abs().max()) if checks and len(checks["null_partial"]) else float("nan"),
          "shap_local_accuracy_max_error": g["local_accuracy_error"], "n_explained": float(len(g["X"])),
          "deletion_auc_top": float(deletion["top"].mean()), "deletion_auc_random": float(deletion["random"].mean()),
          "top_feature_mean_abs_shap": float(top["mean_abs_shap"].iloc[0])}
@@ -657,7 +673,8 @@ def persist_interpretability(run, g: dict | None, checks: dict, deletion: pd.Dat
     extra = extra or {}
     tables = {"deletion": deletion, "reasons": reasons}
     if g is not None:
-        imp = g["importance"].assign(driver=g["importance"]["feature"].map(checks["drivers"]) if checks else None)
+        imp = g["importance"].assign(driver=g["importance"]["feature"].map(checks["drivers"]) if checks else None,
+                                     null_partial_corr=g["importance"]["feature"].map(checks["null_partial"]) if checks else np.nan)
         imp["rank"] = imp["mean_abs_shap"].rank(ascending=False, method="min").astype(int)
         tables |= {"importance": imp, "concepts": concept_importance(g["importance"]), "drivers": checks.get("table", pd.DataFrame()),
                    "shap": pd.concat([g["ids"][["suggestion_id"]], pd.DataFrame(g["values"], columns=g["X"].columns)], axis=1)}
