@@ -378,3 +378,26 @@ def test_a_source_without_demographics_reports_them_unavailable(small_fairness_r
     info = load_fairness(copy)["summary"]
     assert info["unavailable_attributes"] == params["sensitive_attributes"] and info["attributes"] == []
     assert m["matcher_skipped"] == 1.0 and "recommender_ndcg_group_gap" not in m and np.isfinite(m["recommender_ndcg"])
+
+
+def test_the_fairness_gate_fails_at_most_5_percent_at_the_threshold_and_can_pass_and_fail():
+    "The gate's verdict has a known error rate: at a true difference equal to the threshold it says 'fail' in at most 5% of"
+    " simulated splits; a large true difference fails, and no difference on many rows passes."
+    import numpy as np
+    import pandas as pd
+    from thinkalike_ml.fairness import fairness_gate_verdict
+    rng = np.random.default_rng(0)
+    def verdicts(delta, n, sims):
+        out = []
+        for _ in range(sims):
+            g = rng.choice(["a", "b", "c"], n)
+            y = (rng.random(n) < .3).astype(int)
+            d = (rng.random(n) < np.where(g == "a", .4 - delta, .4)).astype(int)
+            out.append(fairness_gate_verdict(y, d, pd.DataFrame({"g": g}), 0.05)["verdict"])
+        return pd.Series(out)
+    at = verdicts(0.05, 3000, 300)
+    assert (at == "fail").mean() <= 0.05 + 2 * np.sqrt(.05 * .95 / 300), (at == "fail").mean()
+    assert (verdicts(0.25, 3000, 20) == "fail").all()
+    assert (verdicts(0.0, 300_000, 3) == "pass").all()
+    r = fairness_gate_verdict([0, 1] * 20, [0, 1] * 20, pd.DataFrame({"g": ["x"] * 30 + ["y"] * 10}), 0.05, min_group_size=30)
+    assert r["verdict"] is None and r["small_groups"] == ["g=y"]  # a small group is reported, not gated
