@@ -116,7 +116,7 @@ STAGES: list[Stage] = [
           loaders=("load_monitoring",), headline=("alerts", "false_alarm_rate", "drift_detection_rate"), preflight="check_monitoring_params"),
     Stage("documents", "11_documents", "thinkalike_ml.documents",
           "success criteria met or not, model cards, datasheet, impact assessments, engineering handoff; every number checked against the run",
-          runner="run_documents_stage", params=("seed", "top_k", "fairness_threshold", "matcher_min_roc_auc", "matcher_max_calibration_error",
+          runner="run_documents_stage", params=("seed", "top_k", "fairness_threshold", "fairness_inconclusive", "matcher_min_roc_auc", "matcher_max_calibration_error",
                                                 "recommender_min_ndcg", "max_latency_p95_seconds"),
           loaders=("load_documents",), headline=("criteria_met", "criteria_not_measured", "numbers_checked")),
 ]
