@@ -171,13 +171,20 @@ def test_a_model_not_shown_fair_is_refused_when_inconclusive_blocks(store, base_
 
 
 def test_the_mitigated_matcher_is_a_version_of_its_own_with_its_own_verdict(store, base_run, names, tmp_path):
-    from thinkalike_ml.registry import MITIGATED, load_registry
+    from thinkalike_ml.fairness import fairness_inputs, matcher_fairness, mitigation_table, persist_mitigated
+    from thinkalike_ml.registry import MITIGATED, load_registry, mitigated_variant
     run = _copy(base_run, tmp_path / "run", fairness_threshold=1.0, max_calibration_error=1.0)
+    variant, why = mitigated_variant(run)
+    if variant is None:  # the small run's recommended mitigation is not servable (e.g. it needs the attribute when predicting)
+        assert why
+        # save reweighing (servable: no attribute when predicting) the way the stage saves a recommended mitigation
+        params = run.params | {"fairness_mitigations": ["reweighing"]}
+        inputs = fairness_inputs(run)
+        _, attribute, fitted = mitigation_table(inputs, matcher_fairness(inputs, params), params)
+        saved = persist_mitigated(run, {"mitigation": "reweighing"}, fitted, attribute, inputs["features"]["pair_columns"], params)
+        assert saved["mitigation"] == "reweighing" and not saved["needs_sensitive_attribute"] and saved["gate"]["verdict"]
     models = _register(run)
-    summary = load_registry(run)["summary"]
-    if MITIGATED not in models:  # the small run's recommended mitigation may not be servable: then the reason is recorded
-        assert summary["not_registered"][MITIGATED]
-        return
+    assert not load_registry(run)["summary"]["not_registered"]
     m, u = models[MITIGATED], models["matcher"]
     assert m["version"] == u["version"] + 1 and m["tags"]["matcher_variant"].startswith("mitigated:")
     assert {g["gate"]: g["status"] for g in m["gates"]}["fairness"] == "passed"  # threshold 1.0: every upper bound is within it
@@ -186,6 +193,13 @@ def test_the_mitigated_matcher_is_a_version_of_its_own_with_its_own_verdict(stor
     src = resolve_model(f"{names['matcher']}@champion", tracking_uri=store[0])
     served = load_served(src)
     assert served.matcher["selected"] == ("mitigated:" + m["variant"] if m["promoted"] else u["descriptor"]["family"])
+    # serving a mitigated version (by its number) loads the fairness stage's model, and it scores like it
+    mit = load_served(resolve_model(f"{names['matcher']}@{m['version']}", tracking_uri=store[0]))
+    assert mit.matcher["selected"] == "mitigated:" + m["variant"] and mit.matcher["model"] is not None
+    from thinkalike_ml.fairness import served_mitigated_matcher
+    ref = served_mitigated_matcher(run)
+    pf = mit.feature_fill.to_frame().T[mit.columns]
+    assert np.allclose(mit.matcher["model"].predict_proba(pf), ref["model"].predict_proba(pf))
 
 
 def test_a_worse_model_is_refused_and_a_better_one_promoted(store, base_run, names, tmp_path):
