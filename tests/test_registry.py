@@ -151,21 +151,55 @@ def test_a_first_registration_is_1_0_0_with_lineage_tags_signature_and_the_lock(
     assert lin["matcher"]["version"] == 1 and lin["matcher"]["alias"] == "champion" and lin["matcher"]["champion_before"] is None
 
 
-def test_a_model_failing_the_fairness_threshold_is_refused(store, base_run, names, tmp_path):
+def test_a_model_not_shown_fair_is_refused_when_inconclusive_blocks(store, base_run, names, tmp_path):
     from thinkalike_ml.fairness import load_fairness
-    s = load_fairness(base_run)["matcher_summary"]
-    worst = s[(s["side"] == "suggested") & s["metric"].isin(["dp_difference", "eo_difference"]) & ~s["attribute"].str.contains(" × ")]["value"].max()
+    mt = load_fairness(base_run)["mitigation"].set_index("model")
+    worst = mt.loc["unmitigated", "gated_difference"]
     assert worst > 0.01, "the small run's matcher shows no group difference to test the gate with"
-    run = _copy(base_run, tmp_path / "run", fairness_threshold=round(worst / 2, 4), max_calibration_error=1.0)
+    # at half its observed difference the gate cannot pass (the upper bound is at least the observed difference)
+    run = _copy(base_run, tmp_path / "run", fairness_threshold=round(worst / 2, 4), max_calibration_error=1.0, fairness_inconclusive="block")
     models = _register(run)
     m = models["matcher"]
     gates = {g["gate"]: g["status"] for g in m["gates"]}
-    assert gates == {"performance": "not applicable", "fairness": "failed", "calibration": "passed"}
-    assert not m["promoted"] and m["alias"] == "challenger" and "fairness failed" in m["decision"]
+    assert gates["performance"] == "not applicable" and gates["calibration"] == "passed"
+    assert gates["fairness"] == ("failed" if mt.loc["unmitigated", "gate_lower"] > worst / 2 else "inconclusive")
+    assert not m["promoted"] and m["alias"] == "challenger" and f"fairness {gates['fairness']}" in m["decision"]
+    assert m["tags"]["fairness_verdict"] == gates["fairness"] and m["tags"]["fairness_inconclusive"] == "block"
     client = _client(store)
-    aliases = _aliases(client, names["matcher"])
-    assert aliases == {"challenger": "1"}  # no champion: an unfair model is not served
+    assert "champion" not in _aliases(client, names["matcher"])  # no champion: a model not shown to be fair is not served
     assert models["recommender"]["promoted"]  # its gates do not apply to a first ranking model
+
+
+def test_the_mitigated_matcher_is_a_version_of_its_own_with_its_own_verdict(store, base_run, names, tmp_path):
+    from thinkalike_ml.fairness import fairness_inputs, matcher_fairness, mitigation_table, persist_mitigated
+    from thinkalike_ml.registry import MITIGATED, load_registry, mitigated_variant
+    run = _copy(base_run, tmp_path / "run", fairness_threshold=1.0, max_calibration_error=1.0)
+    variant, why = mitigated_variant(run)
+    if variant is None:  # the small run's recommended mitigation is not servable (e.g. it needs the attribute when predicting)
+        assert why
+        # save reweighing (servable: no attribute when predicting) the way the stage saves a recommended mitigation
+        params = run.params | {"fairness_mitigations": ["reweighing"]}
+        inputs = fairness_inputs(run)
+        _, attribute, fitted = mitigation_table(inputs, matcher_fairness(inputs, params), params)
+        saved = persist_mitigated(run, {"mitigation": "reweighing"}, fitted, attribute, inputs["features"]["pair_columns"], params)
+        assert saved["mitigation"] == "reweighing" and not saved["needs_sensitive_attribute"] and saved["gate"]["verdict"]
+    models = _register(run)
+    assert not load_registry(run)["summary"]["not_registered"]
+    m, u = models[MITIGATED], models["matcher"]
+    assert m["version"] == u["version"] + 1 and m["tags"]["matcher_variant"].startswith("mitigated:")
+    assert {g["gate"]: g["status"] for g in m["gates"]}["fairness"] == "passed"  # threshold 1.0: every upper bound is within it
+    assert sum(r["promoted"] for r in (m, u)) == 1  # one champion per run: the one with the lower fairness upper bound
+    from thinkalike_ml.serving import load_served, resolve_model
+    src = resolve_model(f"{names['matcher']}@champion", tracking_uri=store[0])
+    served = load_served(src)
+    assert served.matcher["selected"] == ("mitigated:" + m["variant"] if m["promoted"] else u["descriptor"]["family"])
+    # serving a mitigated version (by its number) loads the fairness stage's model, and it scores like it
+    mit = load_served(resolve_model(f"{names['matcher']}@{m['version']}", tracking_uri=store[0]))
+    assert mit.matcher["selected"] == "mitigated:" + m["variant"] and mit.matcher["model"] is not None
+    from thinkalike_ml.fairness import served_mitigated_matcher
+    ref = served_mitigated_matcher(run)
+    pf = mit.feature_fill.to_frame().T[mit.columns]
+    assert np.allclose(mit.matcher["model"].predict_proba(pf), ref["model"].predict_proba(pf))
 
 
 def test_a_worse_model_is_refused_and_a_better_one_promoted(store, base_run, names, tmp_path):

@@ -137,10 +137,15 @@ PARAMS: dict[str, Param] = {p.name: p for p in [
     Param("min_group_size", int, 30, "Groups with fewer rows are reported but flagged as too small to judge.", low=1, high=1_000_000),
     Param("fairness_mitigations", list, ["reweighing", "correlation_remover", "exponentiated_gradient_dp", "threshold_optimizer_dp", "threshold_optimizer_eo"],
           "Mitigations the fairness stage compares (any of: " + ", ".join(FAIRNESS_MITIGATIONS) + "); 'exponentiated_gradient_eo' is the slowest and is left out by default."),
+    Param("fairness_eg_max_iter", int, 5, "ExponentiatedGradient's iterations (each fits the base model about three times). 5 by default, for speed: "
+          "on the default data the algorithm converges by about 10, so 50 (fairlearn's default) gives the full mitigation.", low=1, high=1000),
     # -- interpretability
     Param("n_explain", int, 2000, "Test pairs sampled for SHAP summaries (and bootstrap intervals), the example reasons and the candidates' comparison.", small=300, low=10, high=10_000_000),
     Param("n_local", int, 60, "Explained test pairs given a local (LIME-style) surrogate; the counterfactual search takes those the matcher does not suggest.", small=20, low=1, high=100_000),
     # -- registry
+    Param("fairness_inconclusive", str, "promote", "What an 'inconclusive' fairness gate means for promotion: 'promote' (the version may become champion, "
+          "tagged fairness_verdict=inconclusive and said so in the model card) or 'block' (only a 'pass' promotes). 'fail' (the gated "
+          "difference is above fairness_threshold with 95% confidence) always blocks.", choices=("promote", "block")),
     Param("max_calibration_error", float, 0.05, "Largest expected calibration error (test) a matcher may have to be promoted to champion in the model registry.", low=0.0, high=1.0),
     # -- monitoring
     Param("monitoring_window_days", int, 7, "Width in days of each monitoring window of the production period.", low=1, high=366),

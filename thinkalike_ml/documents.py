@@ -473,7 +473,14 @@ def _fairness(led: Ledger, family: str) -> str:
                 ledger_table(led, [*f, "traffic_light"], ["side", "attribute", "metric"], {"value": "{:.3f}", "ci_low": "{:.3f}", "ci_high": "{:.3f}", "target": "{:.3g}"}) +
                 f"\n\nFairness threshold: {led.num(['param', 'fairness_threshold'], '{:.3g}')}; red lights: "
                 f"{led.num(['metric', 'fairness', 'matcher_red_lights'], '{:,.0f}')}; significant bias tests: "
-                f"{led.num(['metric', 'fairness', 'matcher_significant_bias_tests'], '{:,.0f}')}.")
+                f"{led.num(['metric', 'fairness', 'matcher_significant_bias_tests'], '{:,.0f}')}."
+                "\n\nPromotion gate: the registry bounds the largest demographic-parity or equalized-odds difference over the "
+                f"attributes with simultaneous {led.literal('95%', 'the confidence level of the fairness gate, fixed in fairness_gate_verdict')} intervals. It fails (never promoted) when the lower bound is above the threshold, "
+                "passes when the upper bound is within it, and is inconclusive otherwise; an inconclusive verdict "
+                f"{'may promote, tagged as such' if led.sources.params.get('fairness_inconclusive', 'promote') == 'promote' else 'blocks promotion'} "
+                f"(fairness_inconclusive = {led.text(['param', 'fairness_inconclusive'])}). This matcher's bounds on the test split: "
+                f"[{led.num(['metric', 'fairness', 'mitigation_unmitigated_gate_lower'])}, {led.num(['metric', 'fairness', 'mitigation_unmitigated_gate_upper'])}]; "
+                f"with shuffled groups the gate failed in {led.num(['metric', 'fairness', 'fairness_gate_shuffled_fail_rate'], '{:.1%}')} of the permutations.")
     return ("Ranking quality per user group:\n\n" +
             ledger_table(led, [*f, "ranking_groups"], ["attribute", "group"], {"users": "{:,}", "ndcg": "{:.3f}", "ndcg_ci_low": "{:.3f}",
                                                                                "ndcg_ci_high": "{:.3f}", "hit_rate": "{:.3f}"}) +

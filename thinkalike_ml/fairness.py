@@ -17,20 +17,21 @@ from scipy import stats
 from sklearn.metrics import roc_auc_score
 
 # %% auto #0
-__all__ = ['MISSING_GROUP', 'CELLS', 'SUMMARY_METRICS', 'METRICFRAME_MAX_ROWS', 'PAIR_SIDES', 'POOLED_GROUP', 'FAIRNESS_DIR',
-           'FAIRNESS_SUMMARY', 'FAIRNESS_TABLES', 'FAIRNESS_MITIGATED_MODEL', 'MITIGATIONS', 'group_labels',
-           'group_codes', 'choose_threshold', 'confusion_cells', 'rates_from_cells', 'summaries_from_cells',
-           'bootstrap_cells', 'fairness_summary', 'expected_calibration_error', 'group_metrics', 'classifier_scores',
-           'available_attributes', 'fairness_report', 'traffic_light', 'pair_attributes', 'intersection_column', 'holm',
-           'group_vs_rest_tests', 'bias_tests', 'reweighing_weights', 'mitigate_reweighing', 'with_group_columns',
-           'mitigate_correlation_remover', 'exponentiated_gradient_probability', 'mitigate_exponentiated_gradient',
-           'pool_small_groups', 'threshold_optimizer_probability', 'mitigate_threshold_optimizer',
-           'bootstrap_auc_calibration', 'gated_difference', 'gate_noise_floor', 'mitigation_row', 'list_hits',
-           'mean_with_interval', 'ranking_by_group', 'exposure_by_group', 'popularity_bias', 'load_fairness',
-           'mitigated_summary', 'persist_mitigated', 'load_mitigated_matcher', 'fairness_inputs', 'matcher_rows',
-           'matcher_fairness', 'mitigation_attribute', 'mitigation_table', 'recommend_mitigation', 'ground_truth_check',
-           'recommender_fairness', 'penalty_visibility', 'fairness_metrics', 'persist_fairness', 'track_fairness',
-           'run_fairness_stage']
+__all__ = ['MISSING_GROUP', 'CELLS', 'SUMMARY_METRICS', 'METRICFRAME_MAX_ROWS', 'PAIR_SIDES', 'POOLED_GROUP', 'GATE_VERDICTS',
+           'GATE_RATES', 'FAIRNESS_DIR', 'FAIRNESS_SUMMARY', 'FAIRNESS_TABLES', 'FAIRNESS_MITIGATED_MODEL',
+           'MITIGATIONS', 'group_labels', 'group_codes', 'choose_threshold', 'confusion_cells', 'rates_from_cells',
+           'summaries_from_cells', 'bootstrap_cells', 'fairness_summary', 'expected_calibration_error', 'group_metrics',
+           'classifier_scores', 'available_attributes', 'fairness_report', 'traffic_light', 'pair_attributes',
+           'intersection_column', 'holm', 'group_vs_rest_tests', 'bias_tests', 'reweighing_weights',
+           'mitigate_reweighing', 'with_group_columns', 'mitigate_correlation_remover',
+           'exponentiated_gradient_probability', 'mitigate_exponentiated_gradient', 'pool_small_groups',
+           'threshold_optimizer_probability', 'mitigate_threshold_optimizer', 'bootstrap_auc_calibration',
+           'gated_difference', 'gate_noise_floor', 'fairness_gate_verdict', 'gate_verdict_rates', 'mitigation_row',
+           'list_hits', 'mean_with_interval', 'ranking_by_group', 'exposure_by_group', 'popularity_bias',
+           'load_fairness', 'mitigated_summary', 'persist_mitigated', 'load_mitigated_matcher',
+           'served_mitigated_matcher', 'fairness_inputs', 'matcher_rows', 'matcher_fairness', 'mitigation_attribute',
+           'mitigation_table', 'recommend_mitigation', 'ground_truth_check', 'recommender_fairness',
+           'penalty_visibility', 'fairness_metrics', 'persist_fairness', 'track_fairness', 'run_fairness_stage']
 
 # %% ../nbs/06_fairness.ipynb #b33dab7f
 MISSING_GROUP = "(missing)"  # the group of rows whose sensitive attribute is missing
@@ -390,12 +391,14 @@ def exponentiated_gradient_probability(eg, # a fitted `ExponentiatedGradient` ov
     return sum(wj * np.asarray(h.predict(X), float) for wj, h in zip(w, eg.predictors_) if wj > 0)
 
 def mitigate_exponentiated_gradient(X_train, y_train, g_train, X_test, seed: int = 0,
-                                    constraint: str = "demographic_parity") -> tuple:
+                                    constraint: str = "demographic_parity",
+                                    max_iter: int = 50, # fairlearn's iterations (each fits the base model once)
+                                   ) -> tuple:
     "ExponentiatedGradient around logistic regression: (test probability of a positive decision, test decisions, the fitted mitigator)."
     from fairlearn.reductions import DemographicParity, EqualizedOdds, ErrorRate, ExponentiatedGradient
     base = float(np.mean(y_train))
     eg = ExponentiatedGradient(_logreg(seed), {"demographic_parity": DemographicParity, "equalized_odds": EqualizedOdds}[constraint](),
-                               objective=ErrorRate(costs={"fp": base, "fn": 1 - base}), eps=0.01, max_iter=50,
+                               objective=ErrorRate(costs={"fp": base, "fn": 1 - base}), eps=0.01, max_iter=max_iter,
                                sample_weight_name="logisticregression__sample_weight")
     with _quiet_fairlearn():
         eg.fit(X_train, y_train, sensitive_features=g_train)
@@ -508,9 +511,92 @@ def gate_noise_floor(y, decision, # true labels and decisions
             for _ in range(n_permutations)]
     return {"median": float(np.median(vals)), "p95": float(np.percentile(vals, 95)), "n_permutations": n_permutations}
 
+GATE_VERDICTS = ("pass", "inconclusive", "fail")  # the fairness gate's verdicts, best first
+GATE_RATES = ("selection_rate", "tpr", "fpr")  # the rates whose group differences make up the DP and EO differences
+
+def _gate_groups(sensitive: pd.DataFrame, min_group_size: int) -> tuple[list, list]:
+    "Per attribute: (name, judged group labels, each row's index into them or -1 where its group is too small); and the small groups as 'attribute=group'."
+    parts, small = [], []
+    for a in sensitive.columns:
+        labels, g = group_codes(group_labels(sensitive[a]))
+        n = np.bincount(g, minlength=len(labels))
+        keep = n >= min_group_size
+        parts.append((a, labels[keep], np.where(keep, np.cumsum(keep) - 1, -1)[g]))
+        small += [f"{a}={v}" for v in labels[~keep]]
+    return parts, small
+
+def _gate_bounds(y: np.ndarray, d: np.ndarray, parts: list, alpha: float) -> dict:
+    "Every pairwise group difference of every rate of `GATE_RATES` in every attribute, with simultaneous Agresti-Caffo bounds (Bonferroni over the defined comparisons)."
+    xa, na, xb, nb, meta = [], [], [], [], []
+    for ai, (_, labels, g) in enumerate(parts):
+        k, ok = len(labels), g >= 0
+        tn, fp, fn, tp = np.bincount(g[ok] * 4 + 2 * y[ok] + d[ok], minlength=4 * k).reshape(k, 4).T
+        i, j = np.triu_indices(k, 1)
+        for ri, (x, n) in enumerate(((fp + tp, tn + fp + fn + tp), (tp, tp + fn), (fp, fp + tn))):
+            xa.append(x[i]); na.append(n[i]); xb.append(x[j]); nb.append(n[j])
+            meta.append(np.c_[np.full(len(i), ai), np.full(len(i), ri), i, j])
+    xa, na, xb, nb = (np.concatenate(v).astype(float) if v else np.zeros(0) for v in (xa, na, xb, nb))
+    meta = np.concatenate(meta) if meta else np.zeros((0, 4), int)
+    ok = (na > 0) & (nb > 0)  # a rate is undefined in a group without positives (TPR) or negatives (FPR)
+    xa, na, xb, nb, meta = xa[ok], na[ok], xb[ok], nb[ok], meta[ok]
+    if not len(xa): return {"n": 0}
+    z = float(stats.norm.isf(alpha / (2 * len(xa))))  # two-sided, Bonferroni over every comparison
+    pa, pb = (xa + 1) / (na + 2), (xb + 1) / (nb + 2)  # Agresti-Caffo: one success and one failure added to each group
+    half = z * np.sqrt(pa * (1 - pa) / (na + 2) + pb * (1 - pb) / (nb + 2))
+    centre, diff = np.abs(pa - pb), np.abs(xa / na - xb / nb)
+    return {"n": len(xa), "z": z, "diff": diff, "lo": np.clip(centre - half, 0, 1), "hi": np.clip(centre + half, 0, 1), "meta": meta}
+
+def _verdict(lower: float, upper: float, threshold: float) -> str:
+    return "fail" if lower > threshold else "pass" if upper <= threshold else "inconclusive"
+
+def fairness_gate_verdict(y, # true 0/1 labels
+                          decision, # 0/1 decisions
+                          sensitive: pd.DataFrame, # one column per attribute (group labels)
+                          threshold: float, # `fairness_threshold`: the largest acceptable DP or EO difference
+                          min_group_size: int = 30, # smaller groups are reported (`small_groups`) but not gated
+                          alpha: float = 0.05, # the error rate of each verdict
+                         ) -> dict:
+    "The fairness gate: simultaneous 1 - `alpha` bounds (Agresti-Caffo, Bonferroni) on the gated difference, and the verdict 'fail' (lower bound above `threshold`), 'pass' (upper bound at most `threshold`) or 'inconclusive'."
+    if not 0 < alpha < 1: raise ValueError(f"fairness_gate_verdict: alpha must lie in (0, 1), got {alpha}")
+    y, d = np.asarray(y, int), np.asarray(decision, int)
+    if not len(y) == len(d) == len(sensitive):
+        raise ValueError(f"fairness_gate_verdict: y, decision and sensitive must have one value per row, got {len(y)}, {len(d)} and {len(sensitive)}")
+    parts, small = _gate_groups(sensitive, min_group_size)
+    b = _gate_bounds(y, d, parts, alpha)
+    out = {"threshold": float(threshold), "alpha": alpha, "n_comparisons": b["n"], "min_group_size": min_group_size, "small_groups": small}
+    if not b["n"]: return out | {"verdict": None, "value": np.nan, "lower": np.nan, "upper": np.nan, "critical_value": np.nan, "metric": None,
+                                 "attribute": None, "lower_comparison": None, "upper_comparison": None}
+    def name(r):
+        a, rate, i, j = r
+        return f"{parts[a][0]}: {GATE_RATES[rate]} {parts[a][1][i]} vs {parts[a][1][j]}"
+    k, m, w = int(np.argmax(b["lo"])), int(np.argmax(b["hi"])), int(np.argmax(b["diff"]))
+    lower, upper = float(b["lo"][k]), float(b["hi"][m])
+    return out | {"verdict": _verdict(lower, upper, threshold), "value": float(b["diff"][w]),
+                  "metric": "dp_difference" if b["meta"][w][1] == 0 else "eo_difference", "attribute": str(parts[b["meta"][w][0]][0]),
+                  "lower": lower, "upper": upper, "critical_value": b["z"], "lower_comparison": name(b["meta"][k]), "upper_comparison": name(b["meta"][m])}
+
+def gate_verdict_rates(y, decision, # true labels and decisions
+                       sensitive: pd.DataFrame, # one column per attribute
+                       threshold: float, min_group_size: int = 30, alpha: float = 0.05,
+                       n_permutations: int = 200, seed: int = 0,
+                      ) -> dict:
+    "How often the gate says fail, inconclusive and pass when group membership is shuffled (so no group difference exists): its false-fail rate on these rows; with the gated difference's noise floor (median and 95th percentile)."
+    rng = np.random.default_rng(seed)
+    y, d = np.asarray(y, int), np.asarray(decision, int)
+    parts, _ = _gate_groups(sensitive, min_group_size)
+    vs, vals = [], []
+    for _ in range(n_permutations):
+        perm = rng.permutation(len(y))  # one permutation for all attributes: their joint distribution is kept
+        b = _gate_bounds(y, d, [(a, lab, g[perm]) for a, lab, g in parts], alpha)
+        if not b["n"]: vs.append(None); vals.append(np.nan); continue
+        vs.append(_verdict(float(b["lo"].max()), float(b["hi"].max()), threshold)); vals.append(float(b["diff"].max()))
+    vs = pd.Series(vs, dtype=object)
+    return {**{f"{v}_rate": float((vs == v).mean()) for v in GATE_VERDICTS}, "median": float(np.nanmedian(vals)) if n_permutations else np.nan,
+            "p95": float(np.nanpercentile(vals, 95)) if n_permutations else np.nan, "n_permutations": n_permutations}
+
 def mitigation_row(name: str, y, scores, decision, groups, min_group_size: int = 30, n_bootstrap: int = 1000,
-                   seed: int = 0, sensitive: pd.DataFrame | None = None) -> dict:
-    "One model's row of the before/after table (AUC and calibration gap with intervals; with `sensitive`, the gated difference over all its attributes)."
+                   seed: int = 0, sensitive: pd.DataFrame | None = None, threshold: float | None = None) -> dict:
+    "One model's row of the before/after table (AUC and calibration gap with intervals; with `sensitive`, the gated difference over all its attributes, and with `threshold` too, the gate's verdict and bounds)."
     s = fairness_summary(y, decision, groups, min_group_size, n_bootstrap, seed).set_index("metric")
     r = rates_from_cells(confusion_cells(y, decision, np.zeros(len(y)))[1])
     row = {"model": name, **bootstrap_auc_calibration(y, scores, groups, n_bootstrap, seed, min_group_size),
@@ -519,6 +605,10 @@ def mitigation_row(name: str, y, scores, decision, groups, min_group_size: int =
         row |= {m: s.loc[m, "value"], f"{m}_ci_low": s.loc[m, "ci_low"], f"{m}_ci_high": s.loc[m, "ci_high"]}
     if sensitive is not None:
         row["gated_difference"], row["gated_metric"], row["gated_attribute"] = gated_difference(y, decision, sensitive, min_group_size)
+        if threshold is not None:
+            v = fairness_gate_verdict(y, decision, sensitive, threshold, min_group_size)
+            row |= {"gate_verdict": v["verdict"], "gate_lower": v["lower"], "gate_upper": v["upper"], "gate_upper_comparison": v["upper_comparison"],
+                    "gate_lower_comparison": v["lower_comparison"], "gate_comparisons": v["n_comparisons"], "gate_small_groups": ", ".join(v["small_groups"])}
     return row
 
 # %% ../nbs/06_fairness.ipynb #ec58d751
@@ -645,11 +735,21 @@ def persist_mitigated(run, recommended: dict, fitted: dict, attribute, columns: 
     return {"mitigation": name, "kind": kind, "attribute": attribute, "path": FAIRNESS_MITIGATED_MODEL, "needs_sensitive_attribute": needs,
             "gated_difference": None if w is None else float(w["value"]), "gated_metric": None if w is None else str(w["metric"]),
             "gated_attribute": None if w is None else str(w["attribute"]),
-            "passes_threshold": bool(w is not None and w["value"] <= params["fairness_threshold"])}
+            "passes_threshold": bool(w is not None and w["value"] <= params["fairness_threshold"]),
+            "gate": fairness_gate_verdict(t["accepted"], d, t["sensitive"], params["fairness_threshold"], params["min_group_size"])}
 
 def load_mitigated_matcher(run) -> dict:
     "The recommended mitigated matcher the fairness stage saved (mitigation, kind, attribute, model, columns, needs_sensitive_attribute), checked against its sha256."
     return run.load_object(FAIRNESS_MITIGATED_MODEL)
+
+def served_mitigated_matcher(run) -> dict:
+    "The saved mitigated matcher in the form serving uses for the models stage's matcher (model, columns, selected); refuses one that needs the sensitive attribute or has no predict_proba."
+    m = load_mitigated_matcher(run)
+    model = m["model"][0] if isinstance(m["model"], tuple) else m["model"]
+    if m["needs_sensitive_attribute"] or not hasattr(model, "predict_proba"):
+        raise ValueError(f"the mitigated matcher {m['mitigation']} of run {run.id} cannot be served: "
+                         + ("it needs the sensitive attribute when predicting" if m["needs_sensitive_attribute"] else "it has no predict_proba"))
+    return {"model": model, "columns": list(m["columns"]), "selected": f"mitigated:{m['mitigation']}"}
 
 # %% ../nbs/06_fairness.ipynb #ebd270c4
 def fairness_inputs(run) -> dict:
@@ -711,13 +811,13 @@ def _split_xy(inputs: dict, split: str, attribute: str, attributes=()):
     sens = pair_attributes(f, inputs["data"]["users"], list(dict.fromkeys([attribute, *attributes])))["suggested"]
     return f[cols].reset_index(drop=True), f["accepted"].to_numpy(int), sens[attribute].to_numpy(), f["suggestion_id"].to_numpy(), sens
 
-def _fit_mitigation(name: str, model, d: dict, seed: int, min_group_size: int) -> tuple:
+def _fit_mitigation(name: str, model, d: dict, seed: int, min_group_size: int, eg_max_iter: int = 50) -> tuple:
     "Fit one mitigation of `MITIGATIONS` on the splits in `d`: (test scores, test decisions, fitted object)."
     (Xtr, ytr, gtr), (Xv, yv, gv), (Xte, gte) = d["train"], d["validation"], d["test"]
     if name == "reweighing": return mitigate_reweighing(Xtr, ytr, gtr, Xv, yv, Xte, seed)
     if name == "correlation_remover": return mitigate_correlation_remover(Xtr, ytr, gtr, Xv, yv, gv, Xte, gte, seed)
     constraint = {"dp": "demographic_parity", "eo": "equalized_odds"}[name[-2:]]
-    if name.startswith("exponentiated_gradient"): return mitigate_exponentiated_gradient(Xtr, ytr, gtr, Xte, seed, constraint)
+    if name.startswith("exponentiated_gradient"): return mitigate_exponentiated_gradient(Xtr, ytr, gtr, Xte, seed, constraint, eg_max_iter)
     return mitigate_threshold_optimizer(model, Xv, yv, gv, Xte, gte, seed, min_group_size, constraint)
 
 def mitigation_table(inputs: dict, matcher: dict, params: dict) -> tuple[pd.DataFrame, str | None, dict]:
@@ -727,13 +827,15 @@ def mitigation_table(inputs: dict, matcher: dict, params: dict) -> tuple[pd.Data
     (Xtr, ytr, gtr, _, _), (Xv, yv, gv, _, _), (Xte, yte, gte, ids, sens) = (
         _split_xy(inputs, s, a, matcher["attributes"]) for s in ("train", "validation", "test"))
     d = {"train": (Xtr, ytr, gtr), "validation": (Xv, yv, gv), "test": (Xte, gte)}
-    kw = dict(min_group_size=params["min_group_size"], n_bootstrap=params["n_bootstrap"], seed=params["seed"], sensitive=sens)
+    kw = dict(min_group_size=params["min_group_size"], n_bootstrap=params["n_bootstrap"], seed=params["seed"], sensitive=sens,
+              threshold=params["fairness_threshold"])
     stored = matcher["test"].set_index("suggestion_id")["p"].reindex(ids).to_numpy()
     fitted = {"unmitigated": (stored, (stored >= matcher["threshold"]).astype(int), None)}
     rows = [mitigation_row("unmitigated", yte, *fitted["unmitigated"][:2], gte, **kw) | {"kind": "none", "needs_sensitive_attribute": False}]
     for name in params.get("fairness_mitigations", list(MITIGATIONS)):
         t0 = time.perf_counter()
-        fitted[name] = _fit_mitigation(name, inputs["matcher"]["model"], d, params["seed"], params["min_group_size"])
+        fitted[name] = _fit_mitigation(name, inputs["matcher"]["model"], d, params["seed"], params["min_group_size"],
+                                       params.get("fairness_eg_max_iter", 50))
         secs = time.perf_counter() - t0
         kind, needs = MITIGATIONS[name]
         rows.append(mitigation_row(name, yte, *fitted[name][:2], gte, **kw) | {"seconds": secs, "kind": kind, "needs_sensitive_attribute": needs})
@@ -852,7 +954,7 @@ def fairness_metrics(matcher: dict | None, mitigation: pd.DataFrame, recommended
         m["matcher_disadvantaged_groups_named"] = float(matcher["bias_tests"]["disadvantaged"].sum())
         for r in mitigation.to_dict("records"):
             m |= {f"mitigation_{r['model']}_{k}": float(r[k]) for k in ("auc", "accuracy", "dp_difference", "eo_difference", "calibration_gap",
-                                                                         "gated_difference") if k in r}
+                                                                         "gated_difference", "gate_lower", "gate_upper") if k in r}
         gt = matcher.get("ground_truth", pd.DataFrame())
         for name, g in (gt.groupby("model") if len(gt) else []):
             pen = g["group"] == g["bias_group"]
@@ -864,6 +966,7 @@ def fairness_metrics(matcher: dict | None, mitigation: pd.DataFrame, recommended
                               "mitigation_recommended_gated_difference": recommended["value"]}
         if recommended.get("calibration_gap_change") is not None: m["mitigation_recommended_calibration_gap_change"] = recommended["calibration_gap_change"]
         if recommended.get("noise_floor"): m |= {f"fairness_gate_noise_floor_{k}": v for k, v in recommended["noise_floor"].items() if k != "n_permutations"}
+        if recommended.get("gate_shuffled"): m |= {f"fairness_gate_shuffled_{k}": v for k, v in recommended["gate_shuffled"].items() if k != "n_permutations"}
     if recommender is None:
         m["recommender_skipped"] = 1.0
         m["fairness_threshold"] = float(params["fairness_threshold"])
@@ -921,11 +1024,13 @@ def run_fairness_stage(run, # the run's `RunDirectory`
         matcher = matcher_fairness(inputs, params)
         matcher["traffic_light"] = traffic_light(matcher["summary"], params["fairness_threshold"])
         mitigation, attribute, fitted = mitigation_table(inputs, matcher, params)
-        recommended = recommend_mitigation(mitigation, params["fairness_threshold"], "gated_difference")
+        recommended = recommend_mitigation(mitigation, params["fairness_threshold"], "gate_upper" if "gate_upper" in mitigation else "gated_difference")
         if len(mitigation):
             t = fitted["_test"]
-            recommended["noise_floor"] = gate_noise_floor(t["accepted"], fitted["unmitigated"][1], t["sensitive"], params["min_group_size"],
-                                                          min(params["n_bootstrap"], 200), params["seed"])
+            rates = gate_verdict_rates(t["accepted"], fitted["unmitigated"][1], t["sensitive"], params["fairness_threshold"],
+                                       params["min_group_size"], n_permutations=min(params["n_bootstrap"], 200), seed=params["seed"])
+            recommended["noise_floor"] = {k: rates[k] for k in ("median", "p95", "n_permutations")}
+            recommended["gate_shuffled"] = {k: rates[k] for k in ("pass_rate", "inconclusive_rate", "fail_rate", "n_permutations")}
         recommended["saved"] = persist_mitigated(run, recommended, fitted, attribute, inputs["features"]["pair_columns"], params)
         matcher["ground_truth"], matcher["penalty_analysis"] = _ground_truth_table(inputs, matcher, fitted)
     recommender = recommender_fairness(inputs, params) if inputs["recommender_selected"] is not None else None

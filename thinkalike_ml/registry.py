@@ -23,15 +23,16 @@ from .runs import ArtifactError, RunDirectory, code_version, project_root
 
 # %% auto #0
 __all__ = ['MODEL_NAMES', 'CHAMPION', 'CHALLENGER', 'DESCRIPTOR_LEVELS', 'ENV_PACKAGES', 'PASSED', 'FAILED', 'NOT_APPLICABLE',
-           'SKIPPED', 'FAIRNESS_GATED', 'REGISTRY_DIR', 'REGISTRY_SUMMARY', 'ENVIRONMENT_FILE', 'REGISTRY_GATES',
-           'REGISTRY_COMPARISONS', 'IGNORED_METRICS', 'NOT_COMPARED_STAGES', 'parse_semver', 'semantic_version',
-           'digest', 'model_descriptors', 'descriptor_tags', 'tagged_descriptor', 'comparable', 'installed_packages',
-           'lock_path', 'environment_record', 'environment_mismatches', 'EnvironmentMismatchWarning', 'gate',
-           'promotion_decision', 'performance_gate', 'fairness_gate', 'calibration_gate', 'matcher_comparisons',
-           'recommender_comparisons', 'registry_client', 'logged_models', 'signature_hash', 'registry_state',
-           'register_version', 'set_aliases', 'load_registered_model', 'registry_inputs',
-           'champion_matcher_comparisons', 'champion_recommender_comparisons', 'family_gates', 'lineage_tags',
-           'register_family', 'persist_registry', 'load_registry', 'registry_lineage', 'track_registry',
+           'SKIPPED', 'INCONCLUSIVE', 'INCONCLUSIVE_CHOICES', 'FAIRNESS_GATED', 'MITIGATED', 'REGISTRY_DIR',
+           'REGISTRY_SUMMARY', 'ENVIRONMENT_FILE', 'REGISTRY_GATES', 'REGISTRY_COMPARISONS', 'IGNORED_METRICS',
+           'NOT_COMPARED_STAGES', 'parse_semver', 'semantic_version', 'digest', 'model_descriptors', 'descriptor_tags',
+           'tagged_descriptor', 'comparable', 'installed_packages', 'lock_path', 'environment_record',
+           'environment_mismatches', 'EnvironmentMismatchWarning', 'gate', 'promotion_decision', 'performance_gate',
+           'fairness_gate', 'calibration_gate', 'matcher_comparisons', 'recommender_comparisons', 'registry_client',
+           'logged_models', 'signature_hash', 'registry_state', 'register_version', 'set_aliases',
+           'load_registered_model', 'registry_inputs', 'champion_matcher_comparisons',
+           'champion_recommender_comparisons', 'fairness_row', 'family_gates', 'lineage_tags', 'mitigated_variant',
+           'log_variant', 'register_family', 'persist_registry', 'load_registry', 'registry_lineage', 'track_registry',
            'registry_metrics', 'run_registry_stage', 'frame_digest', 'run_fingerprint', 'compare_runs',
            'parameter_differences', 'explain_differences', 'Reproduction', 'reproduction_warnings', 'reproduce_run',
            'format_reproduction']
@@ -158,15 +159,20 @@ class EnvironmentMismatchWarning(UserWarning):
     "A registered model is loaded in an environment whose key packages differ from the one it was registered in."
 
 # %% ../nbs/08_registry.ipynb #48996013
-PASSED, FAILED, NOT_APPLICABLE, SKIPPED = "passed", "failed", "not applicable", "skipped"  # a gate's outcomes
+PASSED, FAILED, NOT_APPLICABLE, SKIPPED, INCONCLUSIVE = "passed", "failed", "not applicable", "skipped", "inconclusive"  # a gate's outcomes
+INCONCLUSIVE_CHOICES = ("promote", "block")  # what an inconclusive fairness gate means for promotion (`fairness_inconclusive`)
 
 def gate(name: str, status: str, detail: str, value=np.nan, limit=np.nan) -> dict:
     "One gate's outcome."
     return {"gate": name, "status": status, "value": float(value), "limit": float(limit), "detail": detail}
 
-def promotion_decision(gates: list[dict]) -> tuple[bool, str]:
-    "Whether to promote (every gate passed or does not apply) and a sentence saying why or which gates block."
-    blocking = [g for g in gates if g["status"] not in (PASSED, NOT_APPLICABLE)]
+def promotion_decision(gates: list[dict], # `gate` outcomes
+                       inconclusive: str = "promote", # `fairness_inconclusive`: whether an inconclusive gate lets the version through
+                      ) -> tuple[bool, str]:
+    "Whether to promote (every gate passed, does not apply, or is inconclusive with `inconclusive='promote'`) and a sentence saying why or which gates block."
+    if inconclusive not in INCONCLUSIVE_CHOICES: raise ValueError(f"fairness_inconclusive {inconclusive!r}: expected one of {', '.join(INCONCLUSIVE_CHOICES)}")
+    through = (PASSED, NOT_APPLICABLE, INCONCLUSIVE) if inconclusive == "promote" else (PASSED, NOT_APPLICABLE)
+    blocking = [g for g in gates if g["status"] not in through]
     if not blocking: return True, "promoted to champion: " + "; ".join(f"{g['gate']} {g['status']}" for g in gates)
     return False, "stays challenger: " + "; ".join(f"{g['gate']} {g['status']} ({g['detail']})" for g in blocking)
 
@@ -182,20 +188,26 @@ def performance_gate(comparisons: pd.DataFrame, # paired comparisons of the new 
     return gate("performance", PASSED if r["significant"] else FAILED, detail + ("" if r["significant"] else " (not beyond noise)"),
                 r["improvement"], 0.0)
 
-FAIRNESS_GATED = ("dp_difference", "eo_difference")  # the fairness stage's differences the gate compares with `fairness_threshold`
+FAIRNESS_GATED = ("dp_difference", "eo_difference")  # the differences the fairness gate bounds against `fairness_threshold`
 
-def fairness_gate(summary: pd.DataFrame | None, # the fairness stage's matcher summary (side, attribute, metric, value), None if missing
+def fairness_gate(row: dict | None, # the model's row of the fairness stage's mitigation table (gated_difference, gate_lower, gate_upper, ...), None if missing
                   threshold: float, # `fairness_threshold`
+                  inconclusive: str = "promote", # `fairness_inconclusive`
                  ) -> dict:
-    "Passed when the largest gated difference (suggested side, single attributes) is at most `threshold`."
-    if summary is None: return gate("fairness", SKIPPED, "no fairness results in this run: run the fairness stage", limit=threshold)
-    s = summary[(summary["side"] == "suggested") & summary["metric"].isin(FAIRNESS_GATED) & ~summary["attribute"].astype(str).str.contains(" × ")]
-    s = s.dropna(subset=["value"])
-    if not len(s): return gate("fairness", SKIPPED, "no group large enough to judge", limit=threshold)
-    w = s.loc[s["value"].idxmax()]
-    ok = bool(w["value"] <= threshold)
-    return gate("fairness", PASSED if ok else FAILED, f"largest {w['metric']} {w['value']:.3f} ({w['attribute']}) "
-                f"{'within' if ok else 'above'} the threshold {threshold:g}", w["value"], threshold)
+    "The fairness stage's verdict at `threshold`: failed when the simultaneous 95% lower bound of the gated difference is above it, passed when the upper bound is at most it, else inconclusive."
+    if row is None: return gate("fairness", SKIPPED, "no fairness gate verdict for this model in this run: run the fairness stage", limit=threshold)
+    lo, hi = row.get("gate_lower", np.nan), row.get("gate_upper", np.nan)
+    if lo is None or hi is None or not (np.isfinite(lo) and np.isfinite(hi)):
+        return gate("fairness", SKIPPED, "no two groups large enough to judge", limit=threshold)
+    status = FAILED if lo > threshold else PASSED if hi <= threshold else INCONCLUSIVE
+    why = {FAILED: f"the lower bound is above the threshold {threshold:g} ({row.get('gate_lower_comparison')})",
+           PASSED: f"the upper bound is within the threshold {threshold:g}",
+           INCONCLUSIVE: f"the bounds straddle the threshold {threshold:g} (widest: {row.get('gate_upper_comparison')}); "
+                         + ("promotion allowed (fairness_inconclusive=promote)" if inconclusive == "promote" else "blocks promotion (fairness_inconclusive=block)")}[status]
+    small = row.get("gate_small_groups") or ""
+    return gate("fairness", status, f"largest DP/EO difference {row.get('gated_difference', np.nan):.3f} ({row.get('gated_attribute')}), "
+                f"simultaneous 95% bounds [{lo:.3f}, {hi:.3f}]: {why}" + (f"; not gated (below min_group_size): {small}" if small else ""),
+                row.get("gated_difference", np.nan), threshold)
 
 def calibration_gate(ece: float | None, # the model's expected calibration error on test, None if missing
                      limit: float, # `max_calibration_error`
@@ -324,17 +336,23 @@ def registry_inputs(run: RunDirectory) -> dict:
             "dataset": load_dataset(run), "dataset_version": dataset_version(run), "splits": load_splits(run),
             "evaluation": optional(load_evaluation), "fairness": optional(load_fairness)}
 
-def _matcher_rows(inputs: dict, split: str) -> pd.DataFrame:
-    "The new matcher's stored calibrated predictions on `split` (suggestion_id, p, accepted)."
+def _matcher_rows(inputs: dict, split: str, variant: dict | None = None) -> pd.DataFrame:
+    "The new matcher's stored calibrated predictions on `split` (suggestion_id, p, accepted); with `variant` (`mitigated_variant`), that model's predictions on the split's pair features."
+    if variant is not None:
+        pf = inputs["features"]["pair_features"]
+        pf = pf[pf["split"] == split]
+        return pd.DataFrame({"suggestion_id": pf["suggestion_id"].to_numpy(), "accepted": pf["accepted"].to_numpy(int),
+                             "p": variant["model"].predict_proba(pf[variant["columns"]])[:, 1]})
     p, sel = inputs["predictions"]["matcher"], inputs["descriptors"]["matcher"]["family"]
     return p[(p["split"] == split) & (p["model"] == sel) & p["calibrated"]].reset_index(drop=True)
 
-def champion_matcher_comparisons(inputs: dict, champion_model, champion_columns: list, n_resamples: int, seed: int) -> pd.DataFrame | str:
+def champion_matcher_comparisons(inputs: dict, champion_model, champion_columns: list, n_resamples: int, seed: int,
+                                 variant: dict | None = None) -> pd.DataFrame | str:
     "The new matcher against the champion on this run's test pairs, or why they cannot be compared."
     pf = inputs["features"]["pair_features"].set_index("suggestion_id")
     missing = [c for c in champion_columns if c not in pf.columns]
     if missing: return f"the champion needs features this run does not have ({', '.join(missing[:5])}): compare by hand"
-    test, val = _matcher_rows(inputs, "test"), _matcher_rows(inputs, "validation")
+    test, val = _matcher_rows(inputs, "test", variant), _matcher_rows(inputs, "validation", variant)
     champ = lambda rows: champion_model.predict_proba(pf.loc[rows["suggestion_id"], champion_columns].reset_index(drop=True))[:, 1]
     return matcher_comparisons(test["accepted"], test["p"], champ(test), val["accepted"], val["p"], champ(val), n_resamples, seed)
 
@@ -347,8 +365,16 @@ def champion_recommender_comparisons(inputs: dict, champion_pyfunc, k: int, n_re
     champ = champion_pyfunc.unwrap_python_model().rec.recommend(pd.unique(relevant["user_id"]), k=k)
     return recommender_comparisons(new, champ, relevant, train, inputs["dataset"].get("items"), k, n_resamples, seed)
 
-def family_gates(family: str, inputs: dict, params: dict, champion, tracking_uri: str) -> tuple[list[dict], pd.DataFrame]:
-    "The gates of one family's new model against the registry's `champion` (a model version or None), and the paired comparisons."
+def fairness_row(fairness: dict | None, model: str = "unmitigated") -> dict | None:
+    "The row of `model` ('unmitigated' or a mitigation) in the fairness stage's mitigation table (its gate verdict and bounds), None if missing."
+    t = (fairness or {}).get("mitigation")
+    if t is None or "gate_upper" not in t.columns or not (t["model"] == model).any(): return None
+    return t[t["model"] == model].iloc[0].to_dict()
+
+def family_gates(family: str, inputs: dict, params: dict, champion, tracking_uri: str,
+                 variant: dict | None = None, # the fairness stage's mitigated matcher (`mitigated_variant`) instead of the models stage's
+                ) -> tuple[list[dict], pd.DataFrame]:
+    "The gates of one family's new model (or of `variant`) against the registry's `champion` (a model version or None), and the paired comparisons."
     from thinkalike_ml.evaluation import PRIMARY
     comparisons, metric = pd.DataFrame(), PRIMARY[family]
     if champion is None: perf = gate("performance", NOT_APPLICABLE, "no champion yet")
@@ -357,7 +383,7 @@ def family_gates(family: str, inputs: dict, params: dict, champion, tracking_uri
         if family == "matcher":
             from mlflow.models import get_model_info
             cols = get_model_info(champion.source).signature.inputs.input_names()
-            comparisons = champion_matcher_comparisons(inputs, model, cols, params["n_bootstrap"], params["seed"])
+            comparisons = champion_matcher_comparisons(inputs, model, cols, params["n_bootstrap"], params["seed"], variant)
         else: comparisons = champion_recommender_comparisons(inputs, model, params["top_k"], params["n_bootstrap"], params["seed"])
         if isinstance(comparisons, str): perf, comparisons = gate("performance", SKIPPED, comparisons), pd.DataFrame()
         else: perf = performance_gate(comparisons, metric)
@@ -367,11 +393,16 @@ def family_gates(family: str, inputs: dict, params: dict, champion, tracking_uri
     fair = inputs["fairness"]
     ev = inputs["evaluation"]
     ece = None
-    if ev is not None:
+    if variant is not None:
+        from thinkalike_ml.evaluation import expected_calibration_error
+        t = _matcher_rows(inputs, "test", variant)
+        ece = expected_calibration_error(t["accepted"].to_numpy(), t["p"].to_numpy())
+    elif ev is not None:
         m = ev["metrics"]
         m = m[(m["family"] == "matcher") & (m["model"] == inputs["descriptors"]["matcher"]["family"]) & (m["metric"] == "ece")]["value"]
         ece = float(m.iloc[0]) if len(m) else None
-    return [perf, fairness_gate(fair.get("matcher_summary") if fair is not None else None, params["fairness_threshold"]),
+    inconclusive = params.get("fairness_inconclusive", "promote")
+    return [perf, fairness_gate(fairness_row(fair, "unmitigated" if variant is None else variant["name"]), params["fairness_threshold"], inconclusive),
             calibration_gate(ece, params["max_calibration_error"])], comparisons
 
 # %% ../nbs/08_registry.ipynb #568e0146
@@ -383,32 +414,89 @@ def lineage_tags(run: RunDirectory, params: dict, record: dict, dataset: dict, e
             "code_commit": str(code.get("commit") or "unknown"), "code_dirty": str(code.get("dirty")).lower(), "params_hash": params_hash(params),
             "mlflow_run_id": record["run_id"], "thinkalike_run": run.id, "report_path": str(run.path), **env}
 
-def register_family(client, family: str, logged, inputs: dict, params: dict, base_tags: dict, tracking_uri: str) -> dict:
-    "Version, gate, register and alias one family's model; the summary of what was done."
+MITIGATED = "matcher_mitigated"  # the registry stage's key (and logged-model name) of the fairness stage's mitigated matcher
+
+def mitigated_variant(run: RunDirectory) -> tuple[dict | None, str]:
+    "The fairness stage's saved mitigated matcher as a model the scoring API can serve (name, kind, model, columns), or None and why not."
+    from thinkalike_ml.fairness import FAIRNESS_MITIGATED_MODEL, load_mitigated_matcher
+    if not run.exists(FAIRNESS_MITIGATED_MODEL): return None, "the fairness stage saved no mitigated matcher (none was recommended)"
+    m = load_mitigated_matcher(run)
+    model = m["model"][0] if isinstance(m["model"], tuple) else m["model"]
+    if m["needs_sensitive_attribute"]:
+        return None, f"{m['mitigation']} needs the sensitive attribute when predicting, which the scoring API does not take: not registered"
+    if not hasattr(model, "predict_proba"):
+        return None, f"{m['mitigation']} is a randomized classifier without predict_proba, which the scoring API needs: not registered"
+    return {"name": m["mitigation"], "kind": m["kind"], "model": model, "columns": list(m["columns"])}, ""
+
+def log_variant(run: RunDirectory, params: dict, client, variant: dict, inputs: dict):
+    "Log the mitigated matcher to the run's MLflow run (name `MITIGATED`, with signature and input example); the `LoggedModel`."
+    import mlflow
+    from mlflow.models import infer_signature
+    from thinkalike_ml.tracking import tracked_run
+    ex = inputs["features"]["pair_features"][variant["columns"]].head(5)
+    with tracked_run(run, params, "registry"), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r".*Hint: Inferred schema contains integer column", category=UserWarning)
+        info = mlflow.sklearn.log_model(variant["model"], name=MITIGATED, signature=infer_signature(ex, variant["model"].predict_proba(ex)),
+                                        input_example=ex, pyfunc_predict_fn="predict_proba")
+    return client.get_logged_model(info.model_id)
+
+_VERDICT_RANK = {PASSED: 0, NOT_APPLICABLE: 1, SKIPPED: 1, INCONCLUSIVE: 2, FAILED: 3}
+
+def _preference(c: dict) -> tuple:
+    "How a promotable candidate ranks (smaller first): its fairness status (passed before inconclusive), then its gated difference's upper bound."
+    f = next(g for g in c["gates"] if g["gate"] == "fairness")
+    return _VERDICT_RANK.get(f["status"], 1), c.get("upper", np.inf)
+
+def register_family(client, family: str, candidates: list, inputs: dict, params: dict, base_tags: dict, tracking_uri: str) -> dict:
+    "Version, gate, register and alias one family's candidates (dicts: key, logged, variant) against the same champion; at most one is promoted, the promotable one with the best fairness status, then the lowest fairness upper bound. Returns key -> summary."
     name = MODEL_NAMES[family]
-    sig_hash, sig = signature_hash(logged.model_uri)
-    desc = inputs["descriptors"][family] | {"signature": sig_hash}
     state = registry_state(client, name)
-    compared = state[CHAMPION] or (state["versions"][0] if state["versions"] else None)
-    semver, level, why = semantic_version(comparable(desc), tagged_descriptor(compared.tags) if compared is not None else None,
-                                          [v.tags["semver"] for v in state["versions"] if "semver" in v.tags])
-    gates, comparisons = family_gates(family, inputs, params, state[CHAMPION], tracking_uri)
-    promoted, decision = promotion_decision(gates)
     champ = state[CHAMPION]
-    tags = base_tags | descriptor_tags(desc) | {
-        "semver": semver, "semver_level": level, "semver_reason": why, "promotion": CHAMPION if promoted else CHALLENGER,
-        "gates": json.dumps({g["gate"]: g["status"] for g in gates}), "compared_with_version": str(compared.version) if compared else "",
-        "champion_before": str(champ.version) if champ else "", "champion_before_run": champ.tags.get("thinkalike_run", "") if champ else ""}
-    mv = register_version(client, name, logged, tags, f"ThinkAlike {family}, registered by the registry stage of thinkalike-ml")
-    set_aliases(client, name, mv.version, promoted)
-    return {"family": family, "name": name, "version": int(mv.version), "semver": semver, "level": level, "reason": why,
-            "promoted": promoted, "alias": CHAMPION if promoted else CHALLENGER, "decision": decision, "model_uri": logged.model_uri,
-            "signature": sig, "descriptor": {k: v for k, v in desc.items() if k != "signature"},
-            "compared_with": None if compared is None else {"version": int(compared.version), "semver": compared.tags.get("semver"),
-                                                            "thinkalike_run": compared.tags.get("thinkalike_run")},
-            "champion_before": None if champ is None else {"version": int(champ.version), "semver": champ.tags.get("semver"),
-                                                           "thinkalike_run": champ.tags.get("thinkalike_run")},
-            "gates": gates, "comparisons": comparisons, "tags": tags}
+    taken = [v.tags["semver"] for v in state["versions"] if "semver" in v.tags]
+    latest = state["versions"][0] if state["versions"] else None
+    for c in candidates:
+        c["sig_hash"], c["sig"] = signature_hash(c["logged"].model_uri)
+        v = c.get("variant")
+        base = inputs["descriptors"][family]
+        c["desc"] = (base if v is None else base | {"family": f"{base['family']}+{v['name']}", "hyperparameters": base["hyperparameters"] | {"mitigation": v["name"]},
+                                                     "model_sha256": v.get("sha256")}) | {"signature": c["sig_hash"]}
+        c["gates"], c["comparisons"] = family_gates(family, inputs, params, champ, tracking_uri, v)
+        row = fairness_row(inputs["fairness"], "unmitigated" if v is None else v["name"]) if family == "matcher" else None
+        c["upper"] = float(row["gate_upper"]) if row is not None and np.isfinite(row.get("gate_upper", np.nan)) else np.inf
+        c["promotable"], c["decision"] = promotion_decision(c["gates"], params.get("fairness_inconclusive", "promote"))
+    ok = [c for c in candidates if c["promotable"]]
+    winner = min(ok, key=_preference) if ok else None
+    out = {}
+    for c in candidates:
+        promoted = c is winner
+        if c["promotable"] and not promoted:
+            c["decision"] = (f"stays challenger: its gates allow promotion, but {winner['key']} of this run is preferred "
+                             f"(better fairness status, or a lower upper bound on the gated difference: {winner['upper']:.3f} against {c['upper']:.3f})")
+        compared = champ or latest
+        semver, level, why = semantic_version(comparable(c["desc"]), tagged_descriptor(compared.tags) if compared is not None else None, taken)
+        fg = next((g for g in c["gates"] if g["gate"] == "fairness"), None)
+        tags = base_tags | descriptor_tags(c["desc"]) | {
+            "semver": semver, "semver_level": level, "semver_reason": why, "promotion": CHAMPION if promoted else CHALLENGER,
+            "gates": json.dumps({g["gate"]: g["status"] for g in c["gates"]}), "compared_with_version": str(compared.version) if compared else "",
+            "fairness_verdict": fg["status"] if fg else "", "fairness_inconclusive": params.get("fairness_inconclusive", "promote"),
+            "matcher_variant": f"mitigated:{c['variant']['name']}" if c.get("variant") else "models",
+            "champion_before": str(champ.version) if champ else "", "champion_before_run": champ.tags.get("thinkalike_run", "") if champ else ""}
+        what = f"ThinkAlike {family}" + (f", mitigated by {c['variant']['name']} (fairness stage)" if c.get("variant") else "")
+        mv = register_version(client, name, c["logged"], tags, f"{what}, registered by the registry stage of thinkalike-ml")
+        taken.append(semver)
+        latest = client.get_model_version(name, mv.version)
+        out[c["key"]] = {"family": family, "name": name, "version": int(mv.version), "semver": semver, "level": level, "reason": why,
+                         "promoted": promoted, "alias": CHAMPION if promoted else CHALLENGER, "decision": c["decision"], "model_uri": c["logged"].model_uri,
+                         "variant": c["variant"]["name"] if c.get("variant") else None,
+                         "signature": c["sig"], "descriptor": {k: v for k, v in c["desc"].items() if k != "signature"},
+                         "compared_with": None if compared is None else {"version": int(compared.version), "semver": compared.tags.get("semver"),
+                                                                         "thinkalike_run": compared.tags.get("thinkalike_run")},
+                         "champion_before": None if champ is None else {"version": int(champ.version), "semver": champ.tags.get("semver"),
+                                                                        "thinkalike_run": champ.tags.get("thinkalike_run")},
+                         "gates": c["gates"], "comparisons": c["comparisons"], "tags": tags}
+    # the champion first (it drops an older challenger alias), then this run's refused candidates as challenger
+    for c in sorted(candidates, key=lambda c: c is not winner): set_aliases(client, name, out[c["key"]]["version"], c is winner)
+    return out
 
 # %% ../nbs/08_registry.ipynb #8ace692d
 REGISTRY_DIR = "artifacts/registry"  # what this stage writes (read with `load_registry`)
@@ -417,7 +505,7 @@ ENVIRONMENT_FILE = f"{REGISTRY_DIR}/installed_packages.txt"
 REGISTRY_GATES = "tables/registry_gates.parquet"
 REGISTRY_COMPARISONS = "tables/registry_comparisons.parquet"
 
-def persist_registry(run: RunDirectory, results: dict, env: dict, tracking_uri: str) -> dict:
+def persist_registry(run: RunDirectory, results: dict, env: dict, tracking_uri: str, not_registered: dict | None = None) -> dict:
     "Write the summary, the gates, the comparisons and the installed package set into the run; return the summary."
     gates = pd.DataFrame([g | {"family": f} for f, r in results.items() for g in r["gates"]],
                          columns=["family", "gate", "status", "value", "limit", "detail"])
@@ -425,7 +513,7 @@ def persist_registry(run: RunDirectory, results: dict, env: dict, tracking_uri: 
     run.write_table(REGISTRY_GATES, gates[["family", "gate", "status", "value", "limit", "detail"]])
     run.write_table(REGISTRY_COMPARISONS, pd.concat(comps, ignore_index=True) if comps else pd.DataFrame({"family": pd.Series(dtype=str)}))
     run.write_artifact(ENVIRONMENT_FILE, "".join(f"{n}=={v}\n" for n, v in installed_packages().items()).encode())
-    summary = {"tracking_uri": tracking_uri, "environment": env,
+    summary = {"tracking_uri": tracking_uri, "environment": env, "not_registered": not_registered or {},
                "models": {f: {k: v for k, v in r.items() if k not in ("comparisons",)} for f, r in results.items()}}
     run.write_json(REGISTRY_SUMMARY, summary)
     return summary
@@ -476,8 +564,17 @@ def run_registry_stage(run: RunDirectory, # the run's `RunDirectory`
     base = lineage_tags(run, params, record, inputs["dataset_version"], env)
     missing = [f for f in inputs["descriptors"] if f not in logged]
     if missing: raise ArtifactError(f"MLflow run {record['run_id']} has no logged model named {', '.join(missing)}: run the models stage first")
-    results = {f: register_family(client, f, logged[f], inputs, params, base, uri) for f in inputs["descriptors"]}
-    persist_registry(run, results, env, uri)
+    results, notes = {}, {}
+    for f in inputs["descriptors"]:
+        cands = [{"key": f, "logged": logged[f], "variant": None}]
+        if f == "matcher":
+            variant, notes[MITIGATED] = mitigated_variant(run)
+            if variant is not None:
+                from thinkalike_ml.fairness import FAIRNESS_MITIGATED_MODEL
+                variant["sha256"] = run.checksums().get(FAIRNESS_MITIGATED_MODEL)
+                cands.append({"key": MITIGATED, "logged": log_variant(run, params, client, variant, inputs), "variant": variant})
+        results |= register_family(client, f, cands, inputs, params, base, uri)
+    persist_registry(run, results, env, uri, {k: v for k, v in notes.items() if v})
     metrics = registry_metrics(results) | {"registry_seconds": time.perf_counter() - t0}
     track_registry(run, params, metrics)
     return metrics

@@ -91,7 +91,8 @@ def _registered(name: str, alias: str, reports_dir=None, tracking_uri=None) -> M
     if folder is None or not (folder/"params.json").is_file(): folder = _run_folder(tags.get(RUN_TAG, str(folder)), reports_dir)
     kind = next((k for k, v in REGISTERED_MODELS.items() if v == full), None)
     label = f"{full} v{mv.version} ({'' if alias.isdigit() else '@' + alias + ', '}run {folder.name})"
-    return ModelSource(folder, kind, label, {"name": full, "version": str(mv.version), "alias": None if alias.isdigit() else alias})
+    return ModelSource(folder, kind, label, {"name": full, "version": str(mv.version), "alias": None if alias.isdigit() else alias,
+                                                "variant": tags.get("matcher_variant")})
 
 def resolve_model(ref: str, # 'matcher@champion', 'thinkalike-matcher@2', 'models:/thinkalike-matcher@champion', a run id or folder, 'RUN:matcher'
                   reports_dir=None, # where run folders are listed (default: reports/)
@@ -148,6 +149,7 @@ def load_served(source: ModelSource | str | Path, # where to load from (a `Model
     if not isinstance(source, ModelSource): source = resolve_model(str(source), reports_dir, tracking_uri)
     run = RunDirectory(source.run_path)
     models, feats = load_models(run), load_features(run)
+    if str((source.registered or {}).get("variant") or "").startswith("mitigated:"): from thinkalike_ml.fairness import served_mitigated_matcher; models["matcher"] = served_mitigated_matcher(run)  # a registered mitigated version
     users = load_dataset(run)["users"]
     pf = feats["pair_features"]
     train = pf[pf["split"] == "train"] if len(pf) else pf
