@@ -22,7 +22,8 @@ from .data import (ID_COLUMNS, IDENTIFIER_COLUMNS, TABLES, USER_ID_COLUMNS, Data
 
 # %% auto #0
 __all__ = ['LOCAL_WORKERS', 'USER_KEYS', 'dask_client', 'user_partition', 'regroup', 'read_table_dask', 'conform_partitions',
-           'combine_rules', 'sort_partitions', 'dataset_hash_partitioned', 'read_files_dask', 'build_dataset_dask']
+           'combine_rules', 'sort_partitions', 'dataset_hash_partitioned', 'read_files_dask', 'build_dataset_dask',
+           'pair_features_dask', 'score_file_dask']
 
 # %% ../nbs/01b_engine.ipynb #c51c3cd6
 LOCAL_WORKERS = 2  # worker processes of the local cluster (one thread each)
@@ -395,3 +396,84 @@ def build_dataset_dask(params: dict, key: bytes) -> dict:
         tables = {name: (_gather(client, final[name]) if name in final else tables[name]) for name in names}
     return {"tables": tables, "truth": _pseudonymize_truth(truth, tables, key) if truth else None,
             "quality": quality, "consent": consent, "hash": digest}
+
+# %% ../nbs/01b_engine.ipynb #3444d3b2
+def _pair_block(users: pd.DataFrame, pairs: pd.DataFrame, medians: dict | None, kw: dict) -> pd.DataFrame:
+    from thinkalike_ml.features import pair_features
+    if medians is not None:
+        users = users[users["user_id"].isin(pairs["user_a"]) | users["user_id"].isin(pairs["user_b"])]
+    return pair_features(users, pairs, medians=medians, **kw)
+
+def pair_features_dask(client, # a Dask client (see `dask_client`)
+                       rows: int | None = None, # pairs per block (default 250,000)
+                      ):
+    "A function called like `features.pair_features` that computes the pairs' features in blocks on the workers."
+    rows = int(rows or 250_000)
+    def pair_features_on_dask(users: pd.DataFrame, pairs: pd.DataFrame, medians: dict | None = None, **kw) -> pd.DataFrame:
+        users_f = client.scatter(users, broadcast=True)
+        blocks = client.scatter([pairs.iloc[i:i + rows] for i in range(0, max(len(pairs), 1), rows)])
+        out = _concat(client.gather(client.map(_pair_block, [users_f] * len(blocks), blocks, [medians] * len(blocks), [kw] * len(blocks))))
+        out.index = pairs.index
+        return out
+    return pair_features_on_dask
+
+# %% ../nbs/01b_engine.ipynb #c73c5c53
+def _row_groups(input) -> list[tuple[str, int, int]]:
+    "(file, row group, rows) of every row group of a Parquet file, folder or glob, in order."
+    import pyarrow.parquet as pq
+    from thinkalike_ml.serving import BatchInputError
+    p = str(input)
+    files = sorted(glob.glob(p)) if glob.has_magic(p) else [p]
+    files = [str(f) for x in files for f in (sorted(Path(x).rglob("*.parquet")) if Path(x).is_dir() else [Path(x)])]
+    if not files or not all(Path(f).is_file() for f in files): raise BatchInputError(f"input '{input}': no Parquet file found")
+    if not all(f.lower().endswith((".parquet", ".pq")) for f in files):
+        raise BatchInputError(f"input '{input}': the dask engine scores Parquet files, folders or globs; convert CSV to Parquet, or use --engine pandas")
+    return [(f, g, pq.ParquetFile(f).metadata.row_group(g).num_rows) for f in files for g in range(pq.ParquetFile(f).metadata.num_row_groups)]
+
+def _score_row_group(served, file: str, group: int, mode: str, start: int):
+    import pyarrow.parquet as pq
+    from thinkalike_ml.serving import _score_batch
+    return _score_batch(served, pq.ParquetFile(file).read_row_group(group), mode, start, served.columns)
+
+def score_file_dask(served, # the served models (with a matcher)
+                    input, # a Parquet file, folder or glob of pair features, or of user_a, user_b
+                    output, # the Parquet file to write (replaced atomically when complete)
+                    strict: bool = False, # fail (writing nothing) on the first bad row instead of reporting it
+                    scheduler: str = "", # a Dask scheduler address; empty: a local cluster
+                   ):
+    "`serving.score_file` on Dask: every row group scored on a worker, written in order by the client."
+    import dataclasses
+    import json
+    import pyarrow.parquet as pq
+    from thinkalike_ml.runs import atomic_target
+    from thinkalike_ml.serving import BatchInputError, BatchSummary, _note_bad
+    if served.matcher is None: raise BatchInputError("the served run has no matcher (its data source had no match suggestions)")
+    groups = _row_groups(input)
+    names = pq.ParquetFile(groups[0][0]).schema_arrow.names if groups else []
+    if all(c in names for c in served.columns): mode = "features"
+    elif {"user_a", "user_b"} <= set(names): mode = "user ids"
+    else: raise BatchInputError(f"input '{input}': expected the matcher's {len(served.columns)} feature columns or the columns user_a and user_b")
+    if sum(k for *_, k in groups) == 0: raise BatchInputError(f"input file '{input}' has no rows")
+    starts = np.concatenate([[0], np.cumsum([k for *_, k in groups])[:-1]]).astype(int)
+    summary, t0 = BatchSummary(mode=mode, output=str(output)), time.perf_counter()
+    meta = {b"thinkalike.model_version": served.version.encode(), b"thinkalike.sha256": json.dumps(served.sha256).encode()}
+    light = dataclasses.replace(served, recommender=None, transformer=None, cache={})  # what scoring pairs needs
+    with dask_client(scheduler) as client:
+        served_f = client.scatter(light, broadcast=True)
+        futures = [client.submit(_score_row_group, served_f, f, g, mode, int(s), pure=False) for (f, g, _), s in zip(groups, starts)]
+        writer = None
+        with atomic_target(Path(output)) as tmp:
+            try:
+                for fut in futures:
+                    table, bad, errors = fut.result()
+                    fut.release()
+                    if len(bad):
+                        if strict: raise BatchInputError(f"input '{input}': row {bad[0]}: {errors[0]} (strict mode: nothing written)")
+                        _note_bad(summary, bad, errors)
+                    if writer is None: writer = pq.ParquetWriter(tmp, table.schema.with_metadata(meta))
+                    writer.write_table(table.replace_schema_metadata(meta))
+            finally:
+                if writer is not None: writer.close()
+    summary.rows = int(sum(k for *_, k in groups))
+    summary.scored, summary.seconds = summary.rows - summary.bad, time.perf_counter() - t0
+    return summary
