@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import glob
 import hashlib
 import hmac
 import json
@@ -347,8 +348,15 @@ def resolve_path(path) -> Path:
     return p if p.is_absolute() else project_root()/p
 
 def read_table_file(path, table: str) -> pd.DataFrame:
-    "Read one table's CSV or Parquet file, with errors that name the file."
+    "Read one table's CSV or Parquet file, a folder holding a Parquet dataset, or a glob of such files, with errors that name the file."
     p = resolve_path(path)
+    if glob.has_magic(str(p)):  # several files of one table, read in name order
+        files = sorted(glob.glob(str(p)))
+        if not files: raise DataError(f"table '{table}': no file matches '{p}'")
+        return pd.concat([read_table_file(f, table) for f in files], ignore_index=True)
+    if p.is_dir() and any(p.rglob("*.parquet")):
+        try: return pd.read_parquet(p)
+        except (ValueError, OSError) as e: raise DataError(f"table '{table}': folder '{p}' is not a valid Parquet dataset: {str(e).strip()}") from None
     if not p.is_file(): raise DataError(f"table '{table}': file '{p}' does not exist")
     suffix = "".join(p.suffixes[-2:]).lower() if p.suffix.lower() in (".gz", ".bz2", ".zip") else p.suffix.lower()
     try:
@@ -389,7 +397,9 @@ def check_input_files(params: dict) -> None:
     named = [(f"files['{t}']", f) for t, f in (params.get("files") or {}).items()] if params.get("source") == "files" else []
     if params.get("withdrawn_ids_file"): named.append(("withdrawn_ids_file", params["withdrawn_ids_file"]))
     for what, f in named:
-        if not resolve_path(f).is_file(): raise ParamError(f"parameter {what}: file '{f}' does not exist (looked for '{resolve_path(f)}')")
+        p = resolve_path(f)
+        if not (p.is_file() or p.is_dir() or (glob.has_magic(str(p)) and glob.glob(str(p)))):
+            raise ParamError(f"parameter {what}: file '{f}' does not exist (looked for '{p}')")
 
 # %% ../nbs/01_data.ipynb #f37e59c9
 def read_movietweetings(folder=None) -> dict:

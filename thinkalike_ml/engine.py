@@ -340,11 +340,21 @@ def _quality_dask(client, parts: dict, items: pd.DataFrame | None, order: list[s
     _raise_failures(rows)
     return out, rows, items
 
-def build_dataset_dask(params: dict, key: bytes) -> dict:
+def build_dataset_dask(params: dict, key: bytes,
+                       timings: dict | None = None, # if given, filled with the seconds of each step (for bench/bench_scale.py)
+                      ) -> dict:
     "`data.build_dataset` with the heavy steps on Dask partitions by user; the same tables, quality table and consent report, and the hash."
     rows_per_part = int(params.get("dask_partition_rows") or 250_000)
     now = pd.Timestamp.now(tz="UTC").tz_localize(None)
+    timings = {} if timings is None else timings
+    clock = [time.perf_counter()]
+    def lap(step: str):
+        t = time.perf_counter()
+        timings[step] = timings.get(step, 0.0) + t - clock[0]
+        clock[0] = t
+    from distributed import wait
     with dask_client(params.get("dask_scheduler") or "") as client:
+        lap("cluster")
         if params["source"] == "files": raw, truth = read_files_dask(params.get("files") or {}, params.get("column_mapping") or {}), None
         else: raw, truth = collect_raw(params)  # generated (or the bundled ratings) in pandas, then handed to partitions
         declared = declared_columns(params) if params.get("source") == "files" else {t: {} for t in TABLES}
@@ -354,6 +364,7 @@ def build_dataset_dask(params: dict, key: bytes) -> dict:
                 conformed[name], warns = conform_partitions(client, name, _to_futures(client, raw[name], rows_per_part), declared[name])
                 checks += warns
         del raw
+        lap("read and conform")
         if "items" in conformed: items = _gather(client, conformed.pop("items"))
         elif "interactions" in conformed:
             ids = pd.unique(_gather(client, client.map(lambda d: d[["item_id"]], conformed["interactions"]))["item_id"].dropna())
@@ -367,6 +378,7 @@ def build_dataset_dask(params: dict, key: bytes) -> dict:
         removed = set(np.concatenate([r for r, _ in found])) if found else set()
         consent = {"users_without_consent": sum(c["users_without_consent"] for _, c in found),
                    "users_withdrawn": sum(c["users_withdrawn"] for _, c in found), "withdrawn_ids_listed": len(withdrawn)}
+        lap("partition by user")
         removed_f = client.scatter(removed, broadcast=True)
         order = ["users"] + [t for t in ("interactions", "suggestions") if t in parts]
         for name in order:
@@ -380,7 +392,9 @@ def build_dataset_dask(params: dict, key: bytes) -> dict:
                 consent["items_with_former_creator"] = int(items["_former_creator"].sum())
             items = apply_privacy({"items": items}, key)["items"]
             order.append("items")
+        lap("consent and pseudonymize")
         parts, rows, items = _quality_dask(client, parts, items, order, n, now)
+        lap("quality checks")
         quality = pd.concat([pd.DataFrame(checks), pd.DataFrame(rows, columns=list(_check("", "", "", "", 0, 0, 0, "", "")))], ignore_index=True)
         final = {}
         for name in [t for t in TABLES if t in parts]:
@@ -390,10 +404,14 @@ def build_dataset_dask(params: dict, key: bytes) -> dict:
         for name in ("interactions", "suggestions"):
             if name in final: tables.pop(name, None)
         hashed = {**{k: v for k, v in tables.items() if k not in final}, **final}
+        wait([f for v in final.values() for f in v])
+        lap("finalize and sort")
         digest = dataset_hash_partitioned(client, hashed)
+        lap("hash")
         have = [t for t in TABLES if t in final or (t == "items" and items is not None)]  # the pandas engine's order of tables
         names = have + [t for t in ("suggestions", "interactions", "items") if t not in have]
         tables = {name: (_gather(client, final[name]) if name in final else tables[name]) for name in names}
+        lap("gather")
     return {"tables": tables, "truth": _pseudonymize_truth(truth, tables, key) if truth else None,
             "quality": quality, "consent": consent, "hash": digest}
 
