@@ -5,7 +5,8 @@ and written as Parquet datasets (a folder of part files per table), then read ba
 (`source: files`) by each engine in its own process:
 
 - pandas: read, conform, consent, pseudonymize, quality checks, finalize and hash, one process;
-- dask: the same steps on a local cluster of 2 single-threaded worker processes (`thinkalike_ml.engine`);
+- dask: the same steps on a local cluster of 2 single-threaded worker processes (`thinkalike_ml.engine`); the cluster's
+  start includes the workers' one-time imports;
 - then, on the cleaned tables, pair features of every suggestion, and batch scoring of every pair with a logistic
   matcher fitted on a stratified sample of at most --train-sample pairs (what trains on a sample is said in the output).
 
@@ -66,6 +67,11 @@ def _sample_fit(table, cols, n, seed=0):
     return make_pipeline(StandardScaler(), LogisticRegression(max_iter=500)).fit(sample[cols].fillna(0.0), sample["accepted"]), len(sample)
 
 
+def _warm():
+    import sklearn.linear_model  # noqa: F401
+    import thinkalike_ml.engine, thinkalike_ml.features  # noqa: F401,E401
+
+
 def _score_block(model, X):
     return model.predict_proba(X)[:, 1]
 
@@ -87,6 +93,7 @@ def run_engine(engine: str, files: dict, train_sample: int) -> dict:
         cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None,
                                worker_dashboard_address=None, silence_logs=40)
         client = Client(cluster)
+        client.run(_warm)  # the workers' one-time imports, counted with the cluster's start, not with the first step
         steps["cluster start"] = time.perf_counter() - t
         params["dask_scheduler"] = cluster.scheduler_address
         built = build_dataset_dask(params, key, timings=steps)
