@@ -9,6 +9,7 @@ import contextlib
 import glob
 import hashlib
 import operator
+import sys
 import time
 from pathlib import Path
 
@@ -42,6 +43,8 @@ def dask_client(scheduler: str = "", # a scheduler address such as 'tcp://host:8
             try: yield client
             finally: client.close()
             return
+        main = sys.modules["__main__"]
+        if not hasattr(main, "__spec__"): main.__spec__ = None  # a papermill kernel's main module lacks it, and spawning workers reads it
         with LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True, host="127.0.0.1",
                           dashboard_address=None, worker_dashboard_address=None, silence_logs=40) as cluster, Client(cluster) as client:
             yield client
