@@ -208,7 +208,7 @@ def main(argv=None):
         for engine in a.engines:
             rs = [r for r in results if r["engine"] == engine]
             if len(rs) < 2: continue
-            steps = [s for s in rs[0]["steps"] if all(s in r["steps"] for r in rs)]
+            steps = [s for s in rs[0]["steps"] if all(s in r["steps"] for r in rs) and s != "fit on sample"]  # the sample's size is capped
             for step in steps + ["data stage total"]:
                 xs = [_rows(r, step if step != "data stage total" else "") for r in rs]
                 ys = [sum(v for k, v in r["steps"].items() if k not in ROWS_OF and k != "cluster start") if step == "data stage total"
