@@ -10,6 +10,7 @@ import hashlib
 import json
 import os
 import random
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -67,6 +68,13 @@ PARAMS: dict[str, Param] = {p.name: p for p in [
           choices=("synthetic", "files", "movietweetings")),
     Param("dataset_store", str, "data/store", "Folder of the content-addressed dataset store (relative to the project root).",
           small=""),
+    Param("engine", str, "pandas", "Engine of the heavy data steps (reading own files, consent, pseudonymization, quality checks, the dataset hash), "
+          "the pair features and batch scoring: 'pandas' (one process) or 'dask' (Dask dataframes partitioned by user; same results, "
+          "for data that outgrow one process). Generation and the splits stay in pandas.", choices=("pandas", "dask")),
+    Param("dask_scheduler", str, "", "With engine 'dask': the address of a running Dask scheduler (e.g. 'tcp://10.0.0.5:8786'); "
+          "empty: the run starts a local cluster of 2 single-threaded worker processes on 127.0.0.1 and closes it when done."),
+    Param("dask_partition_rows", int, 250_000, "With engine 'dask': target rows per partition of the largest table (bounds each worker's memory).",
+          small=2_000, low=100, high=100_000_000),
     # -- problem definition: the success criteria's thresholds, fixed before any data is read
     Param("matcher_min_roc_auc", float, 0.75, "Success criterion: the selected matcher's test ROC AUC must be at least this.", low=0.5, high=1.0),
     Param("matcher_max_calibration_error", float, 0.05, "Success criterion: the matcher's expected calibration error on test (probability points) must be at most this.",
@@ -265,6 +273,11 @@ def validate_params(params: dict) -> dict:
         raise ParamError(f"parameter 'sensitive_attributes': expected a list of user column names, got {params.get('sensitive_attributes')!r}")
     if params.get("matcher_split") == "group" and not params.get("group_column"):
         raise ParamError("parameter 'matcher_split' is 'group', which needs parameter 'group_column' (the suggestions column holding each group)")
+    addr = params.get("dask_scheduler") or ""
+    if addr and not re.fullmatch(r"(tcp|tls|inproc|ucx)://[^\s/]+(:\d+)?|[A-Za-z0-9.\-\[\]:]+:\d+", addr):
+        raise ParamError(f"parameter 'dask_scheduler': expected a scheduler address like 'tcp://host:8786' or 'host:8786' (empty: a local cluster), got {addr!r}")
+    if addr and params.get("engine") != "dask":
+        raise ParamError(f"parameter 'dask_scheduler' is set ({addr!r}) but parameter 'engine' is {params.get('engine')!r}; set engine to 'dask' or leave the address empty")
     if params["source"] == "files" and not params["files"]:
         raise ParamError("parameter 'files' must name at least one table file when 'source' is 'files'")
     return params

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import glob
 import hashlib
 import hmac
 import json
@@ -347,8 +348,15 @@ def resolve_path(path) -> Path:
     return p if p.is_absolute() else project_root()/p
 
 def read_table_file(path, table: str) -> pd.DataFrame:
-    "Read one table's CSV or Parquet file, with errors that name the file."
+    "Read one table's CSV or Parquet file, a folder holding a Parquet dataset, or a glob of such files, with errors that name the file."
     p = resolve_path(path)
+    if glob.has_magic(str(p)):  # several files of one table, read in name order
+        files = sorted(glob.glob(str(p)))
+        if not files: raise DataError(f"table '{table}': no file matches '{p}'")
+        return pd.concat([read_table_file(f, table) for f in files], ignore_index=True)
+    if p.is_dir() and any(p.rglob("*.parquet")):
+        try: return pd.read_parquet(p)
+        except (ValueError, OSError) as e: raise DataError(f"table '{table}': folder '{p}' is not a valid Parquet dataset: {str(e).strip()}") from None
     if not p.is_file(): raise DataError(f"table '{table}': file '{p}' does not exist")
     suffix = "".join(p.suffixes[-2:]).lower() if p.suffix.lower() in (".gz", ".bz2", ".zip") else p.suffix.lower()
     try:
@@ -389,7 +397,9 @@ def check_input_files(params: dict) -> None:
     named = [(f"files['{t}']", f) for t, f in (params.get("files") or {}).items()] if params.get("source") == "files" else []
     if params.get("withdrawn_ids_file"): named.append(("withdrawn_ids_file", params["withdrawn_ids_file"]))
     for what, f in named:
-        if not resolve_path(f).is_file(): raise ParamError(f"parameter {what}: file '{f}' does not exist (looked for '{resolve_path(f)}')")
+        p = resolve_path(f)
+        if not (p.is_file() or p.is_dir() or (glob.has_magic(str(p)) and glob.glob(str(p)))):
+            raise ParamError(f"parameter {what}: file '{f}' does not exist (looked for '{p}')")
 
 # %% ../nbs/01_data.ipynb #f37e59c9
 def read_movietweetings(folder=None) -> dict:
@@ -414,11 +424,17 @@ def _first_rows(df: pd.DataFrame, bad: pd.Series) -> tuple[int, int]:
     first = int(df["_row"].iloc[idx[0]]) if "_row" in df and len(idx) else (int(idx[0]) if len(idx) else -1)
     return len(idx), first
 
+def _type_message(table, col, expected, val, n: int, first: int) -> str:
+    "The message of a type error: what was expected, the first bad value, how many rows and the first row."
+    return f"table '{table}', column '{col}': expected {expected}, found {str(val)!r} in {_rows(n)} (first at row {first})"
+
 def _type_error(table, col, expected, s: pd.Series, bad: pd.Series, df) -> DataError:
-    "The error for values of `col` that are not of the expected kind."
+    "The error for values of `col` that are not of the expected kind (its facts in `.facts`, for partitioned engines)."
     n, first = _first_rows(df, bad)
     val = s[np.asarray(bad)].iloc[0]
-    return DataError(f"table '{table}', column '{col}': expected {expected}, found {str(val)!r} in {_rows(n)} (first at row {first})")
+    err = DataError(_type_message(table, col, expected, val, n, first))
+    err.facts = dict(table=table, col=col, expected=expected, val=val, n=n, first=first)
+    return err
 
 def _rows(n: int) -> str:
     "'1 row', '3 rows'."
@@ -479,33 +495,39 @@ def declared_columns(params: dict) -> dict[str, dict[str, tuple[str, str]]]:
     if params.get("group_column"): out["suggestions"].setdefault(params["group_column"], ("str", "group_column"))
     return out
 
-def conform(table: str, df: pd.DataFrame, declared: dict | None = None, # column -> (kind, parameter) of declared extra columns
-           ) -> tuple[pd.DataFrame, list[dict]]:
-    "Check a raw table's columns against the schema and the declared columns and convert their types; return it and any warnings."
+def _conform_columns(table: str, columns, n_rows: int, declared: dict | None = None) -> tuple[dict, dict, list, list[dict]]:
+    "The column checks of `conform` (no values needed): its schema, declared columns, unknown columns to drop and warnings."
     declared = {c: v for c, v in (declared or {}).items() if c not in RAW_SCHEMA[table]}
     schema, checks = dict(RAW_SCHEMA[table]), []
     if table == "users":  # value categories are read from the data, not fixed to the generator's eight
-        schema |= {str(c).strip(): ("float", False) for c in df.columns if str(c).strip().startswith(VALUE_PREFIXES)}
+        schema |= {str(c).strip(): ("float", False) for c in columns if str(c).strip().startswith(VALUE_PREFIXES)}
     schema |= {c: (kind, False) for c, (kind, _) in declared.items()}
-    if len(df.columns) == 0 or len(df) == 0:
+    if len(columns) == 0 or n_rows == 0:
         raise DataError(f"table '{table}' is empty: expected at least one row with columns {', '.join(c for c, (_, r) in schema.items() if r)}")
-    df = df.copy()
-    df.columns = [str(c).strip() for c in df.columns]
-    dup = df.columns[df.columns.duplicated()]
+    columns = pd.Index([str(c).strip() for c in columns])
+    dup = columns[columns.duplicated()]
     if len(dup): raise DataError(f"table '{table}': column '{dup[0]}' appears more than once")
-    missing = [c for c, (_, req) in schema.items() if req and c not in df.columns]
-    if missing: raise DataError(f"table '{table}': missing required column(s) {', '.join(repr(c) for c in missing)}; found: {', '.join(df.columns)}")
+    missing = [c for c, (_, req) in schema.items() if req and c not in columns]
+    if missing: raise DataError(f"table '{table}': missing required column(s) {', '.join(repr(c) for c in missing)}; found: {', '.join(columns)}")
     for c, (_, param) in declared.items():
-        if c not in df.columns:
+        if c not in columns:
             raise DataError(f"table '{table}': column '{c}' is declared in parameter '{param}' but the table has no such column; "
-                            f"its columns are: {', '.join(map(str, df.columns))}")
-    extra = [c for c in df.columns if c not in schema]
+                            f"its columns are: {', '.join(map(str, columns))}")
+    extra = [c for c in columns if c not in schema]
     if extra:
-        checks.append(_check(table, ", ".join(extra), "known columns", "warn", len(extra), len(df), -1, "dropped",
+        checks.append(_check(table, ", ".join(extra), "known columns", "warn", len(extra), n_rows, -1, "dropped",
                              f"table '{table}': unknown column(s) {', '.join(repr(c) for c in extra)} dropped; to keep one, declare it in "
                              f"parameter 'feature_columns' (a feature){', ' + repr('sensitive_attributes') + ' (for fairness, never a feature)' if table == 'users' else ''}"
                              f"{', ' + repr('group_column') + ' (groups for splitting)' if table == 'suggestions' else ''}"))
-        df = df.drop(columns=extra)
+    return schema, declared, extra, checks
+
+def conform(table: str, df: pd.DataFrame, declared: dict | None = None, # column -> (kind, parameter) of declared extra columns
+           ) -> tuple[pd.DataFrame, list[dict]]:
+    "Check a raw table's columns against the schema and the declared columns and convert their types; return it and any warnings."
+    schema, declared, extra, checks = _conform_columns(table, df.columns, len(df), declared)
+    df = df.copy()
+    df.columns = [str(c).strip() for c in df.columns]
+    df = df.drop(columns=extra)
     df["_row"] = np.arange(len(df))
     for col in [c for c in schema if c in df.columns]:
         kind, req = schema[col]
@@ -616,6 +638,17 @@ def age_band(age: pd.Series) -> pd.Series:
 _RULE_HINTS = {"refers to a known user": "; every user id must be in the users table (parameter 'files', table 'users')",
                "refers to a known item": "; every item id must be in the items table (parameter 'files', table 'items')"}
 
+def _rule_outcome(table, column, rule, action, n: int, rows: int, first: int, ident: str = "") -> dict:
+    "The quality-table row of a rule that flagged `n` of `rows` rows (first at input row `first`; `ident` names its id)."
+    status = "pass" if n == 0 else ("warn" if action != "fail" and n <= MAX_DROP_SHARE * rows else "fail")
+    msg = ""
+    if n:
+        msg = f"table '{table}', column '{column}', rule '{rule}': {_rows(n)} ({n / max(rows, 1):.1%}) (first at row {first}{ident})"
+        msg += {"pass": "", "warn": f"; {'rows dropped' if action == 'drop' else 'values set to missing'}",
+                "fail": "; cannot be repaired" if action == "fail" else f"; more than the {MAX_DROP_SHARE:.0%} that may be repaired"}[status]
+        if status == "fail": msg += _RULE_HINTS.get(rule, "")
+    return _check(table, column, rule, status, n, rows, first, action if n else "", msg)
+
 class _Checker:
     "Applies quality rules to tables, repairing or dropping offending rows and recording each outcome."
     def __init__(self): self.rows = []
@@ -624,18 +657,11 @@ class _Checker:
         "Record rule `rule` on `column`; drop (or blank) the rows flagged in `bad` if few enough, else fail."
         bad = np.asarray(bad, dtype=bool)
         n, first = _first_rows(df, bad)
-        status = "pass" if n == 0 else ("warn" if action != "fail" and n <= MAX_DROP_SHARE * len(df) else "fail")
-        msg = ""
-        if n:
-            idc = first_id_col or ID_COLUMNS.get(table)
-            ident = f" ({idc}={df[idc].to_numpy()[bad][0]})" if idc in df else ""
-            share = f"{n / max(len(df), 1):.1%}"
-            msg = f"table '{table}', column '{column}', rule '{rule}': {_rows(n)} ({share}) (first at row {first}{ident})"
-            msg += {"pass": "", "warn": f"; {'rows dropped' if action == 'drop' else 'values set to missing'}",
-                    "fail": "; cannot be repaired" if action == "fail" else f"; more than the {MAX_DROP_SHARE:.0%} that may be repaired"}[status]
-            if status == "fail": msg += _RULE_HINTS.get(rule, "")
-        self.rows.append(_check(table, column, rule, status, n, len(df), first, action if n else "", msg))
-        if status != "warn": return df
+        idc = first_id_col or ID_COLUMNS.get(table)
+        ident = f" ({idc}={df[idc].to_numpy()[bad][0]})" if n and idc in df else ""
+        row = _rule_outcome(table, column, rule, action, n, len(df), first, ident)
+        self.rows.append(row)
+        if row["status"] != "warn": return df
         if action == "drop": return df[~bad]
         df = df.copy()
         df.loc[bad, column] = np.nan
@@ -797,7 +823,7 @@ def dataset_hash(tables: dict) -> str:
     return h.hexdigest()
 
 # %% ../nbs/01_data.ipynb #cde93d29
-DATA_PARAMS = [p for p in stage("data").params if p != "dataset_store"]  # what the content of a version depends on
+DATA_PARAMS = [p for p in stage("data").params if p not in ("dataset_store", "engine", "dask_scheduler", "dask_partition_rows")]  # what the content of a version depends on (not how it is computed)
 
 def store_root(params: dict, run: RunDirectory | None = None) -> Path:
     "The dataset store folder: `dataset_store` (relative to the project root), or '<run>/store' when empty."
@@ -925,8 +951,11 @@ def _pseudonymize_truth(truth: dict, kept: dict, key: bytes) -> dict:
             "info": truth["info"]}
 
 def build_dataset(params: dict, key: bytes | None = None) -> dict:
-    "Raw data -> consent -> privacy -> quality -> final tables (nothing is written)."
+    "Raw data -> consent -> privacy -> quality -> final tables (nothing is written); with `engine` 'dask', on Dask partitions."
     key = key or dataset_pseudonym_key(params)
+    if params.get("engine", "pandas") == "dask":
+        from thinkalike_ml.engine import build_dataset_dask  # the engine module builds on this one
+        return build_dataset_dask(params, key)
     raw, truth = collect_raw(params)
     checks = []
     conformed = {}
@@ -982,7 +1011,7 @@ def run_data_stage(run: RunDirectory, params: dict) -> dict:
         raise
     tables, quality, consent = built["tables"], built["quality"], built["consent"]
     run.write_table("tables/data_quality.parquet", quality)
-    digest = dataset_hash(tables)
+    digest = built.get("hash") or dataset_hash(tables)  # the dask engine hashes on its partitions
     manifest = {"version": digest[:16], "hash": digest, "source": params["source"], "created": utcnow(),
                 "row_counts": {n: len(df) for n, df in tables.items()}, "schema": _schema_of(tables),
                 "parameters": {k: params.get(k) for k in DATA_PARAMS}, "consent": consent, "quality": _quality_summary(quality)}

@@ -347,6 +347,7 @@ def _suggestion_features(t: pd.DataFrame, declared: dict, max_levels: int = 20) 
 
 def build_matcher_table(data: dict, splits: dict, medians: dict | None = None,
                         declared: dict | None = None, # parameter `feature_columns`: table -> {column: 'numeric' or 'categorical'}
+                        pair_fn=None, # called as `pair_features` is (default: it; the dask engine maps it over partitions)
                        ) -> pd.DataFrame:
     "Suggestions joined with their split, fold (the fold that validates the row, -1 if none) and pair features (empty frame if no suggestions)."
     sug = data.get("suggestions")
@@ -359,7 +360,7 @@ def build_matcher_table(data: dict, splits: dict, medians: dict | None = None,
     else: t["fold"] = -1
     t["fold"] = t["fold"].fillna(-1).astype(int)
     du = declared.get("users", {})
-    feats = pair_features(data["users"], t, medians=medians, numeric=[c for c, k in du.items() if k == "numeric"],
+    feats = (pair_fn or pair_features)(data["users"], t, medians=medians, numeric=[c for c, k in du.items() if k == "numeric"],
                           categorical=[c for c, k in du.items() if k == "categorical"])
     return pd.concat([t.reset_index(drop=True), feats.reset_index(drop=True),
                       _suggestion_features(t, declared.get("suggestions", {})).reset_index(drop=True)], axis=1)
@@ -392,7 +393,11 @@ def run_features_stage(run, # the run's `RunDirectory`
     prof = [IMPORTANCE_PREFIX + c for c in cats] + [POSITION_PREFIX + c for c in cats]
     num = prof + [c for c, k in declared.get("users", {}).items() if k == "numeric" and c in users]
     medians = {k: float(v) for k, v in fit_users[num].astype(float).median().fillna(0.0).items()}
-    table = build_matcher_table(data, splits, medians, declared)
+    if params.get("engine", "pandas") == "dask":
+        from thinkalike_ml.engine import dask_client, pair_features_dask  # the engine module builds on this one
+        with dask_client(params.get("dask_scheduler") or "") as client:
+            table = build_matcher_table(data, splits, medians, declared, pair_fn=pair_features_dask(client, params.get("dask_partition_rows")))
+    else: table = build_matcher_table(data, splits, medians, declared)
     pair_cols = [c for c in table.columns if c not in data["suggestions"].columns and c not in ("split", "fold")] if len(table) else []
     fd = feature_dictionary(uft, pair_cols, declared)
     run.write_table(f"{FEATURES_DIR}/user_features.parquet", U.reset_index(drop=True))

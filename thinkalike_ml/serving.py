@@ -592,6 +592,9 @@ def _parser():
     s.add_argument("--output", required=True, metavar="FILE", help="Parquet file to write (atomically): row, copied columns, probability, error")
     s.add_argument("--chunk-rows", type=int, default=100_000, help="rows per chunk (bounds memory; default %(default)s)")
     s.add_argument("--strict", action="store_true", help="fail, writing nothing, on the first bad row")
+    s.add_argument("--engine", choices=("pandas", "dask"), default="pandas",
+                   help="pandas: chunks in this process; dask: Parquet row groups on Dask workers (default: %(default)s)")
+    s.add_argument("--dask-scheduler", default="", metavar="ADDRESS", help="with --engine dask: a scheduler address (default: a local cluster)")
     s.add_argument("--no-progress", action="store_true")
     r = sub.add_parser("recommend", help="top-k recommendations for a file of users", description="Recommend for every user of a Parquet/CSV file.")
     common(r, "recommender@champion")
@@ -611,7 +614,10 @@ def main(argv=None) -> int:
     args = _parser().parse_args(argv)
     try:
         served = load_served(args.model, args.reports_dir, args.tracking_uri)
-        if args.command == "score":
+        if args.command == "score" and args.engine == "dask":
+            from thinkalike_ml.engine import score_file_dask  # the engine module builds on this one
+            s = score_file_dask(served, args.input, args.output, args.strict, args.dask_scheduler)
+        elif args.command == "score":
             s = score_file(served, args.input, args.output, args.chunk_rows, args.strict, not args.no_progress)
         elif args.command == "recommend":
             s = recommend_file(served, args.input, args.output, args.k, args.chunk_rows, not args.no_progress)

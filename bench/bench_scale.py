@@ -1,0 +1,222 @@
+"""The data stage, pair features and batch scoring on the pandas and the Dask engine at growing sizes, with the scaling exponent.
+
+Per size, the generator's raw tables are made once (in pandas, in their own process: generation is not on Dask yet)
+and written as Parquet datasets (a folder of part files per table), then read back as the user's own files
+(`source: files`) by each engine in its own process:
+
+- pandas: read, conform, consent, pseudonymize, quality checks, finalize and hash, one process;
+- dask: the same steps on a local cluster of 2 single-threaded worker processes (`thinkalike_ml.engine`); the cluster's
+  start includes the workers' one-time imports;
+- then, on the cleaned tables, pair features of every suggestion, and batch scoring of every pair with a logistic
+  matcher fitted on a stratified sample of at most --train-sample pairs (what trains on a sample is said in the output).
+
+For each engine and step it prints seconds, peak resident memory per process (the client, and for dask each worker:
+ru_maxrss) and throughput (rows per second), and fits the scaling exponent b of time ~ rows^b over the sizes.
+
+    .venv/bin/python bench/bench_scale.py --sizes 1 10          # minutes on a busy 2-core machine
+    .venv/bin/python bench/bench_scale.py --sizes 1 10 100      # 100x: 500k users, ~10M interactions
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+DEFAULT = dict(n_users=5000, n_items=300)
+PART_ROWS = 250_000  # rows per Parquet part file and per Dask partition
+
+
+def _peak_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+
+
+def generate(scale: float, folder: str) -> dict:
+    """Generate the raw tables at `scale` x the default size and write each as a folder of Parquet parts."""
+    os.environ.setdefault("THINKALIKE_PSEUDONYM_KEY", "bench-key")
+    from thinkalike_ml import data as D
+    from thinkalike_ml.config import resolve_params
+    params = resolve_params(overrides={"n_users": int(DEFAULT["n_users"] * scale), "n_items": int(DEFAULT["n_items"] * scale)})
+    t = time.perf_counter()
+    raw, _ = D.collect_raw(params)
+    seconds = time.perf_counter() - t
+    files = {}
+    for name, df in raw.items():
+        df = df.drop(columns=[c for c in D.IDENTIFIER_COLUMNS if c in df.columns])
+        out = Path(folder)/name
+        out.mkdir(parents=True)
+        for k, i in enumerate(range(0, len(df), PART_ROWS)):
+            df.iloc[i:i + PART_ROWS].to_parquet(out/f"part-{k:05d}.parquet", index=False)
+        files[name] = str(out)
+    return {"generate_s": seconds, "generate_peak_mib": _peak_mib(), "rows": {k: len(v) for k, v in raw.items()}, "files": files}
+
+
+def _sample_fit(table, cols, n, seed=0):
+    """A logistic matcher fitted on a stratified sample of at most `n` pairs (the sample is what fits in memory)."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import train_test_split
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    sample = table if len(table) <= n else train_test_split(table, train_size=n, stratify=table["accepted"], random_state=seed)[0]
+    return make_pipeline(StandardScaler(), LogisticRegression(max_iter=500)).fit(sample[cols].fillna(0.0), sample["accepted"]), len(sample)
+
+
+def _warm():
+    import sklearn.linear_model  # noqa: F401
+    import thinkalike_ml.engine, thinkalike_ml.features  # noqa: F401,E401
+
+
+def _score_block(model, X):
+    return model.predict_proba(X)[:, 1]
+
+
+def run_engine(engine: str, files: dict, train_sample: int) -> dict:
+    """The data stage on `engine` over the Parquet datasets, then pair features and scoring; seconds and memory per step."""
+    os.environ.setdefault("THINKALIKE_PSEUDONYM_KEY", "bench-key")
+    import numpy as np
+    from thinkalike_ml import data as D
+    from thinkalike_ml.config import resolve_params
+    from thinkalike_ml.features import pair_features, value_categories
+    params = resolve_params(overrides={"source": "files", "files": files, "engine": engine, "dask_partition_rows": PART_ROWS})
+    key, steps, out = D.pseudonym_key(), {}, {"engine": engine}
+    cluster = client = None
+    if engine == "dask":
+        from distributed import Client, LocalCluster
+        from thinkalike_ml.engine import build_dataset_dask, pair_features_dask
+        t = time.perf_counter()
+        cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None,
+                               worker_dashboard_address=None, silence_logs=40)
+        client = Client(cluster)
+        client.run(_warm)  # the workers' one-time imports, counted with the cluster's start, not with the first step
+        steps["cluster start"] = time.perf_counter() - t
+        params["dask_scheduler"] = cluster.scheduler_address
+        built = build_dataset_dask(params, key, timings=steps)
+        steps.pop("cluster", None)
+    else:
+        t = time.perf_counter()
+        raw = D.read_files(files)
+        conformed = {n: D.conform(n, df)[0] for n, df in raw.items()}
+        del raw
+        steps["read and conform"] = time.perf_counter() - t; t = time.perf_counter()
+        consented, consent = D.apply_consent(conformed, set(), key)
+        private = D.apply_privacy(consented, key)
+        steps["consent and pseudonymize"] = time.perf_counter() - t; t = time.perf_counter()
+        cleaned, quality = D.check_quality(private)
+        steps["quality checks"] = time.perf_counter() - t; t = time.perf_counter()
+        tables = D.finalize(cleaned)
+        steps["finalize and sort"] = time.perf_counter() - t; t = time.perf_counter()
+        built = {"tables": tables, "hash": D.dataset_hash(tables)}
+        steps["hash"] = time.perf_counter() - t
+    tables = built["tables"]
+    out["hash"], out["rows"] = built["hash"], {n: len(df) for n, df in tables.items()}
+    users, pairs = tables["users"], tables["suggestions"]
+    cats = value_categories(users)
+    prof = [f"value_importance_{c}" for c in cats] + [f"value_position_{c}" for c in cats]
+    medians = {k: float(v) for k, v in users[prof].median().fillna(0.0).items()}
+    t = time.perf_counter()
+    feats = (pair_features_dask(client, PART_ROWS) if engine == "dask" else pair_features)(users, pairs, medians=medians)
+    steps["pair features"] = time.perf_counter() - t
+    table = feats.assign(accepted=pairs["accepted"].to_numpy())
+    cols = list(feats.columns)
+    t = time.perf_counter()
+    model, n_fit = _sample_fit(table, cols, train_sample)
+    steps["fit on sample"] = time.perf_counter() - t
+    X = table[cols].fillna(0.0).to_numpy()
+    t = time.perf_counter()
+    if engine == "dask":
+        m = client.scatter(model, broadcast=True)
+        blocks = client.scatter([X[i:i + PART_ROWS] for i in range(0, len(X), PART_ROWS)])
+        p = np.concatenate(client.gather(client.map(_score_block, [m] * len(blocks), blocks)))
+    else:
+        p = np.concatenate([_score_block(model, X[i:i + PART_ROWS]) for i in range(0, len(X), PART_ROWS)])
+    steps["score all pairs"] = time.perf_counter() - t
+    out["score_checksum"] = float(np.round(p.sum(), 6))
+    out.update(steps=steps, fit_rows=n_fit, pairs=len(pairs), client_peak_mib=_peak_mib())
+    if client is not None:
+        out["worker_peak_mib"] = sorted(v / 1024 for v in client.run(lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss).values())
+        client.close()
+        cluster.close()
+    return out
+
+
+ROWS_OF = {"pair features": "pairs", "fit on sample": "fit", "score all pairs": "pairs"}  # other steps: all rows of the data stage
+
+
+def _rows(r: dict, step: str) -> int:
+    if ROWS_OF.get(step) == "pairs": return r["pairs"]
+    if ROWS_OF.get(step) == "fit": return r["fit_rows"]
+    return r["raw_rows"]
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sizes", nargs="+", type=float, default=[1, 10], help="multiples of the default size (5000 users, 300 items)")
+    ap.add_argument("--engines", nargs="+", default=["pandas", "dask"], choices=["pandas", "dask"])
+    ap.add_argument("--train-sample", type=int, default=50_000, help="most pairs the matcher is fitted on (stratified sample)")
+    ap.add_argument("--child", help=argparse.SUPPRESS)
+    ap.add_argument("--arg", help=argparse.SUPPRESS)
+    a = ap.parse_args(argv)
+    if a.child == "generate":
+        scale, folder = json.loads(a.arg)
+        print(json.dumps(generate(scale, folder)))
+        return
+    if a.child:
+        print(json.dumps(run_engine(a.child, json.loads(a.arg), a.train_sample)))
+        return
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": f"{root}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    def child(kind, arg):
+        r = subprocess.run([sys.executable, __file__, "--child", kind, "--arg", json.dumps(arg), "--train-sample", str(a.train_sample)],
+                           env=env, capture_output=True, text=True)
+        if r.returncode: raise RuntimeError(f"{kind} failed:\n{r.stderr[-3000:]}")
+        return json.loads(r.stdout.strip().splitlines()[-1])
+    results = []
+    for scale in a.sizes:
+        with tempfile.TemporaryDirectory(prefix="bench-scale-") as folder:
+            g = child("generate", [scale, folder])
+            raw_rows = sum(g["rows"].values())
+            print(f"\n== {scale:g}x: {g['rows']} raw rows ({raw_rows:,}); generated in pandas in {g['generate_s']:.1f} s, "
+                  f"peak {g['generate_peak_mib']:.0f} MiB", flush=True)
+            by_engine = {}
+            for engine in a.engines:
+                try: r = child(engine, g["files"])
+                except RuntimeError as e:
+                    print(f"   {engine}: {e}", flush=True)
+                    continue
+                r.update(scale=scale, raw_rows=raw_rows)
+                by_engine[engine] = r
+                results.append(r)
+                workers = f", workers {' / '.join(f'{w:.0f}' for w in r['worker_peak_mib'])} MiB" if "worker_peak_mib" in r else ""
+                print(f"   {engine}: total {sum(r['steps'].values()):.1f} s; peak memory: client {r['client_peak_mib']:.0f} MiB{workers}; "
+                      f"matcher fitted on {r['fit_rows']:,} of {r['pairs']:,} pairs", flush=True)
+                for step, s in r["steps"].items():
+                    n = _rows(r, step)
+                    print(f"      {step:<26} {s:9.2f} s  {n / s if s > 0 else float('nan'):>12,.0f} rows/s", flush=True)
+            if len(by_engine) == 2:
+                same = by_engine["pandas"]["hash"] == by_engine["dask"]["hash"]
+                close = abs(by_engine["pandas"]["score_checksum"] - by_engine["dask"]["score_checksum"]) < 1e-6
+                print(f"   same dataset hash on both engines: {same}; same scores: {close}", flush=True)
+    import numpy as np
+    if len(a.sizes) >= 2:
+        print("\nscaling exponent b (time ~ rows^b, least squares over the sizes; 1 = linear):")
+        for engine in a.engines:
+            rs = [r for r in results if r["engine"] == engine]
+            if len(rs) < 2: continue
+            steps = [s for s in rs[0]["steps"] if all(s in r["steps"] for r in rs) and s != "fit on sample"]  # the sample's size is capped
+            for step in steps + ["data stage total"]:
+                xs = [_rows(r, step if step != "data stage total" else "") for r in rs]
+                ys = [sum(v for k, v in r["steps"].items() if k not in ROWS_OF and k != "cluster start") if step == "data stage total"
+                      else r["steps"][step] for r in rs]
+                if min(ys) <= 0 or len(set(xs)) < 2: continue
+                b = np.polyfit(np.log(xs), np.log(ys), 1)[0]
+                print(f"   {engine:<7} {step:<26} b = {b:.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,143 @@
+"""The Dask engine gives what the pandas engine gives: the same dataset hash, quality table, splits, features and scores."""
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from thinkalike_ml.config import resolve_params
+from thinkalike_ml.data import (DataError, DataQualityError, dataset_version, export_data, load_dataset, run_data_stage)
+from thinkalike_ml.features import load_features, run_features_stage
+from thinkalike_ml.runs import RunDirectory
+from thinkalike_ml.splits import load_splits, run_splits_stage
+
+SMALL = dict(n_users=300, n_items=30, interactions_per_user=8.0, suggestions_per_user=8.0, dataset_store="", dask_partition_rows=700)
+
+
+@pytest.fixture(scope="module")
+def scheduler():
+    """One local cluster for the module (the runs connect to it through parameter `dask_scheduler`)."""
+    from distributed import LocalCluster
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None,
+                      worker_dashboard_address=None, silence_logs=40) as cluster:
+        yield cluster.scheduler_address
+
+
+@pytest.fixture(autouse=True)
+def _env(monkeypatch):
+    monkeypatch.setenv("THINKALIKE_PSEUDONYM_KEY", "test-engine-key")
+
+
+def _run(tmp_path, name, **overrides) -> tuple[RunDirectory, dict]:
+    params = resolve_params(overrides={**SMALL, **overrides}, small=True)
+    return RunDirectory.create(params, tmp_path/name), params
+
+
+def _both(tmp_path, scheduler, **overrides) -> dict:
+    out = {}
+    for engine in ("pandas", "dask"):
+        extra = dict(engine="dask", dask_scheduler=scheduler) if engine == "dask" else {}
+        out[engine] = _run(tmp_path, engine, **overrides, **extra)
+    return out
+
+
+def test_data_splits_and_features_are_identical_on_both_engines(tmp_path, scheduler):
+    runs = _both(tmp_path, scheduler, dirty_rate=0.02)  # dirty rows: quality rules repair rows in several partitions
+    m = {e: run_data_stage(run, p) for e, (run, p) in runs.items()}
+    (pr, _), (dr, _) = runs["pandas"], runs["dask"]
+    a, b = dataset_version(pr), dataset_version(dr)
+    assert a["hash"] == b["hash"] and a["version"] == b["version"]
+    for k in ("row_counts", "consent", "quality"): assert a[k] == b[k], k
+    assert a["quality"]["warn"] > 0 and a["consent"]["users_without_consent"] > 0  # the comparison covers repairs and consent
+    pd.testing.assert_frame_equal(pr.read_table("tables/data_quality.parquet"), dr.read_table("tables/data_quality.parquet"))
+    ta, tb = load_dataset(pr), load_dataset(dr)
+    for t in ta: pd.testing.assert_frame_equal(ta[t], tb[t])
+    sheet = lambda run: re.sub(r"created [^\n]*", "", (run.path/"datasheet.md").read_text(encoding="utf-8"))
+    assert sheet(pr) == sheet(dr)
+    drop = ("seconds",)
+    assert {k: v for k, v in m["pandas"].items() if k not in drop} == {k: v for k, v in m["dask"].items() if k not in drop}
+    for run, p in runs.values(): run_splits_stage(run, p)
+    sa, sb = load_splits(pr), load_splits(dr)
+    for t in sa: pd.testing.assert_frame_equal(sa[t], sb[t])
+    for run, p in runs.values(): run_features_stage(run, p)
+    fa, fb = load_features(pr), load_features(dr)
+    pd.testing.assert_frame_equal(fa["pair_features"], fb["pair_features"], check_exact=True)
+    pd.testing.assert_frame_equal(fa["user_features"], fb["user_features"], check_exact=True)
+    assert len(fa["pair_features"]) > 2 * SMALL["dask_partition_rows"]  # more than one block of pairs
+
+
+def _export(tmp_path) -> dict:
+    out = export_data(resolve_params(overrides=SMALL, small=True), tmp_path/"export", ["users", "interactions", "suggestions"])
+    return {t: pd.read_csv(p, dtype=str) for t, p in out["files"].items()}
+
+
+def test_own_files_as_a_parquet_folder_and_a_glob_give_the_version_of_the_single_files(tmp_path, scheduler):
+    frames = _export(tmp_path)
+    single = {}
+    for t, df in frames.items():
+        single[t] = str(tmp_path/f"{t}.csv")
+        df.to_csv(single[t], index=False)
+    (tmp_path/"users").mkdir()
+    u = frames["users"]
+    half = len(u) // 2
+    u.iloc[:half].to_parquet(tmp_path/"users"/"part-0.parquet", index=False)
+    u.iloc[half:].to_parquet(tmp_path/"users"/"part-1.parquet", index=False)
+    it = frames["interactions"]
+    for k, part in enumerate(np.array_split(np.arange(len(it)), 3)): it.iloc[part].to_csv(tmp_path/f"events-{k}.csv", index=False)
+    split = {"users": str(tmp_path/"users"), "interactions": str(tmp_path/"events-*.csv"), "suggestions": single["suggestions"]}
+    pr, pp = _run(tmp_path, "pandas", source="files", files=single)
+    dr, dp = _run(tmp_path, "dask", source="files", files=split, engine="dask", dask_scheduler=scheduler)
+    fr, fp = _run(tmp_path, "pandas_folders", source="files", files=split)  # the pandas engine reads folders and globs too
+    for run, p in ((pr, pp), (dr, dp), (fr, fp)): run_data_stage(run, p)
+    assert dataset_version(pr)["hash"] == dataset_version(dr)["hash"] == dataset_version(fr)["hash"]
+    bad = _run(tmp_path, "none", source="files", files={**split, "interactions": str(tmp_path/"nothing-*.csv")}, engine="dask", dask_scheduler=scheduler)
+    with pytest.raises(DataError, match="table 'interactions': no file matches"): run_data_stage(*bad)
+
+
+def _error(tmp_path, scheduler, files, engine, exc):
+    extra = dict(engine="dask", dask_scheduler=scheduler) if engine == "dask" else {}
+    run, p = _run(tmp_path, f"err_{engine}_{len(list(tmp_path.iterdir()))}", source="files", files=files, **extra)
+    with pytest.raises(exc) as e: run_data_stage(run, p)
+    return str(e.value)
+
+
+def test_errors_name_the_same_count_and_first_row_on_both_engines(tmp_path, scheduler):
+    frames = _export(tmp_path)
+    u = frames["users"].copy()
+    u.loc[[5, len(u) - 3], "age"] = "old"  # in the first and the last partition of the input
+    u.to_csv(tmp_path/"bad_users.csv", index=False)
+    frames["suggestions"].to_csv(tmp_path/"s.csv", index=False)
+    files = {"users": str(tmp_path/"bad_users.csv"), "suggestions": str(tmp_path/"s.csv")}
+    a, b = (_error(tmp_path, scheduler, files, e, DataError) for e in ("pandas", "dask"))
+    assert a == b and "column 'age': expected numbers, found 'old' in 2 rows (first at row 5)" in a
+    s = frames["suggestions"].copy()
+    s.loc[s.index[-len(s) // 5:], "user_b"] = "U_NOBODY"  # over the 5% that may be repaired, in several partitions
+    s.to_csv(tmp_path/"bad_s.csv", index=False)
+    frames["users"].to_csv(tmp_path/"u.csv", index=False)
+    files = {"users": str(tmp_path/"u.csv"), "suggestions": str(tmp_path/"bad_s.csv")}
+    a, b = (_error(tmp_path, scheduler, files, e, DataQualityError) for e in ("pandas", "dask"))
+    assert a == b and "rule 'refers to a known user'" in a
+
+
+@pytest.mark.slow
+def test_batch_scoring_on_dask_writes_what_the_one_process_command_writes(tmp_path, scheduler):
+    from thinkalike_ml.engine import score_file_dask
+    from thinkalike_ml.serving import load_served, score_file
+    from thinkalike_ml.stages import open_stage
+    run, _ = open_stage(None, "evaluation")
+    served = load_served(str(run.path))
+    pf = load_features(run)["pair_features"]
+    df = pf[["suggestion_id", *served.columns]].copy()
+    df.loc[7, served.columns[0]] = np.nan
+    group = max(1, len(df) // 4)
+    df.to_parquet(tmp_path/"pairs.parquet", row_group_size=group)
+    one = score_file(served, tmp_path/"pairs.parquet", tmp_path/"one.parquet", chunk_rows=group, progress=False)
+    many = score_file_dask(served, tmp_path/"pairs.parquet", tmp_path/"dask.parquet", scheduler=scheduler)
+    assert (one.rows, one.scored, one.bad, one.first_bad) == (many.rows, many.scored, many.bad, many.first_bad) and one.bad == 1
+    # the same blocks give the same bits; other block sizes differ in the last bits only (the matrix product's blocking)
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path/"one.parquet"), pd.read_parquet(tmp_path/"dask.parquet"), check_exact=True)
+    score_file(served, tmp_path/"pairs.parquet", tmp_path/"small.parquet", chunk_rows=1000, progress=False)
+    a, b = pd.read_parquet(tmp_path/"small.parquet")["probability"], pd.read_parquet(tmp_path/"dask.parquet")["probability"]
+    assert np.nanmax(np.abs(a - b)) < 1e-12
