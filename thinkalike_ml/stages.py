@@ -73,7 +73,7 @@ STAGES: list[Stage] = [
                                              "n_time_folds", "source", "interaction_split", "user_holdout", "min_evaluated_users"),
           loaders=("load_splits",)),
     Stage("features", "03_features", "thinkalike_ml.features", "user and pair features, feature dictionary",
-          runner="run_features_stage", params=("seed", "feature_columns", "sensitive_attributes"), loaders=("load_features",)),
+          runner="run_features_stage", params=("seed", "feature_columns", "sensitive_attributes", "matcher_split"), loaders=("load_features",)),
     Stage("models", "04_models", "thinkalike_ml.models",
           "matcher and recommender: baselines, tuning, calibration, stored predictions, MLflow tracking",
           runner="run_models_stage", params=("seed", "n_trials", "top_k", "n_folds", "mlflow_experiment"),
