@@ -26,15 +26,15 @@ __all__ = ['VALUE_CATEGORIES', 'IMPORTANCE_COLUMNS', 'POSITION_COLUMNS', 'TOPIC_
            'AGE_BANDS', 'EVENTS', 'TABLES', 'ID_COLUMNS', 'USER_ID_COLUMNS', 'IDENTIFIER_COLUMNS', 'BIAS_ATTRIBUTE',
            'BIAS_GROUP', 'TIME_START', 'TIME_END', 'MAX_DROP_SHARE', 'RAW_SCHEMA', 'PREFERENCE_WEIGHT',
            'POPULARITY_WEIGHT', 'TASTE_DIMS', 'TASTE_WEIGHT', 'ACTIVITY_SPREAD', 'RATING_SCALE', 'RATING_NOISE_SD',
-           'RATING_CENTRE', 'RATING_SPREAD', 'ACCEPTANCE', 'VALUE_PREFIXES', 'DATA_PARAMS', 'GENERATOR_PARAMS',
-           'DATASET_RECORD', 'TRUTH_DIR', 'category_slug', 'DataError', 'DataQualityError', 'marginal_acceptance',
-           'acceptance_terms', 'generate_raw', 'resolve_path', 'read_table_file', 'apply_column_mapping', 'read_files',
-           'check_input_files', 'read_movietweetings', 'declared_columns', 'conform', 'read_withdrawn_ids',
-           'apply_consent', 'pseudonym_key', 'synthetic_pseudonym_key', 'dataset_pseudonym_key', 'pseudonymize',
-           'apply_privacy', 'age_band', 'check_quality', 'finalize', 'empty_interactions', 'empty_suggestions',
-           'dataset_hash', 'store_root', 'write_version', 'read_version', 'make_datasheet', 'collect_raw',
-           'build_dataset', 'value_similarity', 'run_data_stage', 'export_data', 'dataset_version', 'load_dataset',
-           'load_truth', 'true_item_scores']
+           'RATING_CENTRE', 'RATING_SPREAD', 'ACCEPTANCE', 'ACCEPTANCE_TERMS', 'VALUE_PREFIXES', 'DATA_PARAMS',
+           'GENERATOR_PARAMS', 'DATASET_RECORD', 'TRUTH_DIR', 'category_slug', 'DataError', 'DataQualityError',
+           'marginal_acceptance', 'acceptance_terms', 'generate_raw', 'resolve_path', 'read_table_file',
+           'apply_column_mapping', 'read_files', 'check_input_files', 'read_movietweetings', 'declared_columns',
+           'conform', 'read_withdrawn_ids', 'apply_consent', 'pseudonym_key', 'synthetic_pseudonym_key',
+           'dataset_pseudonym_key', 'pseudonymize', 'apply_privacy', 'age_band', 'check_quality', 'finalize',
+           'empty_interactions', 'empty_suggestions', 'dataset_hash', 'store_root', 'write_version', 'read_version',
+           'make_datasheet', 'collect_raw', 'build_dataset', 'value_similarity', 'run_data_stage', 'export_data',
+           'dataset_version', 'load_dataset', 'load_truth', 'true_item_scores']
 
 # %% ../nbs/01_data.ipynb #2122c8d0
 VALUE_CATEGORIES = ["Transparency", "Empowerment", "Privacy", "Ethical AI", "Community", "Authenticity", "Innovation", "Efficiency"]
@@ -242,6 +242,7 @@ def _ratings(inter: pd.DataFrame, users: pd.DataFrame, items: pd.DataFrame, late
 
 # %% ../nbs/01_data.ipynb #f4d0a0bf
 ACCEPTANCE = dict(intercept=-1.6, agreement=5.0, conflict=-2.5, interests=5.5, age_decades=-0.3, taste=1.0, noise_sd=0.7)
+ACCEPTANCE_TERMS = ("agreement", "conflict", "interest_jaccard", "age_diff_decades", "taste_match")  # the columns of `acceptance_terms`
 
 def marginal_acceptance(logit: np.ndarray, noise_sd: float, nodes: int = 32) -> np.ndarray:
     "P(accept) = E[sigmoid(logit + e)], e ~ N(0, noise_sd^2): the unobserved per-pair taste integrated out."
@@ -367,7 +368,8 @@ def generate_raw(n_users=400, n_items=60, interactions_per_user=12.0, suggestion
                                            "bias": POPULARITY_WEIGHT * item_latent["popularity"]}),
              "info": {"bias_attribute": BIAS_ATTRIBUTE, "bias_group": BIAS_GROUP, "acceptance": ACCEPTANCE,
                       "preference_weight": PREFERENCE_WEIGHT, "popularity_weight": POPULARITY_WEIGHT,
-                      "taste_dims": TASTE_DIMS, "taste_weight": TASTE_WEIGHT, "rating_scale": list(RATING_SCALE),
+                      "acceptance_terms": [c for c in ACCEPTANCE_TERMS if c in sugg_truth], "taste_dims": TASTE_DIMS, "taste_weight": TASTE_WEIGHT,
+                      "rating_scale": list(RATING_SCALE),
                       "production_start": str(TIME_START + pd.Timedelta(seconds=production_start))}}
     return raw, truth
 
