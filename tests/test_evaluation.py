@@ -182,7 +182,7 @@ def test_evaluation_stage_reads_stored_predictions_and_reports_intervals(small_e
     train, rel, _ = recommender_relevance(load_dataset(run)["interactions"], load_splits(run)["interactions"])
     assert not len(rel.merge(train, on=["user_id", "item_id"]))
     h = ev["headline"]
-    assert set(h["family"]) == {"matcher", "recommender"}
+    assert set(h["family"]) == {"matcher", "recommender", "rating"}
     assert h.loc[h.metric == "roc_auc", "baseline"].iloc[0] in ("prior", "value_similarity")
 
 

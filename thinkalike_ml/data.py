@@ -241,7 +241,7 @@ def _ratings(inter: pd.DataFrame, users: pd.DataFrame, items: pd.DataFrame, late
     return np.clip(np.round(latent_rating), *RATING_SCALE).astype(float)
 
 # %% ../nbs/01_data.ipynb #f4d0a0bf
-ACCEPTANCE = dict(intercept=-1.6, agreement=5.0, conflict=-2.5, interests=5.5, age_decades=-0.3, taste=1.0, noise_sd=0.7)
+ACCEPTANCE = dict(intercept=-1.6, agreement=5.0, conflict=-2.5, interests=5.5, age_decades=-0.3, taste=0.6, noise_sd=0.7)
 ACCEPTANCE_TERMS = ("agreement", "conflict", "interest_jaccard", "age_diff_decades", "taste_match")  # the columns of `acceptance_terms`
 
 def marginal_acceptance(logit: np.ndarray, noise_sd: float, nodes: int = 32) -> np.ndarray:

@@ -206,16 +206,19 @@ def history_embeddings(interactions: pd.DataFrame, # user_id, item_id and option
     for c in ("user_id", "item_id"):
         if c not in interactions: raise ValueError(f"history_embeddings: table 'interactions' has no column '{c}'")
     it = interactions.dropna(subset=["user_id", "item_id"])
-    users, items = np.sort(it["user_id"].unique()), np.sort(it["item_id"].unique())
+    (u, users), (i, items) = (pd.factorize(it[c], sort=True) for c in ("user_id", "item_id"))  # sorted: the same rows give the same matrix
     k = min(int(dims), len(users) - 1, len(items) - 1)
     if k < 1: return None
-    w = it["event"].map(EVENT_WEIGHTS).fillna(1.0).to_numpy(float) if "event" in it else np.ones(len(it))
-    M = sparse.csr_matrix((w, (np.searchsorted(users, it["user_id"]), np.searchsorted(items, it["item_id"]))),
-                          shape=(len(users), len(items)))  # duplicate (user, item) entries are summed
+    w = np.ones(len(it))
+    if "event" in it:
+        e, levels = pd.factorize(it["event"])
+        w = np.append([EVENT_WEIGHTS.get(str(v), 1.0) for v in levels], 1.0)[e]  # code -1 (missing) takes the last entry, 1
+    M = sparse.csr_matrix((w, (u, i)), shape=(len(users), len(items)))  # duplicate (user, item) entries are summed
     M.data = np.log1p(M.data)
     E = TruncatedSVD(k, random_state=seed).fit_transform(TfidfTransformer().fit_transform(M))
     E = E / np.maximum(np.linalg.norm(E, axis=1, keepdims=True), 1e-12)
-    return pd.DataFrame(E, columns=[f"history_{j}" for j in range(k)]).assign(user_id=users)[["user_id", *[f"history_{j}" for j in range(k)]]]
+    cols = [f"history_{j}" for j in range(k)]
+    return pd.concat([pd.DataFrame({"user_id": np.asarray(users, dtype=object)}), pd.DataFrame(E, columns=cols)], axis=1)
 
 def history_cosine(history: pd.DataFrame, # `history_embeddings` output
                    user_a, user_b, # the two users of each pair
