@@ -5,7 +5,8 @@ probabilities on the same test pairs) and how many test users were seen in train
 
 Synthetic data have no event column, so the 'group' strategy groups suggestions by the fortnight they were made in
 (a stand-in for events). Each strategy runs the stage's own pieces: `make_splits` (with its leakage checks), the
-features stage, and `train_matcher` with the strategy's tuning folds.
+features stage (history embeddings fitted under its leakage rule for the strategy), and `train_matcher` with the
+strategy's tuning folds.
 """
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ import pandas as pd  # noqa: E402
 
 from thinkalike_ml.config import resolve_params  # noqa: E402
 from thinkalike_ml.data import load_dataset, load_truth, run_data_stage  # noqa: E402
-from thinkalike_ml.features import build_matcher_table  # noqa: E402
+from thinkalike_ml.features import build_matcher_table, history_embeddings, history_interactions  # noqa: E402
 from thinkalike_ml.models import train_matcher  # noqa: E402
 from thinkalike_ml.runs import RunDirectory  # noqa: E402
 from thinkalike_ml.splits import MATCHER_SPLITS, make_splits, user_overlap  # noqa: E402
@@ -48,7 +49,8 @@ def main(argv=None):
             t0 = time.perf_counter()
             p = dict(params, matcher_split=strategy, group_column="fortnight")
             splits = make_splits(data, p)
-            table = build_matcher_table(data, splits)
+            history = history_embeddings(history_interactions(data, splits, strategy), seed=params["seed"])  # the features stage's rule
+            table = build_matcher_table(data, splits, history=history)
             cols = [c for c in table.columns if c not in data["suggestions"].columns and c not in ("split", "fold")]
             res = train_matcher(table, cols, p, truth, splits["suggestion_folds"])
             test = res.scores[(res.scores["split"] == "test") & ~res.scores["model"].str.endswith("_uncalibrated")].set_index("model")["roc_auc"]

@@ -284,3 +284,30 @@ def test_items_are_derived_when_only_users_and_interactions_are_given(tmp_path):
     t = load_dataset(run)
     assert sorted(t["items"].item_id) == [f"c{k}" for k in range(5)] and len(t["interactions"]) == 40
     assert t["interactions"].interaction_id.str.fullmatch(r"i[0-9a-f]{16}").all()
+
+
+def test_hidden_taste_keeps_the_oracle_exact_and_interactions_carry_ratings():
+    from thinkalike_ml.data import ACCEPTANCE, RATING_SCALE, TASTE_DIMS, marginal_acceptance
+    raw, truth = generate_raw(n_users=1500, n_items=80, interactions_per_user=10.0, suggestions_per_user=6.0, seed=9)
+    s, k = truth["suggestions"], ACCEPTANCE
+    assert truth["info"]["acceptance_terms"] == ["agreement", "conflict", "interest_jaccard", "age_diff_decades", "taste_match"]
+    # the logit is exactly the documented sum of the true terms, the taste included; p_accept integrates the noise out
+    logit = (k["intercept"] + k["agreement"] * s.agreement + k["conflict"] * s.conflict + k["interests"] * s.interest_jaccard
+             + k["age_decades"] * s.age_diff_decades + k["taste"] * s.taste_match - s.bias_penalty)
+    np.testing.assert_allclose(s.logit, logit, atol=1e-9)
+    np.testing.assert_allclose(s.p_accept, marginal_acceptance(s.logit.to_numpy(), k["noise_sd"]), atol=1e-12)
+    # the taste is in the truth's factors, so the oracle ranking sees it; the hidden columns are nowhere in the data
+    assert [c for c in truth["user_factors"].columns if "taste" in c] == [f"f_taste_{j}" for j in range(TASTE_DIMS)]
+    assert not any("taste" in c for t in raw.values() for c in t.columns)
+    it = raw["interactions"]
+    S = true_item_scores(truth, truth["user_factors"].user_id, truth["item_factors"].item_id)
+    pref = S[pd.Index(truth["user_factors"].user_id).get_indexer(it.user_id), pd.Index(truth["item_factors"].item_id).get_indexer(it.item_id)]
+    # every interaction is rated on the star scale, and ratings follow the true preference (plus noise)
+    assert it["rating"].notna().all() and it["rating"].between(*RATING_SCALE).all() and set(it["rating"]) == {1.0, 2.0, 3.0, 4.0, 5.0}
+    assert np.corrcoef(pref, it["rating"])[0, 1] > 0.6
+    # the taste steers which communities users join: users with similar tastes share more communities than dissimilar ones
+    close, far = s.taste_match > 0.8, s.taste_match < -0.8
+    sets = it.groupby("user_id")["item_id"].agg(set)
+    sugg = raw["suggestions"]
+    def shared(mask): return np.mean([len(sets.get(a, set()) & sets.get(b, set())) for a, b in zip(sugg.user_a[mask], sugg.user_b[mask])])
+    assert shared(close.to_numpy()) > 1.5 * shared(far.to_numpy())

@@ -168,7 +168,12 @@ def test_evaluation_stage_reads_stored_predictions_and_reports_intervals(small_e
     ev = load_evaluation(run)
     assert set(EVALUATION_TABLES) <= set(ev) and len(ev["validation_summary"]) == 5 and len(ev["tuning_edges"]) >= 1
     assert set(ev["recommender_validation_summary"]["strategy"]) == {"holdout", "kfold_users", "time_based"}
-    assert ev["summary"]["skipped"]["rating"].startswith("the interactions carry no numeric 'rating'") and m["rating_skipped"] == 1.0
+    # the generator's interactions carry star ratings, so the rating predictor is evaluated on the default data, with its baselines
+    assert "rating" not in ev["summary"]["skipped"] and "rating_skipped" not in m
+    for metric in ("mse", "rmse", "mae", "r2"):
+        assert m[f"rating_test_{metric}_ci_low"] <= m[f"rating_test_{metric}"] <= m[f"rating_test_{metric}_ci_high"], metric
+        assert all(f"rating_test_{b}_{metric}" in m for b in ("global_mean", "user_mean", "item_mean")), metric
+    assert m["rating_rating_min"] == 1 and m["rating_rating_max"] == 5 and m["rating_test_r2"] > 0
     assert {k: v for k, v in run.checksums().items() if k in before} == before  # the models' artifacts are untouched
     assert run.metrics()["evaluation"] == m
     # the recomputed relevance holds no pair the user had in training
@@ -177,7 +182,7 @@ def test_evaluation_stage_reads_stored_predictions_and_reports_intervals(small_e
     train, rel, _ = recommender_relevance(load_dataset(run)["interactions"], load_splits(run)["interactions"])
     assert not len(rel.merge(train, on=["user_id", "item_id"]))
     h = ev["headline"]
-    assert set(h["family"]) == {"matcher", "recommender"}
+    assert set(h["family"]) == {"matcher", "recommender", "rating"}
     assert h.loc[h.metric == "roc_auc", "baseline"].iloc[0] in ("prior", "value_similarity")
 
 

@@ -26,15 +26,16 @@ from .stages import execute_stage, open_stage, stage
 __all__ = ['VALUE_CATEGORIES', 'IMPORTANCE_COLUMNS', 'POSITION_COLUMNS', 'TOPIC_COLUMNS', 'INTEREST_TAGS', 'REGIONS', 'GENDERS',
            'AGE_BANDS', 'EVENTS', 'TABLES', 'ID_COLUMNS', 'USER_ID_COLUMNS', 'IDENTIFIER_COLUMNS', 'BIAS_ATTRIBUTE',
            'BIAS_GROUP', 'TIME_START', 'TIME_END', 'MAX_DROP_SHARE', 'RAW_SCHEMA', 'PREFERENCE_WEIGHT',
-           'POPULARITY_WEIGHT', 'ACTIVITY_SPREAD', 'ACCEPTANCE', 'VALUE_PREFIXES', 'DATA_PARAMS', 'GENERATOR_PARAMS',
-           'DATASET_RECORD', 'TRUTH_DIR', 'category_slug', 'DataError', 'DataQualityError', 'marginal_acceptance',
-           'acceptance_terms', 'generate_raw', 'resolve_path', 'read_table_file', 'apply_column_mapping', 'read_files',
-           'check_input_files', 'read_movietweetings', 'declared_columns', 'conform', 'read_withdrawn_ids',
-           'apply_consent', 'pseudonym_key', 'synthetic_pseudonym_key', 'dataset_pseudonym_key', 'pseudonymize',
-           'apply_privacy', 'age_band', 'check_quality', 'finalize', 'empty_interactions', 'empty_suggestions',
-           'dataset_hash', 'store_root', 'write_version', 'read_version', 'make_datasheet', 'collect_raw',
-           'build_dataset', 'value_similarity', 'run_data_stage', 'export_data', 'dataset_version', 'load_dataset',
-           'load_truth', 'true_item_scores']
+           'POPULARITY_WEIGHT', 'TASTE_DIMS', 'TASTE_WEIGHT', 'ACTIVITY_SPREAD', 'RATING_SCALE', 'RATING_NOISE_SD',
+           'RATING_CENTRE', 'RATING_SPREAD', 'ACCEPTANCE', 'ACCEPTANCE_TERMS', 'VALUE_PREFIXES', 'DATA_PARAMS',
+           'GENERATOR_PARAMS', 'DATASET_RECORD', 'TRUTH_DIR', 'category_slug', 'DataError', 'DataQualityError',
+           'marginal_acceptance', 'acceptance_terms', 'generate_raw', 'resolve_path', 'read_table_file',
+           'apply_column_mapping', 'read_files', 'check_input_files', 'read_movietweetings', 'declared_columns',
+           'conform', 'read_withdrawn_ids', 'apply_consent', 'pseudonym_key', 'synthetic_pseudonym_key',
+           'dataset_pseudonym_key', 'pseudonymize', 'apply_privacy', 'age_band', 'check_quality', 'finalize',
+           'empty_interactions', 'empty_suggestions', 'dataset_hash', 'store_root', 'write_version', 'read_version',
+           'make_datasheet', 'collect_raw', 'build_dataset', 'value_similarity', 'run_data_stage', 'export_data',
+           'dataset_version', 'load_dataset', 'load_truth', 'true_item_scores']
 
 # %% ../nbs/01_data.ipynb #2122c8d0
 VALUE_CATEGORIES = ["Transparency", "Empowerment", "Privacy", "Ethical AI", "Community", "Authenticity", "Innovation", "Efficiency"]
@@ -169,10 +170,21 @@ def _generate_items(rng, n_items: int, users: pd.DataFrame, latent: dict) -> tup
 
 # %% ../nbs/01_data.ipynb #711c5281
 PREFERENCE_WEIGHT, POPULARITY_WEIGHT = 3.0, 0.8
+TASTE_DIMS, TASTE_WEIGHT = 4, 3.0  # the hidden taste: its dimensions, and its weight in the preference for communities
+
+def _hidden_taste(seed: int, n_users: int, n_items: int) -> tuple[np.ndarray, np.ndarray]:
+    "Hidden tastes of users and communities (standard normal, `TASTE_DIMS` each), from a random stream of their own."
+    rng = np.random.default_rng([seed, 2])  # its own stream: users, items and suggestion pairs stay as they were
+    return rng.normal(0, 1, (n_users, TASTE_DIMS)), rng.normal(0, 1, (n_items, TASTE_DIMS))
 
 def _user_factors(latent: dict) -> np.ndarray:
-    "Each user's latent factor: preference weight x importance x position per value category."
-    return PREFERENCE_WEIGHT * latent["importance"] * latent["position"]
+    "Each user's latent factor: preference weight x importance x position per value category, then the scaled hidden taste."
+    f = PREFERENCE_WEIGHT * latent["importance"] * latent["position"]
+    return np.hstack([f, TASTE_WEIGHT / np.sqrt(TASTE_DIMS) * latent["taste"]]) if "taste" in latent else f
+
+def _item_factors(item_latent: dict) -> np.ndarray:
+    "Each community's latent factor, column for column with `_user_factors`: its topic profile, then its hidden taste."
+    return np.hstack([item_latent["topic"], item_latent["taste"]]) if "taste" in item_latent else item_latent["topic"]
 
 def _sample_rows(rng, logits: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     "For each row r of `logits`, draw counts[r] columns with probability softmax(row); return (rows, columns)."
@@ -201,7 +213,7 @@ def _generate_interactions(rng, users: pd.DataFrame, items: pd.DataFrame, latent
     block = max(1, 500_000 // m)  # users per block: about 500k preference values, cache-friendly
     parts = []
     for start in range(0, n, block):
-        pref = factors[start:start + block] @ item_latent["topic"].T + bias
+        pref = factors[start:start + block] @ _item_factors(item_latent).T + bias
         r, c = _sample_rows(rng, pref, counts[start:start + block])
         parts.append((r + start, c, pref[r, c]))
     u, i, pref = (np.concatenate(x) for x in zip(*parts)) if parts else (np.array([], int),) * 3
@@ -218,8 +230,20 @@ def _generate_interactions(rng, users: pd.DataFrame, items: pd.DataFrame, latent
                         "event": event[order], "timestamp": _seconds(ts[order])})
     return out
 
+RATING_SCALE, RATING_NOISE_SD = (1, 5), 0.8  # whole stars; the noise on the latent rating
+RATING_CENTRE, RATING_SPREAD = 6.0, 3.0  # the preference (of a chosen community) that rates 3 stars, and the preference worth one more star
+
+def _ratings(inter: pd.DataFrame, users: pd.DataFrame, items: pd.DataFrame, latent: dict, item_latent: dict, rng) -> np.ndarray:
+    "A star rating for each interaction: 3 + (true preference - `RATING_CENTRE`) / `RATING_SPREAD` plus normal noise, rounded and clipped to `RATING_SCALE`."
+    u = pd.Index(users["user_id"]).get_indexer(inter["user_id"])
+    i = pd.Index(items["item_id"]).get_indexer(inter["item_id"])
+    pref = (_user_factors(latent)[u] * _item_factors(item_latent)[i]).sum(1) + POPULARITY_WEIGHT * item_latent["popularity"][i]
+    latent_rating = 3 + (pref - RATING_CENTRE) / RATING_SPREAD + rng.normal(0, RATING_NOISE_SD, len(u))
+    return np.clip(np.round(latent_rating), *RATING_SCALE).astype(float)
+
 # %% ../nbs/01_data.ipynb #f4d0a0bf
-ACCEPTANCE = dict(intercept=-1.6, agreement=5.0, conflict=-2.5, interests=5.5, age_decades=-0.3, noise_sd=0.7)
+ACCEPTANCE = dict(intercept=-1.6, agreement=5.0, conflict=-2.5, interests=5.5, age_decades=-0.3, taste=0.6, noise_sd=0.7)
+ACCEPTANCE_TERMS = ("agreement", "conflict", "interest_jaccard", "age_diff_decades", "taste_match")  # the columns of `acceptance_terms`
 
 def marginal_acceptance(logit: np.ndarray, noise_sd: float, nodes: int = 32) -> np.ndarray:
     "P(accept) = E[sigmoid(logit + e)], e ~ N(0, noise_sd^2): the unobserved per-pair taste integrated out."
@@ -240,15 +264,19 @@ def _pair_users(rng, arch: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray]:
     return a, b
 
 def acceptance_terms(latent: dict, a: np.ndarray, b: np.ndarray) -> pd.DataFrame:
-    "The true drivers of acceptance for pairs (a, b): agreement, conflict, interest overlap, age difference."
+    "The true drivers of acceptance for pairs (a, b): agreement, conflict, interest overlap, age difference, and (when `latent` has one) the match of hidden tastes."
     w = np.sqrt(latent["importance"][a] * latent["importance"][b])
     agree = latent["position"][a] * latent["position"][b]
     bits = _bits(latent["interests"])
     union = np.bitwise_count(bits[a] | bits[b]).astype(float)
-    return pd.DataFrame({"agreement": (w * agree).sum(1) / np.maximum(w.sum(1), 1e-9),
-                         "conflict": (w * np.clip(-agree, 0, None)).max(1),
-                         "interest_jaccard": np.bitwise_count(bits[a] & bits[b]) / np.maximum(union, 1),
-                         "age_diff_decades": np.abs(latent["age"][a] - latent["age"][b]) / 10})
+    terms = pd.DataFrame({"agreement": (w * agree).sum(1) / np.maximum(w.sum(1), 1e-9),
+                          "conflict": (w * np.clip(-agree, 0, None)).max(1),
+                          "interest_jaccard": np.bitwise_count(bits[a] & bits[b]) / np.maximum(union, 1),
+                          "age_diff_decades": np.abs(latent["age"][a] - latent["age"][b]) / 10})
+    if "taste" in latent:  # cosine of the two hidden tastes: seen by no profile column, only through interaction histories
+        h = latent["taste"] / np.maximum(np.linalg.norm(latent["taste"], axis=1, keepdims=True), 1e-12)
+        terms["taste_match"] = (h[a] * h[b]).sum(1)
+    return terms
 
 def _generate_suggestions(rng, users: pd.DataFrame, latent: dict, per_user: float, group_bias: float,
                           concept_drift: float, production_start: float, bias_drift: float = 0.0) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -267,7 +295,7 @@ def _generate_suggestions(rng, users: pd.DataFrame, latent: dict, per_user: floa
         penalty = penalty + bias_drift * np.clip((ts - production_start) / max(span - production_start, 1.0), 0, 1) * in_group
     logit = np.asarray(k["intercept"] + k["agreement"] * (1 - 0.7 * shift) * t.agreement + k["conflict"] * t.conflict
              + k["interests"] * (1 + shift) * t.interest_jaccard + k["age_decades"] * t.age_diff_decades
-             - penalty, dtype=float)
+             + k["taste"] * t.get("taste_match", 0.0) - penalty, dtype=float)
     p = marginal_acceptance(logit, k["noise_sd"])
     accepted = (rng.random(m) < p).astype("int64")
     order = np.lexsort((b, a, ts))
@@ -326,18 +354,23 @@ def generate_raw(n_users=400, n_items=60, interactions_per_user=12.0, suggestion
     production_start = span * (1 - production_fraction)
     users, latent = _generate_users(rng, n_users, consent_rate, data_drift, production_start)
     items, item_latent = _generate_items(rng, n_items, users, latent)
+    latent["taste"], item_latent["taste"] = _hidden_taste(seed, n_users, n_items)
     inter = _generate_interactions(rng, users, items, latent, item_latent, interactions_per_user, activity_days,
                                    np.random.default_rng([seed, 1]))
+    inter["rating"] = _ratings(inter, users, items, latent, item_latent, np.random.default_rng([seed, 3]))
     sugg, sugg_truth = _generate_suggestions(rng, users, latent, suggestions_per_user, group_bias, concept_drift, production_start, bias_drift)
     raw = _corrupt(rng, {"users": _blank(rng, users, missing_rate), "items": items, "interactions": inter,
                          "suggestions": sugg}, dirty_rate)
-    f = _user_factors(latent)
+    f, t = _user_factors(latent), _item_factors(item_latent)
+    names = [category_slug(c) for c in VALUE_CATEGORIES] + [f"taste_{j}" for j in range(TASTE_DIMS)]
     truth = {"suggestions": sugg_truth,
-             "user_factors": pd.DataFrame({"user_id": users.user_id, **{f"f_{category_slug(c)}": f[:, j] for j, c in enumerate(VALUE_CATEGORIES)}}),
-             "item_factors": pd.DataFrame({"item_id": items.item_id, **{f"t_{category_slug(c)}": item_latent["topic"][:, j] for j, c in enumerate(VALUE_CATEGORIES)},
+             "user_factors": pd.DataFrame({"user_id": users.user_id, **{f"f_{c}": f[:, j] for j, c in enumerate(names)}}),
+             "item_factors": pd.DataFrame({"item_id": items.item_id, **{f"t_{c}": t[:, j] for j, c in enumerate(names)},
                                            "bias": POPULARITY_WEIGHT * item_latent["popularity"]}),
              "info": {"bias_attribute": BIAS_ATTRIBUTE, "bias_group": BIAS_GROUP, "acceptance": ACCEPTANCE,
                       "preference_weight": PREFERENCE_WEIGHT, "popularity_weight": POPULARITY_WEIGHT,
+                      "acceptance_terms": [c for c in ACCEPTANCE_TERMS if c in sugg_truth], "taste_dims": TASTE_DIMS, "taste_weight": TASTE_WEIGHT,
+                      "rating_scale": list(RATING_SCALE),
                       "production_start": str(TIME_START + pd.Timedelta(seconds=production_start))}}
     return raw, truth
 
@@ -864,7 +897,9 @@ _SOURCE_TEXT = {
     "synthetic": ("Synthetic data from the project's seeded generator, made to develop and test the ThinkAlike matcher and "
                   "recommender with a known ground truth (true acceptance probabilities and true preferences), including "
                   "injected group bias and drift so that fairness and monitoring tools can be checked exactly.",
-                  "Generated by `thinkalike_ml.data.generate_raw`; consent flags are drawn with the configured consent rate.",
+                  "Generated by `thinkalike_ml.data.generate_raw`; consent flags are drawn with the configured consent rate. Interaction "
+                  "ratings (1 to 5 stars) are generated from the true preference plus noise; a hidden taste per user and community, "
+                  "absent from every column, steers both which communities users join and which suggestions they accept.",
                   "Generated by the project; no real person is described. Names and e-mail addresses in the raw data are fictitious and are removed."),
     "movietweetings": ("MovieTweetings (Dooms, De Pessemier and Martens, CrowdRec workshop at RecSys 2013): IMDb ratings that "
                        "their authors tweeted publicly, used here as a real interaction log for the recommender.",
@@ -885,6 +920,9 @@ def make_datasheet(manifest: dict, tables: dict) -> str:
     span = (f"{inter.timestamp.min():%Y-%m-%d} to {inter.timestamp.max():%Y-%m-%d}" if inter is not None and len(inter) else "n/a")
     acc = f"{sugg.accepted.mean():.1%}" if sugg is not None and len(sugg) else "n/a (no suggestions)"
     events = ", ".join(f"{k}: {v:,}" for k, v in inter.event.value_counts().sort_index().items()) if inter is not None and "event" in inter else "n/a"
+    rated = inter["rating"].notna() if inter is not None and "rating" in inter else pd.Series(dtype=bool)
+    ratings = (f"{int(rated.sum()):,} interactions carry a numeric rating (from {inter.loc[rated, 'rating'].min():g} to {inter.loc[rated, 'rating'].max():g}, "
+               f"mean {inter.loc[rated, 'rating'].mean():.2f})" if rated.any() else "No interaction carries a rating")
     return f"""# Datasheet: dataset version `{m['version']}`
 
 Source: **{m['source']}**; content hash `{m['hash']}`; created {m['created']}.
@@ -897,7 +935,7 @@ Source: **{m['source']}**; content hash `{m['hash']}`; created {m['created']}.
 |---|---|
 {counts}
 
-Interactions span {span} (events: {events}). Share of suggestions accepted by both users: {acc}.
+Interactions span {span} (events: {events}). {ratings}. Share of suggestions accepted by both users: {acc}.
 Users are identified only by keyed-hash pseudonyms. Demographic attributes (age band, gender, region),
 where present, are kept only for fairness analysis and must not be used as model features.
 

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import re
+import time
 from collections import Counter
 
 import numpy as np
@@ -15,9 +16,10 @@ from sklearn.utils.validation import (_check_feature_names, _check_feature_names
                                       check_is_fitted, validate_data)
 
 # %% auto #0
-__all__ = ['IMPORTANCE_PREFIX', 'POSITION_PREFIX', 'TOPIC_PREFIX', 'DEMOGRAPHIC_COLUMNS', 'ID_COLUMNS', 'FEATURES_DIR',
-           'USER_TRANSFORMER', 'interest_sets', 'UserFeatureTransformer', 'value_categories', 'pair_features',
-           'feature_dictionary', 'build_matcher_table', 'never_features', 'run_features_stage', 'load_features']
+__all__ = ['IMPORTANCE_PREFIX', 'POSITION_PREFIX', 'TOPIC_PREFIX', 'DEMOGRAPHIC_COLUMNS', 'ID_COLUMNS', 'HISTORY_DIMS',
+           'EVENT_WEIGHTS', 'FEATURES_DIR', 'USER_TRANSFORMER', 'HISTORY', 'interest_sets', 'UserFeatureTransformer',
+           'value_categories', 'history_embeddings', 'history_cosine', 'pair_features', 'feature_dictionary',
+           'build_matcher_table', 'history_interactions', 'never_features', 'run_features_stage', 'load_features']
 
 # %% ../nbs/03_features.ipynb #a5c901c3
 IMPORTANCE_PREFIX = "value_importance_"  # value_importance_<Category>: how much the user cares (0..1)
@@ -190,14 +192,52 @@ def _cos(A, B):
     return np.where(den > 1e-12, num / np.where(den > 1e-12, den, 1.0), 0.0)
 
 # %% ../nbs/03_features.ipynb #96a339b8
+HISTORY_DIMS = 8  # dimensions of the interaction-history embedding (fewer when there are fewer communities or users)
+EVENT_WEIGHTS = {"view": 1.0, "join": 2.0, "engage": 3.0}  # what an event says about taste; other or missing events count 1
+
+def history_embeddings(interactions: pd.DataFrame, # user_id, item_id and optionally event
+                       dims: int = HISTORY_DIMS, # embedding dimensions (at most one less than the numbers of users and items)
+                       seed: int = 0, # seed of the randomized SVD
+                      ) -> pd.DataFrame | None:
+    "Each user's interaction history as a unit vector (user_id, history_0, ...): TF-IDF of log summed event weights, then truncated SVD; None without enough history."
+    from scipy import sparse
+    from sklearn.decomposition import TruncatedSVD
+    from sklearn.feature_extraction.text import TfidfTransformer
+    for c in ("user_id", "item_id"):
+        if c not in interactions: raise ValueError(f"history_embeddings: table 'interactions' has no column '{c}'")
+    it = interactions.dropna(subset=["user_id", "item_id"])
+    (u, users), (i, items) = (pd.factorize(it[c], sort=True) for c in ("user_id", "item_id"))  # sorted: the same rows give the same matrix
+    k = min(int(dims), len(users) - 1, len(items) - 1)
+    if k < 1: return None
+    w = np.ones(len(it))
+    if "event" in it:
+        e, levels = pd.factorize(it["event"])
+        w = np.append([EVENT_WEIGHTS.get(str(v), 1.0) for v in levels], 1.0)[e]  # code -1 (missing) takes the last entry, 1
+    M = sparse.csr_matrix((w, (u, i)), shape=(len(users), len(items)))  # duplicate (user, item) entries are summed
+    M.data = np.log1p(M.data)
+    E = TruncatedSVD(k, random_state=seed).fit_transform(TfidfTransformer().fit_transform(M))
+    E = E / np.maximum(np.linalg.norm(E, axis=1, keepdims=True), 1e-12)
+    cols = [f"history_{j}" for j in range(k)]
+    return pd.concat([pd.DataFrame({"user_id": np.asarray(users, dtype=object)}), pd.DataFrame(E, columns=cols)], axis=1)
+
+def history_cosine(history: pd.DataFrame, # `history_embeddings` output
+                   user_a, user_b, # the two users of each pair
+                  ) -> np.ndarray:
+    "Cosine of the two users' history embeddings; 0 when either user has no history."
+    H = history.set_index("user_id")
+    a, b = (H.reindex(pd.Index(u)).fillna(0.0).to_numpy(float) for u in (user_a, user_b))
+    return (a * b).sum(1)
+
+# %% ../nbs/03_features.ipynb #7947c926
 def pair_features(users: pd.DataFrame, # user table with user_id, value_importance_*, value_position_*, interests
                   pairs: pd.DataFrame, # rows with user_a and user_b (user ids)
                   medians: dict | None = None, # imputation values for profile columns (default: medians of `users`)
                   per_category: bool = True, # add agree_<Cat> and care_<Cat> columns
                   numeric=(), # declared numeric user columns: absdiff_<c>, min_<c>, max_<c>
                   categorical=(), # declared categorical user columns: same_<c>
+                  history: pd.DataFrame | None = None, # `history_embeddings` output: adds history_cosine (users without history: 0)
                  ) -> pd.DataFrame:
-    "Symmetric features of each (user_a, user_b) pair: value similarity, interest overlap, attribute differences."
+    "Symmetric features of each (user_a, user_b) pair: value similarity, interest overlap, attribute differences, shared history."
     cats = value_categories(users)
     u = users.set_index("user_id")
     missing = ~pairs["user_a"].isin(u.index) | ~pairs["user_b"].isin(u.index)
@@ -239,6 +279,7 @@ def pair_features(users: pd.DataFrame, # user table with user_id, value_importan
     for c in categorical:  # missing on either side counts as different
         v = u[c].astype(object).to_numpy()
         out[f"same_{c}"] = np.array([x == y and not pd.isna(x) for x, y in zip(v[ia], v[ib])], dtype=float)
+    if history is not None: out["history_cosine"] = history_cosine(history, pairs["user_a"], pairs["user_b"])
     return pd.DataFrame(out, index=pairs.index)
 
 # %% ../nbs/03_features.ipynb #a557a15f
@@ -255,7 +296,10 @@ _PAIR_DOCS = {
     "n_interests_min": ("Smaller of the two users' numbers of interests.", "count"),
     "n_interests_max": ("Larger of the two users' numbers of interests.", "count"),
     "signup_days_apart": ("Absolute difference of the two signup dates, in days.", "float >= 0"),
+    "history_cosine": ("Cosine of the two users' interaction-history embeddings (TF-IDF of user x community events, truncated SVD fitted on "
+                       "training interactions only); 0 when either user has no such history (new users, own data without interactions).", "float in [-1, 1]"),
 }
+_PAIR_SOURCES = {"history_cosine": ("interactions (both users' training histories)", "TF-IDF, truncated SVD, cosine (`history_embeddings`)")}
 
 def _declared_pair_doc(n: str, declared: dict) -> tuple | None:
     "(meaning, source, transformation, type) of a pair feature made from a declared column, else None."
@@ -312,7 +356,7 @@ def feature_dictionary(transformer: UserFeatureTransformer | None = None, # fitt
         elif n.startswith("agree_"): meaning, typ = f"Agreement on '{n[6:]}' weighted by how much both care: sqrt(w_a w_b) x_a x_b.", "float in [-1, 1]"
         elif n.startswith("care_"): meaning, typ = f"Combined importance of '{n[5:]}' to the two users: w_a + w_b.", "float in [0, 2]"
         else: meaning, typ = f"Pair feature '{n}'.", "float"
-        rows.append((n, meaning, "users (both members of the pair)", "symmetric pair function, median-imputed profiles", typ))
+        rows.append((n, meaning, *_PAIR_SOURCES.get(n, ("users (both members of the pair)", "symmetric pair function, median-imputed profiles")), typ))
     kind = ["user"] * (len(rows) - len(pair_columns if pair_columns is not None else [])) + ["pair"] * len(pair_columns if pair_columns is not None else [])
     df = pd.DataFrame(rows, columns=["name", "meaning", "source", "transformation", "type"])
     df.insert(1, "level", kind)
@@ -347,6 +391,7 @@ def _suggestion_features(t: pd.DataFrame, declared: dict, max_levels: int = 20) 
 
 def build_matcher_table(data: dict, splits: dict, medians: dict | None = None,
                         declared: dict | None = None, # parameter `feature_columns`: table -> {column: 'numeric' or 'categorical'}
+                        history: pd.DataFrame | None = None, # `history_embeddings` of the training interactions (adds history_cosine)
                         pair_fn=None, # called as `pair_features` is (default: it; the dask engine maps it over partitions)
                        ) -> pd.DataFrame:
     "Suggestions joined with their split, fold (the fold that validates the row, -1 if none) and pair features (empty frame if no suggestions)."
@@ -361,13 +406,30 @@ def build_matcher_table(data: dict, splits: dict, medians: dict | None = None,
     t["fold"] = t["fold"].fillna(-1).astype(int)
     du = declared.get("users", {})
     feats = (pair_fn or pair_features)(data["users"], t, medians=medians, numeric=[c for c, k in du.items() if k == "numeric"],
-                          categorical=[c for c, k in du.items() if k == "categorical"])
+                          categorical=[c for c, k in du.items() if k == "categorical"], history=history)
     return pd.concat([t.reset_index(drop=True), feats.reset_index(drop=True),
                       _suggestion_features(t, declared.get("suggestions", {})).reset_index(drop=True)], axis=1)
 
 # %% ../nbs/03_features.ipynb #03b7927c
+def history_interactions(data: dict, splits: dict, # the dataset and its splits
+                         matcher_split: str = "stratified", # parameter `matcher_split`
+                        ) -> pd.DataFrame:
+    "The interactions the history embedding may learn from: training ones only, and with a time split of the matcher none at or after its first validation or test suggestion."
+    it, si = data.get("interactions"), splits.get("interactions")
+    if it is None or not len(it) or si is None or not len(si): return pd.DataFrame(columns=["user_id", "item_id", "event", "timestamp"])
+    it = it.merge(si[["interaction_id", "split"]], on="interaction_id")
+    it = it[it["split"] == "train"]
+    sug, ss = data.get("suggestions"), splits.get("suggestions")
+    if matcher_split == "time" and sug is not None and len(sug) and ss is not None and len(ss):
+        held = sug.merge(ss[["suggestion_id", "split"]], on="suggestion_id")
+        held = held.loc[held["split"] != "train", "timestamp"]
+        if len(held): it = it[it["timestamp"] < held.min()]
+    return it.drop(columns="split").reset_index(drop=True)
+
+# %% ../nbs/03_features.ipynb #aace62d1
 FEATURES_DIR = "artifacts/features"  # what this stage gives later stages (read them with `load_features`)
 USER_TRANSFORMER = f"{FEATURES_DIR}/user_transformer.pkl"
+HISTORY = f"{FEATURES_DIR}/history_embeddings.parquet"  # `history_embeddings` of the training interactions (absent without interactions)
 
 def never_features(params: dict) -> tuple:
     "The user columns the transformer must not use: identifiers and times, and the sensitive attributes not requested as features."
@@ -393,11 +455,16 @@ def run_features_stage(run, # the run's `RunDirectory`
     prof = [IMPORTANCE_PREFIX + c for c in cats] + [POSITION_PREFIX + c for c in cats]
     num = prof + [c for c, k in declared.get("users", {}).items() if k == "numeric" and c in users]
     medians = {k: float(v) for k, v in fit_users[num].astype(float).median().fillna(0.0).items()}
+    t0 = time.perf_counter()
+    hist_rows = history_interactions(data, splits, params.get("matcher_split", "stratified"))
+    history = history_embeddings(hist_rows, seed=params.get("seed", 0)) if len(hist_rows) else None
+    history_seconds = time.perf_counter() - t0
     if params.get("engine", "pandas") == "dask":
         from thinkalike_ml.engine import dask_client, pair_features_dask  # the engine module builds on this one
         with dask_client(params.get("dask_scheduler") or "") as client:
-            table = build_matcher_table(data, splits, medians, declared, pair_fn=pair_features_dask(client, params.get("dask_partition_rows")))
-    else: table = build_matcher_table(data, splits, medians, declared)
+            table = build_matcher_table(data, splits, medians, declared, history,
+                                        pair_fn=pair_features_dask(client, params.get("dask_partition_rows")))
+    else: table = build_matcher_table(data, splits, medians, declared, history)
     pair_cols = [c for c in table.columns if c not in data["suggestions"].columns and c not in ("split", "fold")] if len(table) else []
     fd = feature_dictionary(uft, pair_cols, declared)
     run.write_table(f"{FEATURES_DIR}/user_features.parquet", U.reset_index(drop=True))
@@ -405,11 +472,14 @@ def run_features_stage(run, # the run's `RunDirectory`
     run.write_json(f"{FEATURES_DIR}/profile_medians.json", medians)
     run.write_json(f"{FEATURES_DIR}/pair_feature_columns.json", pair_cols)
     run.save_object(USER_TRANSFORMER, uft)
+    if history is not None: run.write_table(HISTORY, history)
     run.write_table("tables/feature_dictionary.parquet", fd)
     run.write_text(f"{FEATURES_DIR}/feature_dictionary.md", fd.to_markdown(index=False) if _has_tabulate() else fd.to_csv(index=False))
     return {"n_users": int(len(users)), "n_users_fit": int(len(fit_users)), "n_user_features": int(U.shape[1] - 1),
             "n_pairs": int(len(table)), "n_pair_features": int(len(pair_cols)),
-            "profile_missing_share": float(users[prof].isna().to_numpy().mean()) if prof else 0.0}
+            "profile_missing_share": float(users[prof].isna().to_numpy().mean()) if prof else 0.0,
+            "history_interactions": int(len(hist_rows)), "history_users": int(len(history)) if history is not None else 0,
+            "history_dims": int(history.shape[1] - 1) if history is not None else 0, "history_seconds": round(history_seconds, 4)}
 
 def _has_tabulate() -> bool:
     try: import tabulate  # noqa: F401
@@ -417,10 +487,11 @@ def _has_tabulate() -> bool:
     return True
 
 def load_features(run) -> dict:
-    "Read back what `run_features_stage` wrote: user_features, pair_features, pair_columns, medians, dictionary, transformer."
+    "Read back what `run_features_stage` wrote: user_features, pair_features, pair_columns, medians, dictionary, transformer, history (None without interactions)."
     return {"user_features": run.read_table(f"{FEATURES_DIR}/user_features.parquet"),
             "pair_features": run.read_table(f"{FEATURES_DIR}/pair_features.parquet"),
             "pair_columns": run.read_json(f"{FEATURES_DIR}/pair_feature_columns.json"),
             "medians": run.read_json(f"{FEATURES_DIR}/profile_medians.json"),
             "dictionary": run.read_table("tables/feature_dictionary.parquet"),
-            "transformer": run.load_object(USER_TRANSFORMER)}
+            "transformer": run.load_object(USER_TRANSFORMER),
+            "history": run.read_table(HISTORY) if run.exists(HISTORY) else None}

@@ -533,7 +533,7 @@ def truth_checks(inputs: dict, g: dict) -> dict:
     truth = inputs["truth"]
     if truth is None: return {}
     rows = g["ids"][["suggestion_id"]].merge(truth["suggestions"], on="suggestion_id", how="left")
-    terms = [t for t in DRIVER_TERMS if t in rows]
+    terms = [t for t in truth["info"].get("acceptance_terms", DRIVER_TERMS) if t in rows]  # the truth names its terms (the hidden taste included)
     if rows[terms].isna().any().any() or not terms: return {}
     drivers = map_features_to_drivers(g["X"], rows, terms)
     imp = g["importance"].set_index("feature")["mean_abs_shap"]

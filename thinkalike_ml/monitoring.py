@@ -638,6 +638,7 @@ def score_window(matcher: dict, # `scoring_models(run)["matcher"]`
                  users: pd.DataFrame, # the user table
                  pairs: pd.DataFrame, # rows with user_a, user_b
                  medians: dict | None = None, # the features stage's imputation values
+                 history: pd.DataFrame | None = None, # the features stage's history embeddings (`load_features(run)["history"]`)
                 ) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
     "(pair features, probabilities, failed mask) of `pairs`; rows naming unknown users fail (NaN) instead of stopping the batch."
     from thinkalike_ml.features import pair_features
@@ -646,18 +647,18 @@ def score_window(matcher: dict, # `scoring_models(run)["matcher"]`
     cols = list(matcher["columns"])
     feats = pd.DataFrame(np.nan, index=pairs.index, columns=cols)
     if known.any():
-        f = pair_features(users, pairs[known], medians=medians)
+        f = pair_features(users, pairs[known], medians=medians, history=history)
         feats.loc[known.to_numpy(), cols] = f[cols].to_numpy()
         p[known.to_numpy()] = matcher["model"].predict_proba(f[cols])[:, 1]
     return feats, p, ~np.isfinite(p)
 
-def score_by_window(matcher: dict, users: pd.DataFrame, pairs: pd.DataFrame, medians: dict | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+def score_by_window(matcher: dict, users: pd.DataFrame, pairs: pd.DataFrame, medians: dict | None = None, history: pd.DataFrame | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     "Score `pairs` (with a `window` column) window by window: (pairs with features and p, timings per window)."
     import psutil
     proc, parts, timings = psutil.Process(), [], []
     for w, g in pairs[pairs["window"] >= 0].groupby("window", sort=True):
         t0 = time.perf_counter()
-        feats, p, failed = score_window(matcher, users, g, medians)
+        feats, p, failed = score_window(matcher, users, g, medians, history)
         seconds = time.perf_counter() - t0
         parts.append(pd.concat([g, feats.drop(columns=[c for c in feats.columns if c in g.columns])], axis=1).assign(p=p, failed=failed))
         timings.append({"window": int(w), "rows": len(g), "seconds": seconds, "rss_mib": proc.memory_info().rss / 2**20, "failed_share": float(failed.mean())})
@@ -706,15 +707,16 @@ def simulate_period(matcher: dict, # the stored matcher
                    ) -> dict:
     "A generated dataset as monitoring inputs: reference, reference_labelled, production (windows unset), features, start, user rows."
     from thinkalike_ml.data import age_band, generate_raw
-    from thinkalike_ml.features import pair_features
+    from thinkalike_ml.features import history_embeddings, pair_features
     params = params or {}
     knobs = {k: params[k] for k in ("suggestions_per_user", "group_bias", "production_fraction", "missing_rate", "consent_rate") if k in params}
-    raw, truth = generate_raw(n_users=n_users, n_items=20, interactions_per_user=1.0, data_drift=data_drift, concept_drift=concept_drift,
+    raw, truth = generate_raw(n_users=n_users, n_items=20, interactions_per_user=params.get("interactions_per_user", 1.0), data_drift=data_drift, concept_drift=concept_drift,
                               seed=seed, bias_drift=bias_drift, **knobs)
     users, s = raw["users"], raw["suggestions"]
     if "age" in users.columns: users = users.assign(age_band=age_band(users["age"]))
     cols = list(matcher["columns"])
-    f = pair_features(users, s)[cols]
+    it = raw["interactions"]  # histories up to the production start, as the features stage fits them up to the matcher's training period
+    f = pair_features(users, s, history=history_embeddings(it[it["timestamp"] < pd.Timestamp(truth["info"]["production_start"])], seed=seed))[cols]
     rows = pd.concat([s.reset_index(drop=True), f.reset_index(drop=True)], axis=1)
     rows["p"] = matcher["model"].predict_proba(rows[cols])[:, 1]
     attrs = [a for a in attributes if a in users.columns]
@@ -875,7 +877,7 @@ def monitoring_inputs(run, params: dict) -> dict:
     if matcher is not None and len(ref):
         ref = _with_attributes(ref.assign(p=matcher["model"].predict_proba(ref[list(matcher["columns"])])[:, 1]), users, attrs)
     as_of = max([t.max() for t in (pairs["timestamp"], prod_inter["timestamp"]) if len(t)], default=start)
-    return {"matcher": matcher, "recommender": models["recommender"], "users": users, "medians": feats["medians"], "attributes": attrs,
+    return {"matcher": matcher, "recommender": models["recommender"], "users": users, "medians": feats["medians"], "history": feats["history"], "attributes": attrs,
             "reference": ref[ref["split"] == "train"] if len(ref) else ref, "reference_labelled": ref[ref["split"] != "train"] if len(ref) else ref,
             "pairs": pairs, "interactions": prod_inter, "start": start, "as_of": pd.Timestamp(as_of), "source": source,
             "transformer": feats["transformer"], "user_rows": user_rows, "user_columns": user_cols, "scored": models["scored"]}
@@ -945,7 +947,7 @@ def monitor_run(inputs: dict, params: dict) -> dict:
         none = {"drift": pd.DataFrame(columns=DRIFT_COLUMNS), "performance": pd.DataFrame(), "reference_performance": {},
                 "bias": pd.DataFrame(), "system": system_by_window(None, s)}
         return out | none | {"alerts": raise_alerts(windows, none["drift"], none["performance"], none["bias"], none["system"], rec, {"ndcg": rec_ref})}
-    scored, timings = score_by_window(inputs["matcher"], inputs["users"], pairs.assign(window=assign_windows(pairs["timestamp"], windows)), inputs["medians"])
+    scored, timings = score_by_window(inputs["matcher"], inputs["users"], pairs.assign(window=assign_windows(pairs["timestamp"], windows)), inputs["medians"], inputs["history"])
     scored = _with_attributes(scored, inputs["users"], inputs["attributes"])
     ok = scored[~scored["failed"]]
     windows["rows"] = windows["window"].map(scored["window"].value_counts()).fillna(0).astype(int)

@@ -131,6 +131,7 @@ class ServedModels:
     sha256: dict = field(default_factory=dict)  # model file -> sha256, as verified on load
     run_path: Path | None = None
     cache: dict = field(default_factory=dict, repr=False)  # what scoring prepares once (linear parts, ONNX session)
+    history: pd.DataFrame | None = None  # the features stage's history embeddings (history_cosine); None without interactions
 
     @property
     def columns(self) -> list[str]: return list(self.matcher["columns"])
@@ -158,7 +159,7 @@ def load_served(source: ModelSource | str | Path, # where to load from (a `Model
     return ServedModels(models["matcher"], models["recommender"], users.set_index("user_id")[_profile_columns(users)],
                         feats["medians"], train[cols].median() if len(cols) else pd.Series(dtype=float),
                         train[cols].mean() if len(cols) else pd.Series(dtype=float), feats["transformer"],
-                        source.version or f"run {run.id}", {p: sums.get(p) for p in (MATCHER_MODEL, RECOMMENDER_MODEL) if p in sums}, run.path)
+                        source.version or f"run {run.id}", {p: sums.get(p) for p in (MATCHER_MODEL, RECOMMENDER_MODEL) if p in sums}, run.path, history=feats["history"])
 
 # %% ../nbs/09_serving.ipynb #3e3a930c
 def _toy_served(n_users: int = 120, n_pairs: int = 3000, seed: int = 0, kind: str = "logreg") -> ServedModels:
@@ -186,7 +187,7 @@ def pair_matrix(served: ServedModels, # the served models
     from thinkalike_ml.features import pair_features
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Mean of empty slice", category=RuntimeWarning)
-        f = pair_features(users, pairs, medians=served.profile_medians)
+        f = pair_features(users, pairs, medians=served.profile_medians, history=served.history)
     return f.reindex(columns=served.columns).astype(float).fillna(served.feature_fill).fillna(0.0)
 
 def match_probability(served: ServedModels, X: pd.DataFrame) -> np.ndarray:
@@ -520,7 +521,8 @@ class OnlineMatcher:
         if "signup_time" in users:
             t = pd.to_datetime(users["signup_time"])
             T = np.where(t.isna().to_numpy(), np.nan, t.to_numpy().astype("datetime64[ns]").astype(np.int64) / 86400e9)
-        for i, u in enumerate(users.index): self.known[u] = self._arrays(W[i], P[i], S[i], T[i])
+        H = {} if served.history is None else dict(zip(served.history["user_id"], served.history.drop(columns="user_id").to_numpy(float)))
+        for i, u in enumerate(users.index): self.known[u] = self._arrays(W[i], P[i], S[i], T[i], H.get(u))
         self.engine, self.session = "numpy-sklearn", None
         if engine == "onnx":
             try:
@@ -528,10 +530,10 @@ class OnlineMatcher:
             except Exception as e: warnings.warn(f"ONNX Runtime not used for online scoring ({type(e).__name__}: {e}); using scikit-learn")
         self._linear = linear_parts(served.matcher["model"])
 
-    def _arrays(self, w, p, interests: set, t: float):
+    def _arrays(self, w, p, interests: set, t: float, history=None):
         w = np.clip(np.where(np.isnan(w), self.fill_w, w), 0, 1)
         p = np.clip(np.where(np.isnan(p), self.fill_p, p), -1, 1)
-        return w, p, interests, t
+        return w, p, interests, t, history  # history: the user's unit history embedding (None: a new profile, no history)
 
     def profile(self, row: dict):
         "A person's arrays from a user-table row (imputed and clipped as in training)."
@@ -544,7 +546,7 @@ class OnlineMatcher:
 
     def features(self, a, b) -> np.ndarray:
         "The matcher's feature vector (its column order) of two people's arrays."
-        (wa, pa, sa, ta), (wb, pb, sb, tb) = a, b
+        (wa, pa, sa, ta, ha), (wb, pb, sb, tb, hb) = a, b
         both, gap, prod = np.sqrt(wa * wb), np.abs(pa - pb), pa * pb
         sb_ = max(both.sum(), 1e-12)
         inter, union = len(sa & sb), len(sa | sb)
@@ -553,7 +555,8 @@ class OnlineMatcher:
              "value_weighted_overlap": (both * (1 - gap / 2)).sum() / sb_, "value_weighted_distance": (both * gap).sum(),
              "importance_cosine": _cosine(wa, wb), "shared_important_values": float(((wa > .5) & (wb > .5) & (np.sign(pa) == np.sign(pb))).sum()),
              "interest_jaccard": inter / union if union else 0.0, "shared_interests": float(inter),
-             "n_interests_min": float(min(len(sa), len(sb))), "n_interests_max": float(max(len(sa), len(sb))), "signup_days_apart": abs(ta - tb)}
+             "n_interests_min": float(min(len(sa), len(sb))), "n_interests_max": float(max(len(sa), len(sb))), "signup_days_apart": abs(ta - tb),
+             "history_cosine": float(ha @ hb) if ha is not None and hb is not None else 0.0}
         for j, c in enumerate(self.cats): f[f"agree_{c}"], f[f"care_{c}"] = both[j] * prod[j], wa[j] + wb[j]
         x = np.array([f.get(c, np.nan) for c in self.columns], float)
         return np.where(np.isnan(x), self.fill, x)
