@@ -759,25 +759,34 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0)); return s.getsockname()[1]
 
+def _tail(f, n: int = 2000) -> str:
+    "The last `n` bytes of an open file, read without moving its offset (a child process may share it)."
+    size = os.fstat(f.fileno()).st_size
+    return os.pread(f.fileno(), n, max(0, size - n)).decode(errors="replace")
+
 @contextlib.contextmanager
 def running_server(model_ref: str, # a model reference (a run folder)
                    *extra, # more `serve` arguments, e.g. '--precomputed', FILE
-                   timeout: float = 120, env: dict | None = None):
+                   timeout: float = 120, env: dict | None = None,
+                   log=None, # file for the server's output (default: an anonymous temporary file)
+                  ):
     "The real server on a free 127.0.0.1 port, ready; yields (base URL, process); stopped afterwards."
-    import signal, subprocess, urllib.request
+    import signal, subprocess, tempfile, urllib.request
     port = _free_port()
     cmd = [sys.executable, "-m", "thinkalike_ml.server", "--model", model_ref, "--host", "127.0.0.1", "--port", str(port), *extra]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, start_new_session=True,
+    # Output goes to a file, never to a pipe: a pipe that nobody reads blocks the server once its 64 KiB buffer is full
+    out = open(log, "wb") if log is not None else tempfile.TemporaryFile()
+    proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
                             env={**os.environ, **(env or {})})
     base, deadline = f"http://127.0.0.1:{port}", time.monotonic() + timeout
     try:
         while True:
-            if proc.poll() is not None: raise RuntimeError(f"the server exited with code {proc.returncode}: {proc.stderr.read().decode()[-2000:]}")
+            if proc.poll() is not None: raise RuntimeError(f"the server exited with code {proc.returncode}: {_tail(out)}")
             try:
                 with urllib.request.urlopen(base + "/ready", timeout=2) as r:
                     if r.status == 200: break
             except OSError: pass
-            if time.monotonic() > deadline: raise TimeoutError(f"{base}/ready did not answer 200 within {timeout} s")
+            if time.monotonic() > deadline: raise TimeoutError(f"{base}/ready did not answer 200 within {timeout} s; its output ends: {_tail(out)}")
             time.sleep(0.1)
         yield base, proc
     finally:
@@ -785,6 +794,7 @@ def running_server(model_ref: str, # a model reference (a run folder)
             os.killpg(proc.pid, signal.SIGTERM)
             try: proc.wait(15)
             except subprocess.TimeoutExpired: os.killpg(proc.pid, signal.SIGKILL); proc.wait()
+        out.close()
 
 def latency_sample(base: str, path: str, bodies: list, headers: dict | None = None) -> np.ndarray:
     "Wall-clock seconds of sequential POSTs of `bodies` to `base + path` over one keep-alive connection (each must answer 200)."
