@@ -356,14 +356,16 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--max-body-bytes", type=int, default=16_384)
     p.add_argument("--engine", choices=("onnx", "sklearn"), default="onnx",
                    help="single-pair scoring by ONNX Runtime (checked against scikit-learn at start) or NumPy/scikit-learn (default: %(default)s)")
-    p.add_argument("--log-level", default="warning")
+    p.add_argument("--log-level", default="warning", choices=("critical", "error", "warning", "info", "debug", "trace"),
+                   help="uvicorn's and the server's log level (default: %(default)s; trace logs every ASGI message)")
     return p
 
 def main(argv=None) -> int:
     "Start uvicorn with one worker; exits with code 3 if the models could not be loaded and verified."
     import uvicorn
     a = _parser().parse_args(argv)
-    logging.basicConfig(level=a.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from uvicorn.config import LOG_LEVELS  # includes uvicorn's own 'trace', which `logging` does not know by name
+    logging.basicConfig(level=LOG_LEVELS[a.log_level], format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     cfg = ServerConfig(a.model, a.recommender, a.reports_dir, a.tracking_uri, a.precomputed, a.precomputed_max_age_hours,
                        a.rate_limit, a.rate_burst, a.max_body_bytes, engine=a.engine)
     app = create_app(cfg)

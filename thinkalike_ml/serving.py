@@ -904,7 +904,7 @@ def running_server(model_ref: str, # a model reference (a run folder)
     port = _free_port()
     cmd = [sys.executable, "-m", "thinkalike_ml.server", "--model", model_ref, "--host", "127.0.0.1", "--port", str(port), *extra]
     # Output goes to a file, never to a pipe: a pipe that nobody reads blocks the server once its 64 KiB buffer is full
-    out = open(log, "wb") if log is not None else tempfile.TemporaryFile()
+    out = open(log, "w+b") if log is not None else tempfile.TemporaryFile()  # readable: its end goes into errors
     proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
                             env={**os.environ, **(env or {})})
     base, deadline = f"http://127.0.0.1:{port}", time.monotonic() + timeout
