@@ -199,6 +199,8 @@ def _load(state: _State, cfg: ServerConfig, m: dict) -> None:
             if gap > 1e-5: raise RuntimeError(f"the online scoring path differs from scikit-learn by {gap:.2e} (> 1e-5); refusing to serve")
             contrib(np.zeros((1, len(served.columns))))
             known_row(served, ids[0], []) if len(ids) else None  # the rows as dicts, before the first request
+        import gc
+        gc.collect(); gc.freeze()  # loaded state lives as long as the process: full collections stop traversing it (see above)
         state.served, state.contrib, state.online, state.precomputed, state.loaded_at = served, contrib, online, pre, time.time()
         m["info"].labels(served.version, str(served.sha256.get("artifacts/models/matcher.pkl"))).set(1)
         m["ready"].set(1)
