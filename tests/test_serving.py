@@ -17,7 +17,7 @@ import requests
 from helpers import free_port, start_server, stop_server, wait_http
 
 from thinkalike_ml.serving import (ModelRefError, export_onnx, load_served, onnx_parity, onnx_session,
-                                   precompute_recommendations, profile_body, resolve_model)
+                                   precompute_recommendations, profile_body, resolve_model, running_server)
 
 TOKEN = "test-token-not-secret"
 
@@ -187,6 +187,51 @@ def test_match_by_ids_and_by_profiles_gives_the_stored_probability_with_reasons(
         assert isinstance(rp["reasons"], list) and not any(ch.isdigit() for ch in " ".join(rp["reasons"]))
 
 
+def _client_inputs(categories: list[str], pa: dict, pb: dict) -> dict:
+    """What the serving notebook documents an edge client computes from two API profiles, written here without the
+    library: per category importance and position (NaN if absent), interest-set sizes and overlap, signup days."""
+    from datetime import datetime, timezone
+    def vec(p, key): return [np.nan if (p["values"].get(c) or {}).get(key) is None else p["values"][c][key] for c in categories]
+    def interests(p): return {s.strip().lower() for i in p.get("interests", []) for s in i.split(";") if s.strip()}
+    def days(p):
+        if not p.get("signup_time"): return np.nan
+        t = datetime.fromisoformat(p["signup_time"])
+        return (t if t.tzinfo else t.replace(tzinfo=timezone.utc)).timestamp() / 86400
+    sa, sb = interests(pa), interests(pb)
+    row = lambda *xs: np.array([xs], np.float64)
+    return {"importance_a": row(*vec(pa, "importance")), "position_a": row(*vec(pa, "position")),
+            "importance_b": row(*vec(pb, "importance")), "position_b": row(*vec(pb, "position")),
+            "interest_counts": row(len(sa), len(sb), len(sa & sb)), "signup_days": row(days(pa), days(pb))}
+
+
+def test_the_edge_model_with_documented_client_inputs_gives_the_servers_probability(server, models_run, tmp_path):
+    """The profile-input ONNX model from `export-onnx --profiles`, fed what the notebook says a client computes, reproduces
+    /v1/match's probability for the same two profiles, with categories, positions, interests and signup dates missing."""
+    import json, time
+    import onnxruntime as ort
+    base, served = server
+    r = _cli("export-onnx", "--model", str(models_run.path), "--profiles", "--output", str(tmp_path/"edge.onnx"))
+    assert r.returncode == 0, r.stderr
+    sess = ort.InferenceSession(str(tmp_path/"edge.onnx"), providers=["CPUExecutionProvider"])
+    meta = sess.get_modelmeta().custom_metadata_map
+    cats = json.loads(meta["categories"])
+    assert sorted(i.name for i in sess.get_inputs()) == sorted(["importance_a", "position_a", "importance_b", "position_b", "interest_counts", "signup_days"])
+    test, _ = _stored_test(models_run)
+    gaps = []
+    for i in range(8):
+        pa, pb = profile_body(served, str(test.user_a[i])), profile_body(served, str(test.user_b[i]))
+        if i % 2: pa["values"].pop(cats[i % len(cats)]); pb["values"][cats[0]]["position"] = None; pa.pop("signup_time", None)
+        if i % 3 == 0: pa["interests"] = [s.upper() + " " for s in pa["interests"]] + ["  "]; pb["interests"] = []
+        for _ in range(20):
+            resp = requests.post(base + "/v1/match", json={"profile_a": pa, "profile_b": pb}, headers=AUTH)
+            if resp.status_code != 429: break
+            time.sleep(0.5)
+        assert resp.status_code == 200, resp.text
+        p_edge = sess.run(["probability"], _client_inputs(cats, pa, pb))[0][0, 0]
+        gaps.append(abs(p_edge - resp.json()["probability"]))
+    assert max(gaps) <= 1e-5, gaps
+
+
 @pytest.mark.parametrize("body, status, field", [
     ({"user_a": "x"}, 422, "give exactly one of user_b and profile_b"),
     ({"user_a": 5, "user_b": "y"}, 422, "user_a"),
@@ -244,6 +289,17 @@ def test_a_changed_model_file_is_refused(models_run, tmp_path):
     r = subprocess.run([sys.executable, "-m", "thinkalike_ml.server", "--model", str(copy), "--port", str(free_port())],
                        capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert r.returncode == 3 and "refusing to load it" in r.stderr, r.stderr[-2000:]
+
+
+def test_running_servers_output_never_blocks_it_and_a_failed_start_quotes_it(models_run, tmp_path):
+    """A server logging every ASGI message writes over 64 KiB (a pipe's buffer) in a few hundred requests and keeps
+    answering; a server that cannot start is reported with the end of its output."""
+    with running_server(str(models_run.path), "--rate-limit", "0", "--log-level", "trace", log=tmp_path/"server.log") as (base, _):
+        with requests.Session() as s:
+            for _ in range(400): assert s.get(base + "/health", timeout=10).status_code == 200
+    assert (tmp_path/"server.log").stat().st_size > 2**16
+    with pytest.raises(RuntimeError, match=r"(?s)exited with code 3: .*no run folder or run id matches it"):
+        with running_server(str(tmp_path/"no-such-run"), timeout=120): pass
 
 
 def _dockerfile() -> dict:

@@ -199,6 +199,8 @@ def _load(state: _State, cfg: ServerConfig, m: dict) -> None:
             if gap > 1e-5: raise RuntimeError(f"the online scoring path differs from scikit-learn by {gap:.2e} (> 1e-5); refusing to serve")
             contrib(np.zeros((1, len(served.columns))))
             known_row(served, ids[0], []) if len(ids) else None  # the rows as dicts, before the first request
+        import gc
+        gc.collect(); gc.freeze()  # loaded state lives as long as the process: full collections stop traversing it (see above)
         state.served, state.contrib, state.online, state.precomputed, state.loaded_at = served, contrib, online, pre, time.time()
         m["info"].labels(served.version, str(served.sha256.get("artifacts/models/matcher.pkl"))).set(1)
         m["ready"].set(1)
@@ -356,14 +358,16 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--max-body-bytes", type=int, default=16_384)
     p.add_argument("--engine", choices=("onnx", "sklearn"), default="onnx",
                    help="single-pair scoring by ONNX Runtime (checked against scikit-learn at start) or NumPy/scikit-learn (default: %(default)s)")
-    p.add_argument("--log-level", default="warning")
+    p.add_argument("--log-level", default="warning", choices=("critical", "error", "warning", "info", "debug", "trace"),
+                   help="uvicorn's and the server's log level (default: %(default)s; trace logs every ASGI message)")
     return p
 
 def main(argv=None) -> int:
     "Start uvicorn with one worker; exits with code 3 if the models could not be loaded and verified."
     import uvicorn
     a = _parser().parse_args(argv)
-    logging.basicConfig(level=a.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from uvicorn.config import LOG_LEVELS  # includes uvicorn's own 'trace', which `logging` does not know by name
+    logging.basicConfig(level=LOG_LEVELS[a.log_level], format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     cfg = ServerConfig(a.model, a.recommender, a.reports_dir, a.tracking_uri, a.precomputed, a.precomputed_max_age_hours,
                        a.rate_limit, a.rate_burst, a.max_body_bytes, engine=a.engine)
     app = create_app(cfg)

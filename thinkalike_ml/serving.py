@@ -20,15 +20,15 @@ import pandas as pd
 from .runs import RunDirectory, atomic_target, default_reports_dir, read_index, to_json
 
 # %% auto #0
-__all__ = ['REGISTERED_MODELS', 'RUN_TAG', 'REPORT_TAG', 'PROFILE_PREFIXES', 'SERVING_DIR', 'MATCHER_ONNX',
-           'MATCHER_ONNX_COLUMNS', 'PRECOMPUTED', 'DEPLOYMENT_DOC', 'SERVING_SUMMARY', 'BATCH_ROWS', 'LATENCY_REQUESTS',
-           'ModelRefError', 'ModelSource', 'default_tracking_uri', 'resolve_model', 'ServedModels', 'load_served',
-           'pair_matrix', 'match_probability', 'linear_parts', 'fast_probability', 'Contributions', 'reasons',
-           'BatchInputError', 'BatchSummary', 'score_file', 'new_user_features', 'recommend_users', 'recommend_file',
-           'export_onnx', 'onnx_session', 'onnx_probability', 'onnx_parity', 'OnlineMatcher',
-           'precompute_recommendations', 'main', 'deployment_document', 'load_serving', 'batch_checks', 'edge_checks',
-           'hybrid_checks', 'running_server', 'latency_sample', 'profile_body', 'peak_rss_mib', 'online_checks',
-           'run_serving_stage']
+__all__ = ['REGISTERED_MODELS', 'RUN_TAG', 'REPORT_TAG', 'PROFILE_PREFIXES', 'PROFILE_INPUTS', 'SERVING_DIR', 'MATCHER_ONNX',
+           'MATCHER_ONNX_COLUMNS', 'MATCHER_PROFILE_ONNX', 'PRECOMPUTED', 'DEPLOYMENT_DOC', 'SERVING_SUMMARY',
+           'BATCH_ROWS', 'LATENCY_REQUESTS', 'ModelRefError', 'ModelSource', 'default_tracking_uri', 'resolve_model',
+           'ServedModels', 'load_served', 'pair_matrix', 'match_probability', 'linear_parts', 'fast_probability',
+           'Contributions', 'reasons', 'BatchInputError', 'BatchSummary', 'score_file', 'new_user_features',
+           'recommend_users', 'recommend_file', 'export_onnx', 'onnx_session', 'onnx_probability', 'onnx_parity',
+           'OnlineMatcher', 'export_profile_onnx', 'profile_inputs', 'precompute_recommendations', 'main',
+           'deployment_document', 'load_serving', 'batch_checks', 'edge_checks', 'profile_edge_checks', 'hybrid_checks',
+           'running_server', 'latency_sample', 'profile_body', 'peak_rss_mib', 'online_checks', 'run_serving_stage']
 
 # %% ../nbs/09_serving.ipynb #12b0c5ad
 REGISTERED_MODELS = {"matcher": "thinkalike-matcher", "recommender": "thinkalike-recommender"}  # short name -> registered model
@@ -570,6 +570,103 @@ class OnlineMatcher:
             return float(np.mean([1 / (1 + np.exp(a * f + b)) for a, b in cal]))
         return float(match_probability(self.served, pd.DataFrame(x[None, :], columns=self.columns))[0])
 
+# %% ../nbs/09_serving.ipynb #a54a30b5
+PROFILE_INPUTS = {  # input name -> (what it holds, its second dimension: 'C' categories or a number)
+    "importance_a": ("importance in [0, 1] of each value category, person a (NaN: unknown)", "C"),
+    "position_a": ("position in [-1, 1] on each value category, person a (NaN: unknown)", "C"),
+    "importance_b": ("importance of each value category, person b", "C"),
+    "position_b": ("position on each value category, person b", "C"),
+    "interest_counts": ("|interests a|, |interests b|, |intersection| (split at ';', trimmed, lower-cased, empty dropped)", 3),
+    "signup_days": ("signup time of a and of b in days since 1970-01-01 UTC (NaN: unknown)", 2)}
+
+class _Graph:
+    "A small helper to write ONNX nodes: each call adds one node and returns its output's name."
+    def __init__(self): self.nodes, self.inits, self.n = [], [], 0
+    def const(self, value, name=None) -> str:
+        from onnx import numpy_helper
+        name = name or f"pf_c{len(self.inits)}"
+        self.inits.append(numpy_helper.from_array(np.asarray(value), name)); return name
+    def __call__(self, op: str, *inputs, **attrs) -> str:
+        from onnx import helper
+        self.n += 1
+        out = f"pf_{op.lower()}{self.n}"
+        self.nodes.append(helper.make_node(op, list(inputs), [out], **attrs)); return out
+
+def _feature_graph(om: OnlineMatcher):
+    "The ONNX graph of `OnlineMatcher.features` over N pairs (double precision), output `features` (float32, the matcher's columns)."
+    from onnx import TensorProto, helper
+    g, C = _Graph(), len(om.cats)
+    if C == 0: raise ValueError("export_profile_onnx: the profiles have no value categories; export the pair-feature model (export_onnx) instead")
+    axis1 = g.const(np.array([1], np.int64), "pf_axis1")
+    zero, one, half, tiny = (g.const(np.array(v, np.float64)) for v in (0.0, 1.0, 0.5, 1e-12))
+    def clean(name, fill, lo, hi):  # impute then clip, as `OnlineMatcher._arrays`
+        x = g("Where", g("IsNaN", name), g.const(fill[None, :].astype(np.float64)), name)
+        return g("Min", g("Max", x, g.const(np.array(lo, np.float64))), g.const(np.array(hi, np.float64)))
+    rsum = lambda x: g("ReduceSum", x, axis1, keepdims=1)
+    def cosine(x, y):  # as `_cosine`: 0 when either vector is (nearly) zero
+        den = g("Sqrt", g("Mul", rsum(g("Mul", x, x)), rsum(g("Mul", y, y))))
+        big = g("Greater", den, tiny)
+        return g("Where", big, g("Div", rsum(g("Mul", x, y)), g("Where", big, den, one)), zero)
+    wa, pa = clean("importance_a", om.fill_w, 0, 1), clean("position_a", om.fill_p, -1, 1)
+    wb, pb = clean("importance_b", om.fill_w, 0, 1), clean("position_b", om.fill_p, -1, 1)
+    both, gap, prod = g("Sqrt", g("Mul", wa, wb)), g("Abs", g("Sub", pa, pb)), g("Mul", pa, pb)
+    sb = g("Max", rsum(both), tiny)
+    agree, care = g("Mul", both, prod), g("Add", wa, wb)
+    col = lambda x, j: g("Slice", x, g.const(np.array([j], np.int64)), g.const(np.array([j + 1], np.int64)), axis1)
+    na, nb, inter = (col("interest_counts", j) for j in range(3))
+    union = g("Sub", g("Add", na, nb), inter)
+    ta, tb = col("signup_days", 0), col("signup_days", 1)
+    feats = {"value_cosine": cosine(g("Mul", wa, pa), g("Mul", wb, pb)),
+             "value_weighted_agreement": g("Div", rsum(agree), sb),
+             "value_max_conflict": g("ReduceMax", g("Mul", both, g("Max", g("Neg", prod), zero)), axes=[1], keepdims=1),  # axes an attribute before opset 18
+             "value_weighted_overlap": g("Div", rsum(g("Mul", both, g("Sub", one, g("Div", gap, g.const(np.array(2.0)))))), sb),
+             "value_weighted_distance": rsum(g("Mul", both, gap)),
+             "importance_cosine": cosine(wa, wb),
+             "shared_important_values": rsum(g("Cast", g("And", g("And", g("Greater", wa, half), g("Greater", wb, half)),
+                                                           g("Equal", g("Sign", pa), g("Sign", pb))), to=TensorProto.DOUBLE)),
+             "interest_jaccard": g("Where", g("Greater", union, zero), g("Div", inter, g("Max", union, one)), zero),
+             "shared_interests": inter, "n_interests_min": g("Min", na, nb), "n_interests_max": g("Max", na, nb),
+             "signup_days_apart": g("Abs", g("Sub", ta, tb))}
+    for j, c in enumerate(om.cats): feats[f"agree_{c}"], feats[f"care_{c}"] = col(agree, j), col(care, j)
+    nan = g("Add", g("Mul", ta, zero), g.const(np.array(np.nan)))  # N x 1 of NaN: a column the inputs cannot give
+    x = g("Concat", *[feats.get(c, nan) for c in om.columns], axis=1)
+    x = g("Where", g("IsNaN", x), g.const(om.fill[None, :].astype(np.float64)), x)  # as `OnlineMatcher.features`
+    g.nodes.append(helper.make_node("Cast", [x], ["features"], to=TensorProto.FLOAT))
+    dims = {"C": C}
+    inputs = [helper.make_tensor_value_info(n, TensorProto.DOUBLE, [None, dims.get(d, d)]) for n, (_, d) in PROFILE_INPUTS.items()]
+    out = helper.make_tensor_value_info("features", TensorProto.FLOAT, [None, len(om.columns)])
+    return helper.make_graph(g.nodes, "pair_features", inputs, [out], g.inits)
+
+def export_profile_onnx(served: ServedModels, # the served models (with a sigmoid-calibrated matcher)
+                        om: OnlineMatcher | None = None, # the online matcher whose imputation values are baked in (default: built from `served`)
+                       ):
+    "The matcher with its feature pipeline as one ONNX model: two people's profiles in (`PROFILE_INPUTS`), `probability` and `features` out."
+    import onnx
+    from onnx import compose, helper
+    om = om or OnlineMatcher(served, engine="numpy")
+    matcher = export_onnx(served.matcher["model"], len(om.columns))
+    feats = helper.make_model(_feature_graph(om), opset_imports=list(matcher.opset_import), ir_version=matcher.ir_version)
+    onx = compose.merge_models(feats, matcher, io_map=[("features", "features")], outputs=["probability", "features"],
+                               name="thinkalike_matcher_profiles")
+    meta = {"categories": om.cats, "columns": om.columns, "inputs": {k: v[0] for k, v in PROFILE_INPUTS.items()}, "model_version": served.version}
+    for k, v in meta.items(): onx.metadata_props.append(onnx.StringStringEntryProto(key=k, value=json.dumps(v) if not isinstance(v, str) else v))
+    onnx.checker.check_model(onx, full_check=True)
+    return onx
+
+def profile_inputs(om: OnlineMatcher, # gives the category order
+                   pairs: list, # (row a, row b) of user-table rows (dicts): value_importance_*, value_position_*, interests, signup_time
+                  ) -> dict:
+    "The profile model's inputs for pairs of user-table rows: what an edge client computes (see the table above)."
+    from thinkalike_ml.features import interest_sets
+    def side(rows, prefix): return np.array([[r.get(f"{prefix}{c}", np.nan) for c in om.cats] for r in rows], np.float64)
+    def day(t): return np.nan if t is None or pd.isna(t) else pd.Timestamp(t).value / 86400e9
+    A, B = [a for a, _ in pairs], [b for _, b in pairs]
+    sa, sb = interest_sets([r.get("interests") for r in A]), interest_sets([r.get("interests") for r in B])
+    return {"importance_a": side(A, "value_importance_"), "position_a": side(A, "value_position_"),
+            "importance_b": side(B, "value_importance_"), "position_b": side(B, "value_position_"),
+            "interest_counts": np.array([[len(x), len(y), len(x & y)] for x, y in zip(sa, sb)], np.float64).reshape(-1, 3),
+            "signup_days": np.array([[day(a.get("signup_time")), day(b.get("signup_time"))] for a, b in zip(A, B)], np.float64).reshape(-1, 2)}
+
 # %% ../nbs/09_serving.ipynb #af7745a5
 def precompute_recommendations(served: ServedModels, k: int | None = None, chunk_users: int = 5000) -> pd.DataFrame:
     "Top-k lists of every known user (user_id, rank, item_id, score, path, computed_at), in chunks of users."
@@ -609,6 +706,7 @@ def _parser():
     e = sub.add_parser("export-onnx", help="export the matcher to ONNX", description="Write the calibrated matcher as ONNX, with its column order.")
     common(e, "matcher@champion")
     e.add_argument("--output", required=True, metavar="FILE", help="the .onnx file (its columns go to FILE.columns.json)")
+    e.add_argument("--profiles", action="store_true", help="include the feature pipeline: inputs are two profiles (see the serving notebook's table)")
     return p
 
 def main(argv=None) -> int:
@@ -626,7 +724,8 @@ def main(argv=None) -> int:
             s = recommend_file(served, args.input, args.output, args.k, args.chunk_rows, not args.no_progress)
         else:
             from thinkalike_ml.runs import atomic_write_bytes, atomic_write_text
-            atomic_write_bytes(args.output, export_onnx(served.matcher["model"], len(served.columns)).SerializeToString())
+            onx = export_profile_onnx(served) if args.profiles else export_onnx(served.matcher["model"], len(served.columns))
+            atomic_write_bytes(args.output, onx.SerializeToString())
             atomic_write_text(str(args.output) + ".columns.json", json.dumps(served.columns))
             print(f"wrote {args.output} ({served.version})"); return 0
         print(f"{served.version}: {s.message()}", file=sys.stderr)
@@ -650,6 +749,7 @@ def deployment_document(m: dict, version: str) -> str:
 | online `/v1/match`, sequential requests | p50 {f('api_match_p50_ms')} ms, p95 {f('api_match_p95_ms')} ms, p99 {f('api_match_p99_ms')} ms ({f('api_requests', '{:,.0f}')} requests) |
 | online `/v1/recommend`, sequential requests | p50 {f('api_recommend_p50_ms')} ms, p95 {f('api_recommend_p95_ms')} ms |
 | edge (ONNX Runtime, one row) | p50 {f('onnx_single_row_p50_ms', '{:.4f}')} ms |
+| edge, profiles in (feature pipeline in the graph) | max abs difference from the server's scoring {f('onnx_profiles_max_abs_diff', '{:.1e}')} (10% of profile entries missing) |
 | hybrid: precomputed / online recommendation, in process | {f('hybrid_precomputed_ms', '{:.4f}')} ms / {f('hybrid_online_ms', '{:.4f}')} ms; hit rate {f('hybrid_hit_rate', '{:.1%}')} |
 
 The model card promises 95% of predictions under 20 ms: the measured p95 is {f('api_match_p95_ms')} ms.
@@ -657,7 +757,8 @@ The load test (200 requests/s for 30 s, 10% malformed) is `bench/bench_serving.p
 
 ## Resources
 - Server process peak memory (peak RSS) over the latency sample: {f('api_server_peak_rss_mib', '{:,.0f}')} MiB; one worker, one thread for numerical libraries.
-- Model files: matcher {f('matcher_pkl_kib', '{:,.0f}')} KiB (joblib), ONNX {f('onnx_kib', '{:,.1f}')} KiB; recommender {f('recommender_pkl_kib', '{:,.0f}')} KiB.
+- Model files: matcher {f('matcher_pkl_kib', '{:,.0f}')} KiB (joblib), ONNX {f('onnx_kib', '{:,.1f}')} KiB (pair features in),
+  {f('onnx_profiles_kib', '{:,.1f}')} KiB (profiles in); recommender {f('recommender_pkl_kib', '{:,.0f}')} KiB.
 - CPU: a request is single-threaded; one core serves about {f('api_match_requests_per_second', '{:,.0f}')} sequential match requests per second.
 
 ## Scaling strategy
@@ -666,6 +767,14 @@ against their sha256), so identical single-worker processes or containers go beh
 balancer that routes on `/ready`. One worker per core avoids the thread oversubscription that
 makes gradient-boosted trees slow under load; more traffic means more replicas, not more threads.
 Batch scoring scales the same way: split the input file and run one `thinkalike-ml score` per core.
+
+**The rate limit is per process.** Each worker keeps its token buckets (`--rate-limit` requests
+per second per client, `--rate-burst`) in its own memory, so they are the one piece of state a
+replica has. Behind a load balancer with N replicas a client gets up to N budgets, and a restart
+empties the buckets. A deployment with more than one worker must enforce the budget where all
+traffic meets: at the proxy or API gateway (nginx `limit_req` keyed on the bearer token or the
+address, Envoy's global rate-limit service), or in a store every worker shares and updates
+atomically (Redis, for example). The per-process limit then stays as each replica's backstop.
 
 ## Monitoring plan
 - Prometheus scrapes `/metrics`: `thinkalike_requests_total` by endpoint and status (errors are
@@ -681,6 +790,7 @@ Batch scoring scales the same way: split the input file and run one `thinkalike-
 SERVING_DIR = "artifacts/serving"
 MATCHER_ONNX = f"{SERVING_DIR}/matcher.onnx"
 MATCHER_ONNX_COLUMNS = f"{SERVING_DIR}/matcher.columns.json"
+MATCHER_PROFILE_ONNX = f"{SERVING_DIR}/matcher_profiles.onnx"  # the matcher with its feature pipeline: profiles in
 PRECOMPUTED = f"{SERVING_DIR}/precomputed_recommendations.parquet"
 DEPLOYMENT_DOC = f"{SERVING_DIR}/deployment.md"
 SERVING_SUMMARY = f"{SERVING_DIR}/serving.json"
@@ -739,7 +849,26 @@ def edge_checks(run, served: ServedModels) -> dict:
     for _ in range(300):
         t0 = time.perf_counter(); onnx_probability(sess, row); times.append(time.perf_counter() - t0)
     out["onnx_single_row_p50_seconds"] = float(np.median(times))
-    return out
+    return out | profile_edge_checks(run, served)
+
+def profile_edge_checks(run, served: ServedModels, n_pairs: int = 2000, seed: int = 0) -> dict:
+    "Export the profile model; parity with `pair_matrix` + `match_probability` on test pairs' profiles, 10% of their entries missing."
+    test = _test_pairs(run)
+    om = OnlineMatcher(served, engine="numpy")
+    onx = export_profile_onnx(served, om)
+    data = onx.SerializeToString()
+    run.write_artifact(MATCHER_PROFILE_ONNX, data)
+    rng = np.random.default_rng(seed)
+    take = test.iloc[rng.choice(len(test), min(n_pairs, len(test)), replace=False)]
+    users = served.users.loc[pd.unique(pd.concat([take.user_a, take.user_b]))].copy()
+    profile_cols = [c for c in users.columns if c.startswith(PROFILE_PREFIXES)]
+    users[profile_cols] = users[profile_cols].mask(rng.random((len(users), len(profile_cols))) < 0.1)
+    users.loc[rng.random(len(users)) < 0.1, "interests"] = None
+    if "signup_time" in users: users.loc[rng.random(len(users)) < 0.1, "signup_time"] = pd.NaT
+    rows = users.to_dict("index")
+    p_onnx = onnx_session(onx).run(["probability"], profile_inputs(om, [(rows[a], rows[b]) for a, b in zip(take.user_a, take.user_b)]))[0][:, 0]
+    p_ref = match_probability(served, pair_matrix(served, users.reset_index(), take[["user_a", "user_b"]]))
+    return {"onnx_profiles_max_abs_diff": float(np.max(np.abs(p_onnx - p_ref))) if len(take) else float("nan"), "onnx_profiles_kib": len(data) / 1024}
 
 def hybrid_checks(run, served: ServedModels) -> dict:
     "Precompute every known user's list; hit rate on the test period's active users; in-process latency of each path."
@@ -770,25 +899,34 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0)); return s.getsockname()[1]
 
+def _tail(f, n: int = 2000) -> str:
+    "The last `n` bytes of an open file, read without moving its offset (a child process may share it)."
+    size = os.fstat(f.fileno()).st_size
+    return os.pread(f.fileno(), n, max(0, size - n)).decode(errors="replace")
+
 @contextlib.contextmanager
 def running_server(model_ref: str, # a model reference (a run folder)
                    *extra, # more `serve` arguments, e.g. '--precomputed', FILE
-                   timeout: float = 120, env: dict | None = None):
+                   timeout: float = 120, env: dict | None = None,
+                   log=None, # file for the server's output (default: an anonymous temporary file)
+                  ):
     "The real server on a free 127.0.0.1 port, ready; yields (base URL, process); stopped afterwards."
-    import signal, subprocess, urllib.request
+    import signal, subprocess, tempfile, urllib.request
     port = _free_port()
     cmd = [sys.executable, "-m", "thinkalike_ml.server", "--model", model_ref, "--host", "127.0.0.1", "--port", str(port), *extra]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, start_new_session=True,
+    # Output goes to a file, never to a pipe: a pipe that nobody reads blocks the server once its 64 KiB buffer is full
+    out = open(log, "w+b") if log is not None else tempfile.TemporaryFile()  # readable: its end goes into errors
+    proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
                             env={**os.environ, **(env or {})})
     base, deadline = f"http://127.0.0.1:{port}", time.monotonic() + timeout
     try:
         while True:
-            if proc.poll() is not None: raise RuntimeError(f"the server exited with code {proc.returncode}: {proc.stderr.read().decode()[-2000:]}")
+            if proc.poll() is not None: raise RuntimeError(f"the server exited with code {proc.returncode}: {_tail(out)}")
             try:
                 with urllib.request.urlopen(base + "/ready", timeout=2) as r:
                     if r.status == 200: break
             except OSError: pass
-            if time.monotonic() > deadline: raise TimeoutError(f"{base}/ready did not answer 200 within {timeout} s")
+            if time.monotonic() > deadline: raise TimeoutError(f"{base}/ready did not answer 200 within {timeout} s; its output ends: {_tail(out)}")
             time.sleep(0.1)
         yield base, proc
     finally:
@@ -796,6 +934,7 @@ def running_server(model_ref: str, # a model reference (a run folder)
             os.killpg(proc.pid, signal.SIGTERM)
             try: proc.wait(15)
             except subprocess.TimeoutExpired: os.killpg(proc.pid, signal.SIGKILL); proc.wait()
+        out.close()
 
 def latency_sample(base: str, path: str, bodies: list, headers: dict | None = None) -> np.ndarray:
     "Wall-clock seconds of sequential POSTs of `bodies` to `base + path` over one keep-alive connection (each must answer 200)."
