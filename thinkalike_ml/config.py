@@ -158,7 +158,7 @@ PARAMS: dict[str, Param] = {p.name: p for p in [
     Param("max_failed_share", float, 0.01, "Share of a window's rows that may fail to score before a system alert.", low=0.0, high=1.0),
     Param("monitoring_seeds", int, 1, "Generator seeds per scenario behind the stage's measured false-alarm and detection rates (0: skip; bench/bench_monitoring.py runs many).",
           low=0, high=10_000),
-    Param("monitoring_sim_users", int, 3000, "Users of each generated dataset in the detectors' calibration.", small=1500, low=100, high=10_000_000),
+    Param("monitoring_sim_users", int, 1500, "Users of each generated dataset in the detectors' calibration (the stage's small, fast version; bench/bench_monitoring.py sets its own).", small=1500, low=100, high=10_000_000),
     Param("monitoring_drift_strength", float, 0.3, "Data or concept drift injected into the generator when measuring detection rates and delays.", low=0.01, high=1.0),
     Param("monitoring_files", dict, {}, "A user's later data to monitor instead of the run's production period: table name to file, like `files` (a 'users' table is required)."),
     Param("monitoring_webhook", str, "", "URL that receives the alerts as a JSON POST (empty: alerts go to alerts.json and the log only)."),
