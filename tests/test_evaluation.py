@@ -167,6 +167,7 @@ def test_evaluation_stage_reads_stored_predictions_and_reports_intervals(small_e
     assert m["ab_n_per_arm"] > 0 and m["ab_simulations"] == run.params["ab_simulations"]
     ev = load_evaluation(run)
     assert set(EVALUATION_TABLES) <= set(ev) and len(ev["validation_summary"]) == 5 and len(ev["tuning_edges"]) >= 1
+    assert ev["validation_summary"]["folds"].max() == min(run.params["n_folds"], run.params["validation_folds"])  # the fast comparison
     assert set(ev["recommender_validation_summary"]["strategy"]) == {"holdout", "kfold_users", "time_based"}
     assert ev["summary"]["skipped"]["rating"].startswith("the interactions carry no numeric 'rating'") and m["rating_skipped"] == 1.0
     assert {k: v for k, v in run.checksums().items() if k in before} == before  # the models' artifacts are untouched

@@ -110,6 +110,8 @@ PARAMS: dict[str, Param] = {p.name: p for p in [
     Param("n_time_folds", int, 4, "Number of the recommender's tuning folds over training + validation interactions: forward-chaining in time "
           "(interaction_split 'global_time'), going back through each user's history ('user_time'), or per-user random folds ('user_random').",
           small=3, low=2, high=50),
+    Param("validation_folds", int, 3, "Folds (or repeats) per strategy in the evaluation's comparison of the matcher's validation strategies, "
+          "at most n_folds (the stage's fast version; set it to n_folds for the full comparison).", low=2, high=50),
     Param("interaction_split", str, "auto", "How interactions (the recommender's rows) are split, and the recommender's tuning folds: 'global_time' "
           "(one cut in time: the latest interactions test), 'user_time' (each user's latest interactions test, the ones before validation, "
           "in time order; one user's test may precede another user's training), 'user_random' (a random per-user holdout: optimistic) or "
