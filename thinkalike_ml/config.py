@@ -123,7 +123,9 @@ PARAMS: dict[str, Param] = {p.name: p for p in [
     Param("min_evaluated_users", int, 200, "Fewest users a recommender metric may be averaged over without a warning (in the splits and "
           "evaluation reports and in `thinkalike-ml list`); also the threshold of interaction_split 'auto'.", low=1, high=10_000_000),
     # -- models
-    Param("n_trials", int, 20, "Trials of Bayesian optimisation (Optuna) per model.", small=3, low=1, high=10_000),
+    Param("n_trials", int, 10, "Trials of Bayesian optimisation (Optuna) per model: the boosted trees' and EASE's searches. Optuna's TPE draws its "
+          "first 10 trials at random, so the default is a seeded random search; more trials let TPE refine it (a heavier search).",
+          small=3, low=1, high=10_000),
     Param("top_k", int, 10, "Length of each recommendation list, and the cut-off of ranking metrics.", low=1, high=1000),
     Param("mlflow_experiment", str, "thinkalike-ml", "Name of the MLflow experiment the run is tracked in."),
     # -- evaluation
