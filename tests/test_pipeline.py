@@ -225,6 +225,22 @@ def test_a_ctrl_c_lost_between_a_cells_code_and_its_reply_still_stops_the_stage(
     assert out.metadata.papermill["end_time"] and out.cells[1].execution_count is None  # written when it stopped; the second cell never ran
 
 
+def test_a_second_ctrl_c_kills_the_kernel_and_stops_the_run(tmp_path):
+    proc = _start_run(tmp_path, "--until", "splits")
+    try:
+        _wait_for_stage(tmp_path, "data")
+        time.sleep(2)
+        proc.send_signal(signal.SIGINT)
+        time.sleep(0.5)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None: os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 130, err
+    manifest = json.loads((next(p for p in tmp_path.iterdir() if p.is_dir())/"manifest.json").read_text())
+    assert manifest["status"] == "interrupted"
+
+
 def test_a_killed_run_is_listed_as_interrupted(tmp_path, reports, first_run):
     before = tree_digest(first_run)
     proc = _start_run(tmp_path, "--until", "splits")

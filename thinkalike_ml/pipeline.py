@@ -84,25 +84,32 @@ class _Interrupts:
         return self
     def __exit__(self, *exc):
         import signal
+        self.km = None  # disarms pending repeats
         for s, h in self._old.items(): signal.signal(s, h)
     def _handle(self, signum, frame):
         self.received += 1
         km = self.km
-        if km is not None and km.has_kernel:
+        if km is None:  # between stages, or a stopped stage cleaning up: only the first signal stops (a later one would break the cleanup)
+            if self.received == 1: raise RunInterrupted(f"stopped by signal {signum}")
+            return
+        if km.has_kernel:
             if self.received == 1:
                 km.interrupt_kernel()
-                self._kill_if_still_running(km)
-            else: km.shutdown_kernel(now=True)
-        if km is None or self.received > 1: raise RunInterrupted(f"stopped by signal {signum}")
-    def _kill_if_still_running(self, km) -> None:
-        """After `grace` s, if the same stage still runs, act as a second Ctrl-C (kill the kernel, stop the run). ipykernel drops a
-        SIGINT that lands after a cell's code but before its reply ("KeyboardInterrupt caught in kernel"): no reply is sent, and
-        papermill, which has no cell timeout, would wait for it for ever (its wait blocks on the kernel's socket, so even a dead
-        kernel goes unnoticed; only a signal handled in this process ends it)."""
+                self._again_if_still_running(km, self.grace)
+                return
+            km.shutdown_kernel(now=True)
+        self._again_if_still_running(km, 1.0)
+        raise RunInterrupted(f"stopped by signal {signum}")
+    def _again_if_still_running(self, km, after: float) -> None:
+        """Signal this process again after `after` s if the same stage still runs. ipykernel drops a SIGINT that lands after a
+        cell's code but before its reply ("KeyboardInterrupt caught in kernel"), and papermill, with no cell timeout, would wait
+        for that reply for ever: `grace` s after the first Ctrl-C comes a second. After the kernel is killed, papermill's wait
+        blocks on one of two sockets; the exception raised here reaches the run only from the right one, so it is raised again
+        every second until the stage has stopped."""
         import signal, threading
         def again():
-            if self.km is km and self.received == 1: os.kill(os.getpid(), signal.SIGINT)
-        t = threading.Timer(self.grace, again)
+            if self.km is km: os.kill(os.getpid(), signal.SIGINT)
+        t = threading.Timer(after, again)
         t.daemon = True
         t.start()
     def stop_before_cell(self, **cell) -> None:
@@ -169,11 +176,15 @@ def _engine_name() -> str:
     """The papermill engine the runner uses: nbclient's, whose notebook is rewritten at most every `SAVE_EVERY_SECONDS` while it runs
     and always when it ends, also after an error or a Ctrl-C (papermill's own rewrites the whole notebook, figures included, at
     the start and the end of every cell, markdown cells too)."""
+    import nbformat
     from papermill.engines import NBClientEngine, NotebookExecutionManager, papermill_engines
+    from thinkalike_ml.runs import atomic_write_text
     class ThrottledSaves(NotebookExecutionManager):
         final = False
-        def save(self, **kwargs):
-            if self.final or (self.now() - self.last_save_time).total_seconds() >= SAVE_EVERY_SECONDS: super().save(**kwargs)
+        def save(self, **kwargs):  # atomically: a Ctrl-C during a write leaves the previous version
+            if not self.final and (self.now() - self.last_save_time).total_seconds() < SAVE_EVERY_SECONDS: return
+            if self.output_path: atomic_write_text(self.output_path, nbformat.writes(self.nb))
+            self.last_save_time = self.now()
         def notebook_complete(self, **kwargs):
             self.final = True
             super().notebook_complete(**kwargs)
