@@ -167,6 +167,7 @@ def test_evaluation_stage_reads_stored_predictions_and_reports_intervals(small_e
     assert m["ab_n_per_arm"] > 0 and m["ab_simulations"] == run.params["ab_simulations"]
     ev = load_evaluation(run)
     assert set(EVALUATION_TABLES) <= set(ev) and len(ev["validation_summary"]) == 5 and len(ev["tuning_edges"]) >= 1
+    assert ev["validation_summary"]["folds"].max() == min(run.params["n_folds"], run.params["validation_folds"])  # the fast comparison
     assert set(ev["recommender_validation_summary"]["strategy"]) == {"holdout", "kfold_users", "time_based"}
     # the generator's interactions carry star ratings, so the rating predictor is evaluated on the default data, with its baselines
     assert "rating" not in ev["summary"]["skipped"] and "rating_skipped" not in m

@@ -227,3 +227,31 @@ def test_monitoring_scores_the_champion_and_a_retraining_run_from_an_alert_regis
     assert "registered thinkalike-matcher version" in M.format_retraining(new)
     with pytest.raises(ParamError, match="alert 999: the run has"):
         M.retrain_from_alert(original, _in_process_pipeline, alert=999, reports_dir=reports)
+
+
+def test_champion_lookup_reads_this_runs_own_file_and_downloads_only_other_models(tmp_path, monkeypatch):
+    "One alias lookup per family; a champion whose model_sha256 tag is this run's stored file is not downloaded, any other is."
+    import mlflow
+    from helpers import temporary_registry
+    from thinkalike_ml import registry as R
+    from thinkalike_ml.models import MATCHER_MODEL, RECOMMENDER_MODEL
+    from thinkalike_ml.runs import RunDirectory
+    run = RunDirectory.create(resolve_params(small=True), tmp_path/"reports")
+    assert M.registry_champions(run) == ({}, "")  # no registry stage
+    with temporary_registry(tmp_path) as uri:
+        run.write_json(R.REGISTRY_SUMMARY, {"tracking_uri": uri})
+        run.save_object(MATCHER_MODEL, {"model": "m"}); run.save_object(RECOMMENDER_MODEL, "r")
+        sums = run.checksums()
+        downloads = []
+        monkeypatch.setattr(R, "load_registered_model", lambda family, version, u: downloads.append((family, version)) or ("downloaded", None))
+        assert M.registry_champions(run) == ({}, uri)  # nothing registered yet
+        client = mlflow.MlflowClient(uri, registry_uri=uri)
+        for family, name in R.MODEL_NAMES.items():
+            client.create_registered_model(name)
+            sha = sums[MATCHER_MODEL] if family == "matcher" else "0" * 64  # the recommender's champion is another model
+            mv = client.create_model_version(name, source=str(tmp_path/family), tags={"model_sha256": sha})
+        assert M.registry_champions(run) == ({}, uri)  # versions, but no champion alias
+        for name in R.MODEL_NAMES.values(): client.set_registered_model_alias(name, R.CHAMPION, str(mv.version))
+        champions, _ = M.registry_champions(run)
+        assert champions["matcher"][0] is None and champions["matcher"][1].version == mv.version
+        assert champions["recommender"][0] == "downloaded" and downloads == [("recommender", str(mv.version))]

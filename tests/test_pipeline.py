@@ -198,6 +198,49 @@ def test_ctrl_c_stops_the_run_and_marks_it_interrupted(tmp_path):
     assert " interrupted " in cli("list", reports=tmp_path, check=0).stdout
 
 
+def test_a_ctrl_c_lost_between_a_cells_code_and_its_reply_still_stops_the_stage(tmp_path):
+    """ipykernel swallows a SIGINT that lands after a cell's code but before its reply ("KeyboardInterrupt caught in kernel"): no
+    reply comes and papermill would wait for ever. The cell below widens that window to 3 s; after its grace period the runner
+    acts as on a second Ctrl-C (kills the kernel, stops), and the partial notebook (written at the end by the runner's engine) is kept."""
+    import threading
+    import nbformat
+    import papermill as pm
+    from thinkalike_ml.pipeline import RunInterrupted, StageKernel, _engine_name, _Interrupts
+    slow_reply = ("k = get_ipython().kernel\norig = k.session.send\n"
+                  "def send(stream, m, *a, **kw):\n    if m == 'execute_reply': __import__('time').sleep(3)\n    return orig(stream, m, *a, **kw)\n"
+                  "k.session.send = send")
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(slow_reply), nbformat.v4.new_code_cell("x = 1")]
+    nbformat.write(nb, str(tmp_path/"in.ipynb"))
+    with _Interrupts(grace=2.0) as interrupts, StageKernel() as kernel:
+        km = interrupts.km = kernel.fresh(tmp_path)
+        kc = km.client(); kc.start_channels(); kc.wait_for_ready(timeout=120); kc.stop_channels()  # the kernel is up before the clock starts
+        threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGINT)).start()  # in the first cell's 3-s reply window
+        t0 = time.monotonic()
+        with pytest.raises(RunInterrupted):
+            pm.execute_notebook(str(tmp_path/"in.ipynb"), str(tmp_path/"out.ipynb"), km=km, kernel_name="python3", language="python",
+                                progress_bar=False, engine_name=_engine_name(), on_cell_execute=interrupts.stop_before_cell)
+        assert time.monotonic() - t0 < 60 and interrupts.received == 2 and not km.is_alive()
+    out = nbformat.read(str(tmp_path/"out.ipynb"), as_version=4)
+    assert out.metadata.papermill["end_time"] and out.cells[1].execution_count is None  # written when it stopped; the second cell never ran
+
+
+def test_a_second_ctrl_c_kills_the_kernel_and_stops_the_run(tmp_path):
+    proc = _start_run(tmp_path, "--until", "splits")
+    try:
+        _wait_for_stage(tmp_path, "data")
+        time.sleep(2)
+        proc.send_signal(signal.SIGINT)
+        time.sleep(0.5)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None: os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 130, err
+    manifest = json.loads((next(p for p in tmp_path.iterdir() if p.is_dir())/"manifest.json").read_text())
+    assert manifest["status"] == "interrupted"
+
+
 def test_a_killed_run_is_listed_as_interrupted(tmp_path, reports, first_run):
     before = tree_digest(first_run)
     proc = _start_run(tmp_path, "--until", "splits")

@@ -118,6 +118,8 @@ PARAMS: dict[str, Param] = {p.name: p for p in [
     Param("n_time_folds", int, 4, "Number of the recommender's tuning folds over training + validation interactions: forward-chaining in time "
           "(interaction_split 'global_time'), going back through each user's history ('user_time'), or per-user random folds ('user_random').",
           small=3, low=2, high=50),
+    Param("validation_folds", int, 3, "Folds (or repeats) per strategy in the evaluation's comparison of the matcher's validation strategies, "
+          "at most n_folds (the stage's fast version; set it to n_folds for the full comparison).", low=2, high=50),
     Param("interaction_split", str, "auto", "How interactions (the recommender's rows) are split, and the recommender's tuning folds: 'global_time' "
           "(one cut in time: the latest interactions test), 'user_time' (each user's latest interactions test, the ones before validation, "
           "in time order; one user's test may precede another user's training), 'user_random' (a random per-user holdout: optimistic) or "
@@ -129,7 +131,9 @@ PARAMS: dict[str, Param] = {p.name: p for p in [
     Param("min_evaluated_users", int, 200, "Fewest users a recommender metric may be averaged over without a warning (in the splits and "
           "evaluation reports and in `thinkalike-ml list`); also the threshold of interaction_split 'auto'.", low=1, high=10_000_000),
     # -- models
-    Param("n_trials", int, 20, "Trials of Bayesian optimisation (Optuna) per model.", small=3, low=1, high=10_000),
+    Param("n_trials", int, 10, "Trials of Bayesian optimisation (Optuna) per model: the boosted trees' and EASE's searches. Optuna's TPE draws its "
+          "first 10 trials at random, so the default is a seeded random search; more trials let TPE refine it (a heavier search).",
+          small=3, low=1, high=10_000),
     Param("top_k", int, 10, "Length of each recommendation list, and the cut-off of ranking metrics.", low=1, high=1000),
     Param("mlflow_experiment", str, "thinkalike-ml", "Name of the MLflow experiment the run is tracked in."),
     # -- evaluation
@@ -171,7 +175,7 @@ PARAMS: dict[str, Param] = {p.name: p for p in [
     Param("max_failed_share", float, 0.01, "Share of a window's rows that may fail to score before a system alert.", low=0.0, high=1.0),
     Param("monitoring_seeds", int, 1, "Generator seeds per scenario behind the stage's measured false-alarm and detection rates (0: skip; bench/bench_monitoring.py runs many).",
           low=0, high=10_000),
-    Param("monitoring_sim_users", int, 3000, "Users of each generated dataset in the detectors' calibration.", small=1500, low=100, high=10_000_000),
+    Param("monitoring_sim_users", int, 1500, "Users of each generated dataset in the detectors' calibration (the stage's small, fast version; bench/bench_monitoring.py sets its own).", small=1500, low=100, high=10_000_000),
     Param("monitoring_drift_strength", float, 0.3, "Data or concept drift injected into the generator when measuring detection rates and delays.", low=0.01, high=1.0),
     Param("monitoring_files", dict, {}, "A user's later data to monitor instead of the run's production period: table name to file, like `files` (a 'users' table is required)."),
     Param("monitoring_webhook", str, "", "URL that receives the alerts as a JSON POST (empty: alerts go to alerts.json and the log only)."),

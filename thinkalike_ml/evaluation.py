@@ -31,12 +31,13 @@ __all__ = ['ECE_BINS', 'CI_LEVEL', 'BOOTSTRAP_MAX_UNITS', 'BOOTSTRAP_GROUPS', 'B
            'rating_evaluation', 'ab_power', 'ab_design', 'two_proportion_ztest', 'lift_interval', 'welch_ttest',
            'pocock_boundary', 'shifted_probabilities', 'simulate_ab', 'simulated_decisions', 'ABResult',
            'ab_calibration', 'validation_folds', 'compare_validation_strategies', 'validation_summary',
-           'stored_logistic_regression', 'evaluate_validation_strategies', 'plot_validation_strategies',
-           'recommender_validation_folds', 'compare_recommender_validation', 'evaluate_recommender_validation',
-           'grid_position', 'tuning_edges', 'edge_flags', 'headline_table', 'baseline_flags',
-           'evaluate_matcher_predictions', 'evaluate_recommender_lists', 'evaluate_ratings', 'acceptance_pool',
-           'evaluation_metrics', 'persist_evaluation', 'load_evaluation', 'track_evaluation', 'run_evaluation_stage',
-           'interval_table', 'plot_reliability', 'plot_roc_pr', 'plot_metrics_by_k', 'plot_ab_power']
+           'stored_logistic_regression', 'matcher_validation_folds', 'evaluate_validation_strategies',
+           'plot_validation_strategies', 'recommender_validation_folds', 'compare_recommender_validation',
+           'evaluate_recommender_validation', 'grid_position', 'tuning_edges', 'edge_flags', 'headline_table',
+           'baseline_flags', 'evaluate_matcher_predictions', 'evaluate_recommender_lists', 'evaluate_ratings',
+           'acceptance_pool', 'evaluation_metrics', 'persist_evaluation', 'load_evaluation', 'track_evaluation',
+           'run_evaluation_stage', 'interval_table', 'plot_reliability', 'plot_roc_pr', 'plot_metrics_by_k',
+           'plot_ab_power']
 
 # %% ../nbs/05_evaluation.ipynb #997fae4b
 def choose_threshold(y, # validation labels (0/1)
@@ -790,6 +791,10 @@ def stored_logistic_regression(models: dict): # `load_models(run)`
     while m is not None and (isinstance(m, FrozenEstimator) or not hasattr(m, "steps")): m = getattr(m, "estimator", None)
     return None if m is None else clone(m)
 
+def matcher_validation_folds(params: dict) -> int:
+    "Folds (or repeats) per strategy of the matcher's comparison: `validation_folds`, at most `n_folds`."
+    return min(params["n_folds"], params["validation_folds"])
+
 def evaluate_validation_strategies(inputs: dict, n_folds: int, seed: int, test_roc_auc: float) -> tuple[pd.DataFrame, pd.DataFrame] | None:
     "The fold table and summary of the validation strategies for the matcher's logistic regression, or None without a matcher."
     model = stored_logistic_regression(inputs["models"])
@@ -1109,7 +1114,8 @@ def run_evaluation_stage(run, # the run's `RunDirectory`
     flags = ((baseline_flags(matcher[0].comparisons, "matcher") if matcher is not None else [])
              + (baseline_flags(recommender.comparisons, "recommender") if recommender is not None else [])
              + (baseline_flags(rating.comparisons, "rating") if rating is not None else []))
-    strategies = evaluate_validation_strategies(inputs, params["n_folds"], seed, _logreg_test_auc(matcher)) if matcher is not None else None
+    strategies = (evaluate_validation_strategies(inputs, matcher_validation_folds(params), seed, _logreg_test_auc(matcher))
+                  if matcher is not None else None)
     rec_strategies = (evaluate_recommender_validation(inputs, params["top_k"], params["n_folds"], seed,
                                                       float(recommender.metrics.set_index(["model", "metric"]).loc[(recommender.selected, "ndcg"), "value"]))
                       if recommender is not None else None)

@@ -1116,11 +1116,17 @@ def _log_params(params: dict):
         mlflow.set_tags({f"latest.{k}": str(v) for k, v in params.items()})
 
 def _log_trial(name: str, params: dict, metrics: dict):
-    "One search trial as a nested MLflow run."
+    "One search trial as a nested MLflow run of the active run: created, logged in one batch and ended (what `start_run(nested=True)` records, in three calls)."
     import mlflow
-    with mlflow.start_run(run_name=name, nested=True):
-        mlflow.log_params(params)
-        mlflow.log_metrics({k: v for k, v in metrics.items() if np.isfinite(v)})
+    from mlflow.entities import Metric, Param
+    from mlflow.tracking.context.registry import resolve_tags
+    from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
+    parent, client = mlflow.active_run(), mlflow.MlflowClient()
+    r = client.create_run(parent.info.experiment_id, run_name=name, tags=resolve_tags({MLFLOW_PARENT_RUN_ID: parent.info.run_id}))
+    now = int(time.time() * 1000)
+    client.log_batch(r.info.run_id, metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items() if np.isfinite(v)],
+                     params=[Param(k, str(v)) for k, v in params.items()])
+    client.set_terminated(r.info.run_id)
 
 # %% ../nbs/04_models.ipynb #dd4d7158
 def track_dataset(run, data: dict) -> None:

@@ -29,13 +29,13 @@ __all__ = ['PSI_SMOOTHING', 'KS_LIMIT_SIZE', 'CORRECTIONS', 'DRIFT_COLUMNS', 'PE
            'drift_test', 'adjust_p', 'ReferenceProfile', 'feature_drift', 'drift_by_window',
            'performance_with_intervals', 'degraded', 'window_ndcg', 'calibration_difference', 'calibration_null',
            'gap_null', 'bias_by_window', 'raise_alerts', 'deliver_alerts', 'MonitorSettings', 'monitor_settings',
-           'performance_by_window', 'monitor_period', 'system_by_window', 'registry_champions', 'scoring_models',
-           'scored_sentence', 'score_window', 'score_by_window', 'user_feature_rows', 'new_user_source',
-           'cumulative_rows', 'simulate_period', 'window_alarms', 'calibrate_detectors', 'calibration_summary',
-           'retraining_decision', 'maintenance_plan', 'load_later_data', 'monitoring_inputs', 'recommender_by_window',
-           'check_monitoring_params', 'monitor_run', 'retraining_command', 'monitoring_metrics', 'persist_monitoring',
-           'load_monitoring', 'track_monitoring', 'run_monitoring_stage', 'retraining_alert', 'retraining_parameters',
-           'retrain_from_alert', 'format_retraining']
+           'performance_by_window', 'monitor_period', 'system_by_window', 'champion_version', 'registry_champions',
+           'scoring_models', 'scored_sentence', 'score_window', 'score_by_window', 'user_feature_rows',
+           'new_user_source', 'cumulative_rows', 'simulate_period', 'window_alarms', 'calibrate_detectors',
+           'calibration_summary', 'retraining_decision', 'maintenance_plan', 'load_later_data', 'monitoring_inputs',
+           'recommender_by_window', 'check_monitoring_params', 'monitor_run', 'retraining_command',
+           'monitoring_metrics', 'persist_monitoring', 'load_monitoring', 'track_monitoring', 'run_monitoring_stage',
+           'retraining_alert', 'retraining_parameters', 'retrain_from_alert', 'format_retraining']
 
 # %% ../nbs/10_monitoring.ipynb #8c6f0aaa
 def production_start(times, # timestamps of the rows (suggestions)
@@ -578,24 +578,40 @@ def system_by_window(timings: pd.DataFrame | None, s: MonitorSettings) -> pd.Dat
     return t
 
 # %% ../nbs/10_monitoring.ipynb #0f3e5bde
+def champion_version(client, # an `MlflowClient` of the store
+                     name: str, # a registered model's name
+                    ):
+    "The champion version of registered model `name` in one lookup by alias, or None when the model or its champion alias does not exist."
+    from mlflow.exceptions import MlflowException
+    from thinkalike_ml.registry import CHAMPION
+    try: return client.get_model_version_by_alias(name, CHAMPION)
+    except MlflowException as e:
+        if e.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"): return None  # no such model / no champion alias
+        raise
+
 def registry_champions(run, # the run's `RunDirectory`
                       ) -> tuple[dict, str]:
-    "The registry's champion of each family (family -> (loaded model, model version)) in the store the run's registry stage registered into, and where that is ('' without a registry stage)."
-    from thinkalike_ml.registry import CHAMPION, MODEL_NAMES, REGISTRY_SUMMARY, load_registered_model, registry_state
+    """The registry's champion of each family in the store the run's registry stage registered into, and where that is ('' without a registry stage).
+    Each family maps to (model, version); the model is None when the version's `model_sha256` tag equals this run's own stored file, which is then scored (nothing downloaded)."""
+    from thinkalike_ml.models import MATCHER_MODEL, RECOMMENDER_MODEL
+    from thinkalike_ml.registry import MODEL_NAMES, REGISTRY_SUMMARY, load_registered_model
     if not run.exists(REGISTRY_SUMMARY): return {}, ""
     import mlflow
     uri = run.read_json(REGISTRY_SUMMARY)["tracking_uri"]
     client = mlflow.MlflowClient(uri, registry_uri=uri)
-    out = {}
+    local, sums, out = {"matcher": MATCHER_MODEL, "recommender": RECOMMENDER_MODEL}, run.checksums(), {}
     for family, name in MODEL_NAMES.items():
-        champ = registry_state(client, name)[CHAMPION]
-        if champ is not None: out[family] = load_registered_model(family, str(champ.version), uri)
+        mv = champion_version(client, name)
+        if mv is None: continue
+        same = mv.tags.get("model_sha256") not in (None, "", "None") and mv.tags.get("model_sha256") == sums.get(local[family])
+        out[family] = (None, mv) if same else load_registered_model(family, str(mv.version), uri)
     return out, uri
 
-def _describe_version(mv, family: str) -> dict:
-    "What a report says about a scored registered version."
+def _describe_version(mv, family: str, local: bool = False) -> dict:
+    "What a report says about a scored registered version, and where its model was read from."
     return {"source": "registry champion", "family": family, "name": mv.name, "version": int(mv.version), "semver": mv.tags.get("semver"),
-            "registered_by_run": mv.tags.get("thinkalike_run")}
+            "registered_by_run": mv.tags.get("thinkalike_run"),
+            "loaded_from": "this run's stored file (same sha256 as the version)" if local else "the registry"}
 
 def scoring_models(run, # the run's `RunDirectory`
                    columns=None, # the pair-feature columns this run has (a champion needing others is not scored)
@@ -613,23 +629,27 @@ def scoring_models(run, # the run's `RunDirectory`
             out["scored"][family] = fallback if own[family] is not None else {"source": "none", "family": family, "reason": "no model"}
             continue
         model, mv = champions[family]
+        local = model is None  # the champion is this run's own stored model (same bytes): already loaded and verified
         if family == "matcher":
-            from mlflow.models import get_model_info
-            cols = get_model_info(mv.source).signature.inputs.input_names()
+            if local: model, cols = own["matcher"]["model"], list(own["matcher"]["columns"])
+            else:
+                from mlflow.models import get_model_info
+                cols = get_model_info(mv.source).signature.inputs.input_names()
             missing = [c for c in cols if columns is not None and c not in set(columns)]
             if missing:
                 out["scored"][family] = fallback | {"reason": f"the champion (version {mv.version}) needs features this run lacks: {', '.join(missing[:5])}"}
                 continue
             out["matcher"] = {"model": model, "columns": cols, "selected": f"{mv.name} version {mv.version}"}
-        else: out["recommender"] = model.unwrap_python_model().rec
-        out["scored"][family] = _describe_version(mv, family)
+        else: out["recommender"] = own["recommender"] if local else model.unwrap_python_model().rec
+        out["scored"][family] = _describe_version(mv, family, local)
     return out
 
 def scored_sentence(scored: dict) -> str:
     "One sentence per family saying which model was scored (for the report)."
     def one(d):
         if d["source"] == "registry champion":
-            return f"{d['family']}: registry champion {d['name']} version {d['version']} ({d['semver']}, registered by run {d['registered_by_run']})"
+            return (f"{d['family']}: registry champion {d['name']} version {d['version']} ({d['semver']}, registered by run {d['registered_by_run']}"
+                    + (f", read from {d['loaded_from']})" if d.get("loaded_from") else ")"))
         if d["source"] == "none": return f"{d['family']}: none ({d['reason']})"
         return f"{d['family']}: the run's selected model {d['model']} ({d['reason']})"
     return "; ".join(one(d) for d in scored.values())

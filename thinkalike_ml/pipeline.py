@@ -18,9 +18,10 @@ from .runs import (ArtifactError, RunDirectory, default_reports_dir, new_manifes
 from .stages import STAGES, Stage, StageError, headline_metrics, preflight, select_stages, stage_names
 
 # %% auto #0
-__all__ = ['NOTEBOOK_PARAMETERS', 'notebook_parameters', 'report_notebook', 'RunInterrupted', 'StageInterrupted', 'StageKernel',
-           'render_stage', 'run_stage', 'PageRenderer', 'run_pipeline', 'StageFailed', 'find_run', 'headline',
-           'listed_status', 'run_warnings', 'format_runs', 'show_run', 'main']
+__all__ = ['NOTEBOOK_PARAMETERS', 'INTERRUPT_GRACE_SECONDS', 'SAVE_EVERY_SECONDS', 'notebook_parameters', 'report_notebook',
+           'RunInterrupted', 'StageInterrupted', 'StageKernel', 'render_stage', 'run_stage', 'PageRenderer',
+           'run_pipeline', 'StageFailed', 'find_run', 'headline', 'listed_status', 'run_warnings', 'format_runs',
+           'show_run', 'main']
 
 # %% ../nbs/00b_pipeline.ipynb #e3008374
 NOTEBOOK_PARAMETERS = ("run_dir", "overrides")  # the only names a stage notebook's parameters cell assigns
@@ -72,23 +73,45 @@ def report_notebook(path) -> "nbformat.NotebookNode":
 class RunInterrupted(BaseException):
     "The run was stopped by Ctrl-C (SIGINT) or SIGTERM."
 
+INTERRUPT_GRACE_SECONDS = 15.0  # a stage still running this long after a Ctrl-C interrupted its kernel is stopped as by a second Ctrl-C
+
 class _Interrupts:
     "While active, SIGINT/SIGTERM interrupt the running kernel (twice: kill it) instead of killing the runner mid-write."
-    def __init__(self): self.km, self.received = None, 0
+    def __init__(self, grace: float = INTERRUPT_GRACE_SECONDS): self.km, self.received, self.grace = None, 0, grace
     def __enter__(self):
         import signal
         self._old = {s: signal.signal(s, self._handle) for s in (signal.SIGINT, signal.SIGTERM)}
         return self
     def __exit__(self, *exc):
         import signal
+        self.km = None  # disarms pending repeats
         for s, h in self._old.items(): signal.signal(s, h)
     def _handle(self, signum, frame):
         self.received += 1
         km = self.km
-        if km is not None and km.has_kernel:
-            if self.received == 1: km.interrupt_kernel()
-            else: km.shutdown_kernel(now=True)
-        if km is None or self.received > 1: raise RunInterrupted(f"stopped by signal {signum}")
+        if km is None:  # between stages, or a stopped stage cleaning up: only the first signal stops (a later one would break the cleanup)
+            if self.received == 1: raise RunInterrupted(f"stopped by signal {signum}")
+            return
+        if km.has_kernel:
+            if self.received == 1:
+                km.interrupt_kernel()
+                self._again_if_still_running(km, self.grace)
+                return
+            km.shutdown_kernel(now=True)
+        self._again_if_still_running(km, 1.0)
+        raise RunInterrupted(f"stopped by signal {signum}")
+    def _again_if_still_running(self, km, after: float) -> None:
+        """Signal this process again after `after` s if the same stage still runs. ipykernel drops a SIGINT that lands after a
+        cell's code but before its reply ("KeyboardInterrupt caught in kernel"), and papermill, with no cell timeout, would wait
+        for that reply for ever: `grace` s after the first Ctrl-C comes a second. After the kernel is killed, papermill's wait
+        blocks on one of two sockets; the exception raised here reaches the run only from the right one, so it is raised again
+        every second until the stage has stopped."""
+        import signal, threading
+        def again():
+            if self.km is km: os.kill(os.getpid(), signal.SIGINT)
+        t = threading.Timer(after, again)
+        t.daemon = True
+        t.start()
     def stop_before_cell(self, **cell) -> None:
         "papermill's hook before each cell: after a Ctrl-C that reached an idle kernel (between cells), stop there."
         if self.received: raise StageInterrupted("stopped by Ctrl-C before the next cell")
@@ -147,6 +170,38 @@ def _stage_failure(stage: str, err: BaseException, out: Path) -> str:
                 f"{first.strip()[:60]}{'...' if len(first.strip()) > 60 else ''})\n  executed notebook kept at {out}")
     return f"stage '{stage}' failed: {type(err).__name__}: {err}"
 
+SAVE_EVERY_SECONDS = 10.0  # while a stage runs, its partial notebook is rewritten at most this often (and always when it ends)
+
+def _engine_name() -> str:
+    """The papermill engine the runner uses: nbclient's, whose notebook is rewritten at most every `SAVE_EVERY_SECONDS` while it runs
+    and always when it ends, also after an error or a Ctrl-C (papermill's own rewrites the whole notebook, figures included, at
+    the start and the end of every cell, markdown cells too)."""
+    import nbformat
+    from papermill.engines import NBClientEngine, NotebookExecutionManager, papermill_engines
+    from thinkalike_ml.runs import atomic_write_text
+    class ThrottledSaves(NotebookExecutionManager):
+        final = False
+        def save(self, **kwargs):  # atomically: a Ctrl-C during a write leaves the previous version
+            if not self.final and (self.now() - self.last_save_time).total_seconds() < SAVE_EVERY_SECONDS: return
+            if self.output_path: atomic_write_text(self.output_path, nbformat.writes(self.nb))
+            self.last_save_time = self.now()
+        def notebook_complete(self, **kwargs):
+            self.final = True
+            super().notebook_complete(**kwargs)
+    class ThrottledEngine(NBClientEngine):
+        @classmethod
+        def execute_notebook(cls, nb, kernel_name, output_path=None, progress_bar=True, log_output=False, autosave_cell_every=30, **kwargs):
+            nb_man = ThrottledSaves(nb, output_path=output_path, progress_bar=progress_bar, log_output=log_output,
+                                    autosave_cell_every=autosave_cell_every)
+            nb_man.notebook_start()
+            try: cls.execute_managed_notebook(nb_man, kernel_name, log_output=log_output, **kwargs)
+            finally:  # as papermill's Engine.execute_notebook: the notebook is written however execution ended
+                nb_man.cleanup_pbar()
+                nb_man.notebook_complete()
+            return nb_man.nb
+    papermill_engines.register("thinkalike", ThrottledEngine)
+    return "thinkalike"
+
 def render_stage(run: RunDirectory, stage: Stage, nb_out: Path) -> Path:
     "Render an executed stage notebook to `html/<notebook>.html`, titled with the stage and the run."
     from thinkalike_ml.reports import render_stage_html
@@ -175,7 +230,8 @@ def run_stage(run: RunDirectory, # the run
         if interrupts is not None: interrupts.km = km
         stop = {} if interrupts is None else {"on_cell_execute": interrupts.stop_before_cell}
         pm.execute_notebook(str(source), str(partial), parameters={"run_dir": str(run.path)}, km=km, kernel_name="python3",
-                            language="python", progress_bar=progress, cwd=str(nb.parent), log_output=False, **stop)
+                            language="python", progress_bar=progress, cwd=str(nb.parent), log_output=False,
+                            engine_name=_engine_name(), **stop)
     finally:
         if interrupts is not None: interrupts.km = None
         source.unlink(missing_ok=True)

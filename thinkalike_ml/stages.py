@@ -83,7 +83,7 @@ STAGES: list[Stage] = [
                     "recommender_test_most_popular_ndcg")),
     Stage("evaluation", "05_evaluation", "thinkalike_ml.evaluation",
           "every metric with bootstrap CIs, paired tests against baselines, A/B design checked by simulation",
-          runner="run_evaluation_stage", params=("seed", "top_k", "n_folds", "n_bootstrap", "ab_minimum_detectable_effect",
+          runner="run_evaluation_stage", params=("seed", "top_k", "n_folds", "validation_folds", "n_bootstrap", "ab_minimum_detectable_effect",
                                                  "ab_daily_traffic", "ab_looks", "ab_simulations", "min_evaluated_users"),
           loaders=("load_evaluation",),
           headline=("matcher_test_roc_auc_ci_low", "matcher_test_roc_auc_ci_high", "recommender_test_ndcg_ci_low",
