@@ -963,7 +963,7 @@ def fairness_metrics(matcher: dict | None, mitigation: pd.DataFrame, recommended
         m |= {f"matcher_{k}": float(v) for k, v in matcher.get("penalty_analysis", {}).items()}
         if recommended: m |= {"mitigation_recommended_auc_change": recommended["auc_change"],
                               "mitigation_recommended_meets_threshold": float(recommended["meets_threshold"]),
-                              "mitigation_recommended_gated_difference": recommended["value"]}
+                              f"mitigation_recommended_{recommended['metric']}": recommended["value"]}  # the value it was ranked on (the gate's upper bound in the stage)
         if recommended.get("calibration_gap_change") is not None: m["mitigation_recommended_calibration_gap_change"] = recommended["calibration_gap_change"]
         if recommended.get("noise_floor"): m |= {f"fairness_gate_noise_floor_{k}": v for k, v in recommended["noise_floor"].items() if k != "n_permutations"}
         if recommended.get("gate_shuffled"): m |= {f"fairness_gate_shuffled_{k}": v for k, v in recommended["gate_shuffled"].items() if k != "n_permutations"}
