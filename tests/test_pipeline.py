@@ -180,15 +180,23 @@ def _wait_for_stage(reports: Path, stage: str, timeout: float = 300) -> None:
     raise TimeoutError(f"stage '{stage}' did not start within {timeout} s")
 
 
-def test_ctrl_c_stops_the_run_and_marks_it_interrupted(tmp_path):
+def _interrupt_during_data(tmp_path, ctrl_c: int = 1):
+    "Start a run up to splits, press Ctrl-C `ctrl_c` times (half a second apart) two seconds into the data stage; the process and its output."
     proc = _start_run(tmp_path, "--until", "splits")
     try:
         _wait_for_stage(tmp_path, "data")
         time.sleep(2)
-        proc.send_signal(signal.SIGINT)
+        for i in range(ctrl_c):
+            if i: time.sleep(0.5)
+            proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=120)
     finally:
         if proc.poll() is None: os.killpg(proc.pid, signal.SIGKILL)
+    return proc, out, err
+
+
+def test_ctrl_c_stops_the_run_and_marks_it_interrupted(tmp_path):
+    proc, out, err = _interrupt_during_data(tmp_path)
     assert proc.returncode == 130, err
     assert "interrupted" in err and "Traceback" not in err
     run = next(p for p in tmp_path.iterdir() if p.is_dir())
@@ -226,16 +234,7 @@ def test_a_ctrl_c_lost_between_a_cells_code_and_its_reply_still_stops_the_stage(
 
 
 def test_a_second_ctrl_c_kills_the_kernel_and_stops_the_run(tmp_path):
-    proc = _start_run(tmp_path, "--until", "splits")
-    try:
-        _wait_for_stage(tmp_path, "data")
-        time.sleep(2)
-        proc.send_signal(signal.SIGINT)
-        time.sleep(0.5)
-        proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None: os.killpg(proc.pid, signal.SIGKILL)
+    proc, out, err = _interrupt_during_data(tmp_path, ctrl_c=2)
     assert proc.returncode == 130, err
     manifest = json.loads((next(p for p in tmp_path.iterdir() if p.is_dir())/"manifest.json").read_text())
     assert manifest["status"] == "interrupted"

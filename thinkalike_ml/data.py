@@ -30,12 +30,12 @@ __all__ = ['VALUE_CATEGORIES', 'IMPORTANCE_COLUMNS', 'POSITION_COLUMNS', 'TOPIC_
            'RATING_CENTRE', 'RATING_SPREAD', 'ACCEPTANCE', 'ACCEPTANCE_TERMS', 'VALUE_PREFIXES', 'DATA_PARAMS',
            'GENERATOR_PARAMS', 'DATASET_RECORD', 'TRUTH_DIR', 'category_slug', 'DataError', 'DataQualityError',
            'marginal_acceptance', 'acceptance_terms', 'generate_raw', 'resolve_path', 'read_table_file',
-           'apply_column_mapping', 'read_files', 'check_input_files', 'read_movietweetings', 'declared_columns',
-           'conform', 'read_withdrawn_ids', 'apply_consent', 'pseudonym_key', 'synthetic_pseudonym_key',
-           'dataset_pseudonym_key', 'pseudonymize', 'apply_privacy', 'age_band', 'check_quality', 'finalize',
-           'empty_interactions', 'empty_suggestions', 'dataset_hash', 'store_root', 'write_version', 'read_version',
-           'make_datasheet', 'collect_raw', 'build_dataset', 'value_similarity', 'run_data_stage', 'export_data',
-           'dataset_version', 'load_dataset', 'load_truth', 'true_item_scores']
+           'apply_column_mapping', 'check_files_params', 'read_files', 'check_input_files', 'read_movietweetings',
+           'declared_columns', 'conform', 'read_withdrawn_ids', 'apply_consent', 'pseudonym_key',
+           'synthetic_pseudonym_key', 'dataset_pseudonym_key', 'pseudonymize', 'apply_privacy', 'age_band',
+           'check_quality', 'finalize', 'empty_interactions', 'empty_suggestions', 'dataset_hash', 'store_root',
+           'write_version', 'read_version', 'make_datasheet', 'collect_raw', 'build_dataset', 'value_similarity',
+           'run_data_stage', 'export_data', 'dataset_version', 'load_dataset', 'load_truth', 'true_item_scores']
 
 # %% ../nbs/01_data.ipynb #2122c8d0
 VALUE_CATEGORIES = ["Transparency", "Empowerment", "Privacy", "Ethical AI", "Community", "Authenticity", "Innovation", "Efficiency"]
@@ -412,9 +412,8 @@ def apply_column_mapping(df: pd.DataFrame, table: str, mapping: dict, path="") -
                             f"'{theirs}'; its columns are: {', '.join(map(str, df.columns))}")
     return df.rename(columns={theirs: ours for ours, theirs in mapping.items()})
 
-def read_files(files: dict, column_mapping: dict | None = None) -> dict:
-    "Read the user's table files into raw tables in the project's column names."
-    column_mapping = column_mapping or {}
+def check_files_params(files: dict, column_mapping: dict) -> None:
+    "Parameters `files` and `column_mapping` name known tables, map only given files, and include the users table (its consent flags)."
     for name in list(files) + list(column_mapping):
         if name not in RAW_SCHEMA: raise DataError(f"unknown table '{name}' in parameters 'files'/'column_mapping'; known tables: {', '.join(TABLES)}")
     for name in column_mapping:
@@ -422,6 +421,11 @@ def read_files(files: dict, column_mapping: dict | None = None) -> dict:
     if "users" not in files:
         raise DataError("parameter 'files' must include a 'users' table with 'user_id' and 'consent_research' columns: "
                         "without consent flags no row may be used")
+
+def read_files(files: dict, column_mapping: dict | None = None) -> dict:
+    "Read the user's table files into raw tables in the project's column names."
+    column_mapping = column_mapping or {}
+    check_files_params(files, column_mapping)
     return {name: apply_column_mapping(read_table_file(path, name), name, column_mapping.get(name, {}), path)
             for name, path in files.items()}
 

@@ -268,15 +268,9 @@ def dataset_hash_partitioned(client, tables: dict) -> str:
 # %% ../nbs/01b_engine.ipynb #393aed24
 def read_files_dask(files: dict, column_mapping: dict | None = None) -> dict:
     "`data.read_files` on Dask: each table's file, Parquet folder or glob as a Dask dataframe in the project's column names."
-    from thinkalike_ml.data import apply_column_mapping
+    from thinkalike_ml.data import apply_column_mapping, check_files_params
     column_mapping = column_mapping or {}
-    for name in list(files) + list(column_mapping):
-        if name not in RAW_SCHEMA: raise DataError(f"unknown table '{name}' in parameters 'files'/'column_mapping'; known tables: {', '.join(TABLES)}")
-    for name in column_mapping:
-        if name not in files: raise DataError(f"column_mapping names table '{name}', but parameter 'files' gives no file for it")
-    if "users" not in files:
-        raise DataError("parameter 'files' must include a 'users' table with 'user_id' and 'consent_research' columns: "
-                        "without consent flags no row may be used")
+    check_files_params(files, column_mapping)
     return {name: apply_column_mapping(read_table_dask(path, name), name, column_mapping.get(name, {}), path) for name, path in files.items()}
 
 def _to_futures(client, df, rows: int) -> list:
