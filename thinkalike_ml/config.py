@@ -169,7 +169,7 @@ PARAMS: dict[str, Param] = {p.name: p for p in [
     Param("psi_bins", int, 10, "Quantile bins of the reference behind the PSI of numeric features.", low=2, high=1000),
     Param("drift_min_psi", float, 0.1, "A feature drifts only if its corrected test is significant and its PSI reaches this (0.1: a moderate shift).", low=0.0, high=10.0),
     Param("drift_cumulative", bool, True, "Also test, in each window, every user who joined since the production period began against the reference (an expanding sample: evidence accumulates across windows, which catches moderate drift that single windows miss)."),
-    Param("drift_exclude_features", list, ["signup_days_apart"], "Features whose drift is measured but kept out of the verdict (known trends, e.g. gaps that grow with the platform's age)."),
+    Param("drift_exclude_features", list, ["signup_days_apart", "history_cosine"], "Features whose drift is measured but kept out of the verdict (known trends: gaps that grow with the platform's age; the history similarity, which fades as the training-time interaction history ages and new users have none)."),
     Param("degradation_tolerance", float, 0.02, "Smallest performance change that alerts (AUC and calibration gap in absolute terms, log loss relative), on top of significance.", low=0.0, high=1.0),
     Param("max_scoring_ms_per_row", float, 2.0, "Batch scoring slower than this (milliseconds per row, features included) raises a system alert.", low=1e-6, high=1e6),
     Param("max_failed_share", float, 0.01, "Share of a window's rows that may fail to score before a system alert.", low=0.0, high=1.0),
