@@ -628,6 +628,7 @@ def _feature_graph(om: OnlineMatcher):
              "shared_interests": inter, "n_interests_min": g("Min", na, nb), "n_interests_max": g("Max", na, nb),
              "signup_days_apart": g("Abs", g("Sub", ta, tb))}
     for j, c in enumerate(om.cats): feats[f"agree_{c}"], feats[f"care_{c}"] = col(agree, j), col(care, j)
+    feats["history_cosine"] = g("Mul", g("Where", g("IsNaN", ta), zero, ta), zero)  # a profile has no interaction history: 0, as the API gives a posted profile
     nan = g("Add", g("Mul", ta, zero), g.const(np.array(np.nan)))  # N x 1 of NaN: a column the inputs cannot give
     x = g("Concat", *[feats.get(c, nan) for c in om.columns], axis=1)
     x = g("Where", g("IsNaN", x), g.const(om.fill[None, :].astype(np.float64)), x)  # as `OnlineMatcher.features`
