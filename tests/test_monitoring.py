@@ -223,7 +223,8 @@ def test_monitoring_scores_the_champion_and_a_retraining_run_from_an_alert_regis
     assert rec["from_run"] == original.id and rec["alert"] == mon["alerts"][0] and rec["reason"].startswith("alert 0")
     for f, name in MODEL_NAMES.items():
         versions = client.search_model_versions(f"name = '{name}'")
-        assert len(versions) == before[f] + 1
+        added = len(versions) - before[f]  # the matcher may add two: the model and, when the fairness stage saved one, its mitigated variant
+        assert added >= 1 and sum(v.tags.get("thinkalike_run") == new.id for v in versions) == added
         v = client.get_model_version(name, str(rec["registered"][f]["version"]))
         assert v.tags["thinkalike_run"] == new.id and v.tags["retrained_from_run"] == original.id
     # the same data and parameters give a model no better than the champion: the registry keeps it as challenger
