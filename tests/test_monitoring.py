@@ -229,7 +229,8 @@ def test_monitoring_scores_the_champion_and_a_retraining_run_from_an_alert_regis
         assert v.tags["thinkalike_run"] == new.id and v.tags["retrained_from_run"] == original.id
     # the same data and parameters give a model no better than the champion: the registry keeps it as challenger
     m = rec["registered"]["matcher"]
-    assert m["alias"] == "challenger" and str(client.get_model_version_by_alias(MODEL_NAMES["matcher"], "challenger").version) == str(m["version"])
+    # (the challenger alias is on one of the versions this run added: the model, or its mitigated variant when it ranks first)
+    assert m["alias"] == "challenger" and client.get_model_version_by_alias(MODEL_NAMES["matcher"], "challenger").tags["thinkalike_run"] == new.id
     assert str(client.get_model_version_by_alias(MODEL_NAMES["matcher"], "champion").version) == str(first["version"])
     assert "registered thinkalike-matcher version" in M.format_retraining(new)
     with pytest.raises(ParamError, match="alert 999: the run has"):
