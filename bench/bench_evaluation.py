@@ -1,6 +1,6 @@
 """Benchmark and calibrate the evaluation stage. Prints its figures; asserts nothing.
 
-    OMP_NUM_THREADS=1 .venv/bin/python bench/bench_evaluation.py [--simulations 2000] [--pairs 1000000] [--resamples 1000] [--no-stage]
+    OMP_NUM_THREADS=1 .venv/bin/python bench/bench_evaluation.py [--simulations 2000] [--pairs 1000000] [--resamples 1000] [--no-stage] [--only-pairs]
 
 1. **A/B calibration** (issue 9, item 5): A/A and A/B experiments (true lift = the design's MDE) at the design's size,
    acceptance drawn from the generator's true probabilities of a default-profile synthetic dataset; the false-positive
@@ -14,7 +14,15 @@
    (`matcher_evaluation`: above 50,000 pairs, 1,000 random groups with probabilities rounded to 0.001 inside the
    resamples), the reliability tables. The same metrics with rows resampled one by one are timed on a few resamples and
    extrapolated, for comparison.
-4. **The stage on the default profile** (unless --no-stage): data, splits, features and models in a temporary folder,
+4. **The stage's whole per-pair work on 1M scored pairs** (--pairs): what `run_evaluation_stage` does with the matcher's
+   stored predictions, each step timed (wall and CPU) with the load average: `evaluate_matcher_predictions` (frames,
+   every metric of every model, their CIs and the paired bootstrap comparisons, the validation-chosen thresholds,
+   the reliability tables), the baseline flags, the A/B design and calibration simulations drawn from the 1M test
+   outcomes (`acceptance_pool`, as on data without ground truth), the headline table, and writing the tables into a
+   run directory. Excluded, and said so: the validation-strategy comparison (it refits models on the features table
+   by design; its cost depends on the training set, not on the number of scored pairs), the recommender's lists and
+   the rating model (other families, not scored pairs), MLflow logging.
+5. **The stage on the default profile** (unless --no-stage): data, splits, features and models in a temporary folder,
    then the evaluation stage timed on its own.
 """
 from __future__ import annotations
@@ -132,6 +140,36 @@ def matcher_path_figures(n_pairs: int, n_resamples: int) -> None:
           f"(extrapolated from {few})")
 
 
+def whole_stage_figures(root: Path, n_pairs: int, n_resamples: int) -> None:
+    "The stage's per-pair work on `n_pairs` stored test pairs (see item 4 of the module docstring), each step timed."
+    from thinkalike_ml.evaluation import (EVALUATION_DIR, acceptance_pool, baseline_flags, evaluate_matcher_predictions,
+                                          headline_table)
+    params = resolve_params(overrides=dict(dataset_store=""))
+    run = RunDirectory.create(params, root)
+    inputs = {"predictions": {"matcher": stored_predictions(n_pairs, n_pairs // 5)}, "models": {"matcher": {"selected": "logreg"}}, "truth": None}
+    steps, load0 = {}, os.getloadavg()
+    def timed(name, f):
+        t, c = time.perf_counter(), time.process_time()
+        out = f()
+        steps[name] = (time.perf_counter() - t, time.process_time() - c)
+        return out
+    ev, rel = timed("matcher metrics, CIs, paired comparisons, thresholds, reliability", lambda: evaluate_matcher_predictions(inputs, n_resamples, params["seed"]))
+    flags = timed("baseline flags", lambda: baseline_flags(ev.comparisons, "matcher"))
+    ab = timed(f"A/B design + {params['ab_simulations']:,} simulations per scenario from the test outcomes",
+               lambda: ab_calibration(acceptance_pool(inputs), params["ab_minimum_detectable_effect"], params["ab_daily_traffic"],
+                                      params["ab_simulations"], params["ab_looks"], seed=params["seed"]))
+    def write():
+        for name, df in {"metrics": ev.metrics, "comparisons": ev.comparisons, "reliability": rel, "ab_calibration": ab.calibration,
+                         "headline": headline_table(ev.metrics, ev.comparisons, ev.selected, "matcher")}.items():
+            run.write_table(f"{EVALUATION_DIR}/{name}.parquet", df)
+    timed("headline table + writing the tables", write)
+    wall, cpu = sum(w for w, _ in steps.values()), sum(c for _, c in steps.values())
+    print(f"\n## The stage's per-pair work on {n_pairs:,} test pairs (+{n_pairs // 5:,} validation), 5 models + oracle, {n_resamples:,} resamples")
+    for name, (w, c) in steps.items(): print(f"    {name}: {w:.1f} s wall, {c:.1f} s CPU")
+    print(f"total {wall:.1f} s wall, {cpu:.1f} s CPU; load average {load0[0]:.1f} before, {os.getloadavg()[0]:.1f} after, on {os.cpu_count()} cores "
+          f"({len(flags)} baseline flags). Excluded: the validation-strategy refits, the recommender's and the rating model's evaluation, MLflow.")
+
+
 def stage_figures(root: Path) -> None:
     t = time.perf_counter()
     run, params = default_run(root, "models")
@@ -153,12 +191,15 @@ def main(argv=None) -> None:
     ap.add_argument("--pairs", type=int, default=1_000_000, help="scored pairs of the bootstrap benchmark")
     ap.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples")
     ap.add_argument("--no-stage", action="store_true", help="skip the stage on the default profile")
+    ap.add_argument("--only-pairs", action="store_true", help="only the stage's per-pair work on --pairs pairs (item 4)")
     a = ap.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
+        if a.only_pairs: return whole_stage_figures(Path(tmp) / "pairs", a.pairs, a.resamples)
         run, params = default_run(Path(tmp) / "ab", "data")
         ab_figures(load_truth(run)["suggestions"]["p_accept"].to_numpy(float), params, a.simulations)
         bootstrap_figures(a.pairs, a.resamples)
         matcher_path_figures(a.pairs, a.resamples)
+        whole_stage_figures(Path(tmp) / "pairs", a.pairs, a.resamples)
         if not a.no_stage: stage_figures(Path(tmp) / "stage")
 
 

@@ -236,6 +236,26 @@ def test_models_stage_is_tracked_in_the_run_directory(small_models_run):
     assert not (run.path.parent / "mlruns").exists()
 
 
+def test_every_search_ends_inside_or_says_why(small_models_run):
+    """Issue 9 item 4: every searched parameter's final space, position and widenings are stored and tracked; a warning only when the budget ran out."""
+    import mlflow
+    from thinkalike_ml.models import HGB_SEARCH_SPACE, SEARCH_EDGES, SEARCH_STATUSES, edge_side
+    run, _ = small_models_run
+    e = run.read_table(SEARCH_EDGES)
+    expected = {("matcher logreg", "C"), ("recommender item_knn", "n_neighbors"), ("recommender trending", "half_life_days"), ("recommender ease", "l2")}
+    assert set(zip(e["model"], e["parameter"])) == expected | {("matcher hgb", p) for p in HGB_SEARCH_SPACE}
+    assert set(e["status"]) <= set(SEARCH_STATUSES) and (e["widenings"] <= run.params["max_grid_widenings"]).all()
+    for r in e.itertuples():
+        space = eval(r.search_space)  # the stored tuple or range
+        at = edge_side(r.chosen, space)
+        assert (r.status == "inside") == (at is None), r  # "inside" exactly when the chosen value is not at an edge of the final space
+        if r.widenings: assert r.search_space != r.initial_space
+    rec = json.loads((run.path / "artifacts/tracking.json").read_text())
+    p = mlflow.MlflowClient(rec["tracking_uri"]).get_run(rec["run_id"]).data.params
+    assert p["matcher.logreg.C.widenings"] == str(int(e.set_index("parameter").loc["C", "widenings"]))
+    assert p["recommender.ease.l2.search_status"] in SEARCH_STATUSES
+
+
 def test_recommender_model_serves_known_and_new_users(small_models_run):
     run, _ = small_models_run
     rec = load_models(run)["recommender"]

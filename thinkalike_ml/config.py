@@ -134,6 +134,9 @@ PARAMS: dict[str, Param] = {p.name: p for p in [
     Param("n_trials", int, 10, "Trials of Bayesian optimisation (Optuna) per model: the boosted trees' and EASE's searches. Optuna's TPE draws its "
           "first 10 trials at random, so the default is a seeded random search; more trials let TPE refine it (a heavier search).",
           small=3, low=1, high=10_000),
+    Param("max_grid_widenings", int, 2, "Times a search space may widen itself when the best value sits at its edge (grids gain a value beyond "
+          "the edge, Optuna ranges extend by half their width and the study continues with half of n_trials more trials); 0 only warns.",
+          low=0, high=20),
     Param("top_k", int, 10, "Length of each recommendation list, and the cut-off of ranking metrics.", low=1, high=1000),
     Param("mlflow_experiment", str, "thinkalike-ml", "Name of the MLflow experiment the run is tracked in."),
     # -- evaluation

@@ -19,7 +19,7 @@ from sklearn import metrics as skm
 __all__ = ['ECE_BINS', 'CI_LEVEL', 'BOOTSTRAP_MAX_UNITS', 'BOOTSTRAP_GROUPS', 'BOOTSTRAP_RESOLUTION', 'LOWER_IS_BETTER',
            'MATCHER_BASELINES', 'REFERENCES', 'MATCHER_COMPARED', 'RECOMMENDER_BASELINES', 'RECOMMENDER_COMPARED',
            'RATING_COLUMN', 'RATING_BASELINES', 'RATING_MODEL', 'RATING_SHRINKAGE_GRID', 'RATING_COMPARED',
-           'VALIDATION_STRATEGIES', 'RECOMMENDER_VALIDATION_STRATEGIES', 'RECOMMENDER_VALIDATION_FOLDS', 'EDGE_SHARE',
+           'VALIDATION_STRATEGIES', 'RECOMMENDER_VALIDATION_STRATEGIES', 'RECOMMENDER_VALIDATION_FOLDS',
            'METRIC_RATIONALE', 'PRIMARY', 'EVALUATION_DIR', 'EVALUATION_TABLES', 'EVALUATION_SUMMARY', 'HEADLINE_TABLE',
            'RATING_SKIPPED', 'choose_threshold', 'weighted_classification_metrics', 'expected_calibration_error',
            'classification_metrics', 'reliability_table', 'bootstrap_weights', 'bootstrap', 'distinct_rows',
@@ -33,11 +33,10 @@ __all__ = ['ECE_BINS', 'CI_LEVEL', 'BOOTSTRAP_MAX_UNITS', 'BOOTSTRAP_GROUPS', 'B
            'ab_calibration', 'validation_folds', 'compare_validation_strategies', 'validation_summary',
            'stored_logistic_regression', 'matcher_validation_folds', 'evaluate_validation_strategies',
            'plot_validation_strategies', 'recommender_validation_folds', 'compare_recommender_validation',
-           'evaluate_recommender_validation', 'grid_position', 'tuning_edges', 'edge_flags', 'headline_table',
-           'baseline_flags', 'evaluate_matcher_predictions', 'evaluate_recommender_lists', 'evaluate_ratings',
-           'acceptance_pool', 'evaluation_metrics', 'persist_evaluation', 'load_evaluation', 'track_evaluation',
-           'run_evaluation_stage', 'interval_table', 'plot_reliability', 'plot_roc_pr', 'plot_metrics_by_k',
-           'plot_ab_power']
+           'evaluate_recommender_validation', 'tuning_edges', 'edge_flags', 'headline_table', 'baseline_flags',
+           'evaluate_matcher_predictions', 'evaluate_recommender_lists', 'evaluate_ratings', 'acceptance_pool',
+           'evaluation_metrics', 'persist_evaluation', 'load_evaluation', 'track_evaluation', 'run_evaluation_stage',
+           'interval_table', 'plot_reliability', 'plot_roc_pr', 'plot_metrics_by_k', 'plot_ab_power']
 
 # %% ../nbs/05_evaluation.ipynb #997fae4b
 def choose_threshold(y, # validation labels (0/1)
@@ -883,16 +882,7 @@ def evaluate_recommender_validation(inputs: dict, k: int, n_folds: int, seed: in
     return folds, validation_summary(folds, test_ndcg, "ndcg")
 
 # %% ../nbs/05_evaluation.ipynb #592fe315
-EDGE_SHARE = 0.05  # a tuned value within this share of its (log-)range from an end is "at the edge"
-
-def grid_position(value: float, space) -> float:
-    "Where `value` sits in `space`: 0..1 across a (low, high, log) range, or index / (len - 1) in a grid of values."
-    if isinstance(space, tuple) and len(space) == 3 and isinstance(space[2], bool):
-        lo, hi, log = space
-        f = np.log if log else (lambda v: v)
-        return float((f(value) - f(lo)) / (f(hi) - f(lo)))
-    grid = np.asarray(sorted(space), float)
-    return float(np.argmin(np.abs(grid - value)) / max(len(grid) - 1, 1))
+from .models import EDGE_SHARE, grid_position
 
 # %% ../nbs/05_evaluation.ipynb #d83f3190
 def _recommender_spaces() -> dict:
@@ -929,17 +919,27 @@ def _recommender_settings(models: dict, tuning: pd.DataFrame | None) -> list[tup
 
 def tuning_edges(models: dict, # `load_models(run)`
                  recommender_tuning: pd.DataFrame | None = None, # the models stage's recommender trials (model, parameter columns, cv_ndcg@K)
+                 searches: pd.DataFrame | None = None, # the models stage's search edges (`SEARCH_EDGES`: final space, widenings, status), if stored
                 ) -> pd.DataFrame:
-    "Each tuned setting of every tuned candidate, its place in its search space, and whether it sits at an edge."
+    "Each tuned setting of every tuned candidate, its place in its (final) search space, the widenings done, and whether it sits at an edge."
     rows = [{"model": m, "parameter": k, "chosen": float(v), "search_space": str(space), "position": grid_position(float(v), space), "selected": sel}
             for m, k, v, space, sel in _matcher_settings(models) + _recommender_settings(models, recommender_tuning)]
-    df = pd.DataFrame(rows, columns=["model", "parameter", "chosen", "search_space", "position", "selected"])
+    df = pd.DataFrame(rows, columns=["model", "parameter", "chosen", "search_space", "position", "selected"]).assign(widenings=0, status="not widened")
+    if searches is not None and len(searches):
+        s = searches.set_index(["model", "parameter"])
+        for i, r in df.iterrows():
+            if (r.model, r.parameter) in s.index:
+                f = s.loc[(r.model, r.parameter)]
+                df.loc[i, ["search_space", "widenings", "status"]] = [f["search_space"], int(f["widenings"]), f["status"]]
+                df.loc[i, "position"] = float(f["position"]) if np.isclose(f["chosen"], r.chosen) else np.nan
     return df.assign(at_edge=(df["position"] <= EDGE_SHARE) | (df["position"] >= 1 - EDGE_SHARE))
 
 def edge_flags(edges: pd.DataFrame) -> list[str]:
-    "A sentence for each tuned setting at the edge of its search space."
+    "A sentence for each tuned setting still at the edge of its search space (not at a natural bound; after the widenings, if any)."
+    warn = edges["at_edge"] & (edges["status"] != "natural bound") if "status" in edges else edges["at_edge"]
     return [f"{r.model} ({'selected' if r.selected else 'candidate, not selected'}): {r.parameter} = {r.chosen:g} is at the "
-            f"{'low' if r.position <= .5 else 'high'} edge of its search space {r.search_space}; widen the search" for r in edges[edges["at_edge"]].itertuples()]
+            f"{'low' if r.position <= .5 else 'high'} edge of its search space {r.search_space}"
+            f"{f' after {r.widenings} widenings' if getattr(r, 'widenings', 0) else ''}; widen the search" for r in edges[warn].itertuples()]
 
 # %% ../nbs/05_evaluation.ipynb #6ac0bd11
 METRIC_RATIONALE = pd.DataFrame([
@@ -992,10 +992,11 @@ def _stage_inputs(run) -> dict:
     from thinkalike_ml.models import load_models, load_predictions
     from thinkalike_ml.splits import load_splits
     from thinkalike_ml.features import load_features
-    from thinkalike_ml.models import RECOMMENDER_TUNING
+    from thinkalike_ml.models import RECOMMENDER_TUNING, SEARCH_EDGES
     return {"predictions": load_predictions(run), "models": load_models(run), "data": load_dataset(run), "splits": load_splits(run),
             "features": load_features(run), "truth": load_truth(run),
-            "recommender_tuning": run.read_table(RECOMMENDER_TUNING) if run.exists(RECOMMENDER_TUNING) else None}
+            "recommender_tuning": run.read_table(RECOMMENDER_TUNING) if run.exists(RECOMMENDER_TUNING) else None,
+            "search_edges": run.read_table(SEARCH_EDGES) if run.exists(SEARCH_EDGES) else None}
 
 def evaluate_matcher_predictions(inputs: dict, n_resamples: int, seed: int) -> tuple[MatcherEvaluation, pd.DataFrame] | None:
     "The matcher's evaluation and reliability table (selected model, baselines, oracle), or None without match suggestions."
@@ -1028,6 +1029,7 @@ def acceptance_pool(inputs: dict) -> np.ndarray:
     truth = inputs["truth"]
     if truth is not None and "p_accept" in truth["suggestions"]: return truth["suggestions"]["p_accept"].to_numpy(float)
     m = inputs["predictions"]["matcher"]
+    m = m[["suggestion_id", "split", "accepted"]]  # only the columns needed: the filter copies 3 columns of the long table, not all
     return m.loc[m["split"] == "test"].drop_duplicates("suggestion_id")["accepted"].to_numpy(float)
 
 # %% ../nbs/05_evaluation.ipynb #56554c67
@@ -1119,7 +1121,7 @@ def run_evaluation_stage(run, # the run's `RunDirectory`
     rec_strategies = (evaluate_recommender_validation(inputs, params["top_k"], params["n_folds"], seed,
                                                       float(recommender.metrics.set_index(["model", "metric"]).loc[(recommender.selected, "ndcg"), "value"]))
                       if recommender is not None else None)
-    edges = tuning_edges(inputs["models"], inputs.get("recommender_tuning"))
+    edges = tuning_edges(inputs["models"], inputs.get("recommender_tuning"), inputs.get("search_edges"))
     flags += edge_flags(edges)
     from thinkalike_ml.splits import few_users_warning
     few = few_users_warning(int(recommender.relevance["users"]), params.get("min_evaluated_users", 200)) if recommender is not None else ""

@@ -21,18 +21,20 @@ from .splits import SPLITS
 from .tracking import measured, tracked_run
 
 # %% auto #0
-__all__ = ['LOGREG_GRID', 'HGB_SEARCH_SPACE', 'MIN_LOG_LOSS_GAIN', 'HGB_TUNING_MAX_ROWS', 'HGB_TUNING_MAX_FOLDS',
-           'PREDICTION_COLUMNS', 'ITEM_KNN_NEIGHBORS_GRID', 'ITEM_KNN_SHRINK', 'TRENDING_HALF_LIFE_GRID',
-           'EASE_L2_RANGE', 'EASE_MAX_ITEMS', 'RECOMMENDER_CANDIDATES', 'LIST_COLUMNS', 'RELEVANT_COLUMNS',
-           'MODELS_DIR', 'MATCHER_MODEL', 'RECOMMENDER_MODEL', 'MATCHER_PREDICTIONS', 'RECOMMENDER_LISTS',
-           'RECOMMENDER_RELEVANT', 'MATCHER_SUMMARY', 'RECOMMENDER_SUMMARY', 'MATCHER_SCORES', 'MATCHER_LOGREG_GRID',
-           'MATCHER_HGB_TRIALS', 'RECOMMENDER_SCORES', 'RECOMMENDER_TUNING', 'MOVIETWEETINGS_PROTOCOL', 'top_k_items',
-           'ranking_metrics', 'InteractionData', 'interaction_data', 'Recommender', 'RandomRecommender',
-           'MostPopularRecommender', 'TimeDecayedPopularityRecommender', 'ItemKNNRecommender', 'EASERecommender',
-           'ValueProfileRecommender', 'recommend', 'EvaluationSplit', 'evaluation_split', 'evaluate_on_split',
-           'evaluate_recommender', 'movietweetings_split', 'evaluate_movietweetings_protocol',
-           'tune_recommender_on_validation', 'ValueSimilarityBaseline', 'classification_scores', 'make_logreg',
-           'make_hgb', 'cv_splits', 'grid_search_logreg', 'optuna_search_hgb', 'calibrate_on_validation', 'MatcherData',
+__all__ = ['EDGE_SHARE', 'NATURAL_BOUNDS', 'SEARCH_STATUSES', 'LOGREG_GRID', 'HGB_SEARCH_SPACE', 'MIN_LOG_LOSS_GAIN',
+           'HGB_TUNING_MAX_ROWS', 'HGB_TUNING_MAX_FOLDS', 'PREDICTION_COLUMNS', 'ITEM_KNN_NEIGHBORS_GRID',
+           'ITEM_KNN_SHRINK', 'TRENDING_HALF_LIFE_GRID', 'EASE_L2_RANGE', 'EASE_MAX_ITEMS', 'RECOMMENDER_CANDIDATES',
+           'LIST_COLUMNS', 'RELEVANT_COLUMNS', 'MODELS_DIR', 'MATCHER_MODEL', 'RECOMMENDER_MODEL',
+           'MATCHER_PREDICTIONS', 'RECOMMENDER_LISTS', 'RECOMMENDER_RELEVANT', 'MATCHER_SUMMARY', 'RECOMMENDER_SUMMARY',
+           'MATCHER_SCORES', 'MATCHER_LOGREG_GRID', 'MATCHER_HGB_TRIALS', 'RECOMMENDER_SCORES', 'RECOMMENDER_TUNING',
+           'SEARCH_EDGES', 'MOVIETWEETINGS_PROTOCOL', 'top_k_items', 'ranking_metrics', 'InteractionData',
+           'interaction_data', 'Recommender', 'RandomRecommender', 'MostPopularRecommender',
+           'TimeDecayedPopularityRecommender', 'ItemKNNRecommender', 'EASERecommender', 'ValueProfileRecommender',
+           'recommend', 'EvaluationSplit', 'evaluation_split', 'evaluate_on_split', 'evaluate_recommender',
+           'movietweetings_split', 'evaluate_movietweetings_protocol', 'tune_recommender_on_validation',
+           'ValueSimilarityBaseline', 'classification_scores', 'is_range', 'grid_position', 'edge_side', 'widen_space',
+           'search_edge', 'widening_grid_search', 'widen_study', 'check_widenings', 'make_logreg', 'make_hgb',
+           'cv_splits', 'grid_search_logreg', 'optuna_search_hgb', 'calibrate_on_validation', 'MatcherData',
            'matcher_data', 'MatcherTuning', 'tune_matcher', 'fit_matcher_candidates', 'calibrate_candidates',
            'matcher_predictions', 'matcher_scores', 'select_matcher', 'matcher_metrics', 'MatcherResult',
            'train_matcher', 'RecommenderData', 'recommender_data', 'cv_ndcg', 'grid_trials', 'optuna_ease',
@@ -337,6 +339,113 @@ def classification_scores(y, # true 0/1 labels
     auc = roc_auc_score(y, p) if len(np.unique(y)) == 2 else float("nan")
     return {"roc_auc": float(auc), "log_loss": float(log_loss(y, p, labels=[0, 1])), "brier": float(brier_score_loss(y, p))}
 
+# %% ../nbs/04_models.ipynb #74a3dc60
+EDGE_SHARE = 0.05  # a tuned value within this share of its (log-)range from an end, or a grid's first or last value, is "at the edge"
+
+NATURAL_BOUNDS = {  # (lowest, highest) value a searched parameter may take when its space widens (None: unbounded; positive grids widen by ratios)
+    "logisticregression__C": (None, None), "learning_rate": (None, 1.0), "max_leaf_nodes": (2, None), "min_samples_leaf": (1, None),
+    "l2_regularization": (None, None), "max_features": (0.05, 1.0), "n_neighbors": (1, None), "half_life_days": (None, None), "l2": (None, None)}
+
+def is_range(space) -> bool:
+    "Whether `space` is an Optuna range `(low, high, log)` rather than a grid of values."
+    return isinstance(space, tuple) and len(space) == 3 and isinstance(space[2], bool)
+
+def grid_position(value: float, space) -> float:
+    "Where `value` sits in `space`: 0..1 across a (low, high, log) range, or index / (len - 1) in a grid of values."
+    if is_range(space):
+        lo, hi, log = space
+        f = np.log if log else (lambda v: v)
+        return float((f(value) - f(lo)) / (f(hi) - f(lo)))
+    grid = np.asarray(sorted(space), float)
+    return float(np.argmin(np.abs(grid - value)) / max(len(grid) - 1, 1))
+
+def edge_side(value: float, # the chosen value
+              space, # a grid of values, or an Optuna range (low, high, log)
+              share: float = EDGE_SHARE, # how close to an end of a range counts as the edge
+             ) -> str | None:
+    "'low' or 'high' when `value` sits at that edge of `space`, else None (a grid of fewer than two values has no edge)."
+    if not is_range(space) and len(space) < 2: return None
+    pos = grid_position(float(value), space)
+    return "low" if pos <= share else "high" if pos >= 1 - share else None
+
+def widen_space(space, # a grid of values, or an Optuna range (low, high, log)
+                side: str, # 'low' or 'high'
+                bounds: tuple = (None, None), # the parameter's natural (lowest, highest) values, inclusive
+               ):
+    "`space` widened one step beyond its `side` end within `bounds`, or None when that end cannot move (it is at its bound)."
+    if side not in ("low", "high"): raise ValueError(f"side must be 'low' or 'high', not {side!r}")
+    lo_b, hi_b = (-np.inf if bounds[0] is None else bounds[0]), (np.inf if bounds[1] is None else bounds[1])
+    def settle(v, integer):
+        v = min(max(v, lo_b), hi_b)
+        v = float(f"{v:.12g}") if np.isfinite(v) else v  # 0.1 * 0.1 is 0.01, not 0.010000000000000002
+        return v if not integer else int(np.ceil(v - 1e-9) if side == "low" else np.floor(v + 1e-9)) if np.isfinite(v) else v
+    if is_range(space):
+        lo, hi, log = space
+        integer = isinstance(lo, (int, np.integer)) and isinstance(hi, (int, np.integer))
+        step = (hi / lo) ** 0.5 if log else (hi - lo) / 2
+        new = settle((lo / step if log else lo - step) if side == "low" else (hi * step if log else hi + step), integer)
+        if (side == "low" and not new < lo) or (side == "high" and not new > hi): return None
+        return (new, hi, log) if side == "low" else (lo, new, log)
+    g = sorted(space)
+    integer = all(isinstance(v, (int, np.integer)) for v in g)
+    a, b = (g[1], g[0]) if side == "low" else (g[-2], g[-1])
+    new = settle(b * (b / a) if a > 0 and b > 0 else b + (b - a), integer)
+    if (side == "low" and not new < g[0]) or (side == "high" and not new > g[-1]): return None
+    return tuple(sorted([*g, new]))
+
+def search_edge(model: str, parameter: str, initial, space, chosen: float, widenings: int, status: str) -> dict:
+    "One row of a search's edge table: the final space, the chosen value and its position, the widenings done and the status."
+    return {"model": model, "parameter": parameter, "initial_space": str(initial), "search_space": str(space), "chosen": float(chosen),
+            "position": grid_position(float(chosen), space), "widenings": int(widenings), "status": status}
+
+SEARCH_STATUSES = ("inside", "natural bound", "budget exhausted")  # where a search ended: inside its space, at a natural bound, or still at an edge
+
+def widening_grid_search(grid, # the initial grid of values
+                         score, # score(values) -> one score per value, higher is better
+                         max_widenings: int = 2, # at most this many widenings
+                         bounds: tuple = (None, None), # natural bounds of the parameter
+                         model: str = "", parameter: str = "", # names for the edge row
+                        ) -> tuple[list, dict]:
+    "Score every value of `grid`; while the best sits at a grid edge, widen the grid there and score the new value: ([(value, score)], edge row)."
+    space = tuple(sorted(grid))
+    values, scores, n = list(space), list(score(list(space))), 0
+    while True:
+        best = values[int(np.argmax(scores))]
+        side = edge_side(best, space)
+        wider = widen_space(space, side, bounds) if side else None
+        status = "inside" if side is None else "natural bound" if wider is None else "budget exhausted" if n >= max_widenings else None
+        if status: break
+        new = [v for v in wider if v not in space]
+        values += new; scores += list(score(new)); space, n = wider, n + 1
+    return list(zip(values, scores)), search_edge(model, parameter, tuple(sorted(grid)), space, best, n, status)
+
+def widen_study(study, # an Optuna study already optimised over `space`
+                optimize, # optimize(space, n_trials) runs n_trials more trials of the study over `space`
+                space: dict, # parameter: (low, high, log)
+                max_widenings: int = 2, n_trials: int = 5, # at most this many widenings, each running this many more trials
+                model: str = "", bounds: dict | None = None, # names for the edge rows; natural bounds by parameter (default `NATURAL_BOUNDS`)
+               ) -> tuple[dict, list[dict]]:
+    "While the study's best value of some parameter sits at a range edge, widen those ranges and continue the study: (final space, edge rows)."
+    bounds = NATURAL_BOUNDS if bounds is None else bounds
+    initial, counts, n = dict(space), dict.fromkeys(space, 0), 0
+    while True:
+        best = study.best_params
+        sides = {p: edge_side(best[p], s) for p, s in space.items()}
+        wider = {p: widen_space(space[p], side, bounds.get(p, (None, None))) for p, side in sides.items() if side}
+        if n >= max_widenings or not any(w is not None for w in wider.values()): break
+        for p, w in wider.items():
+            if w is not None: space[p], counts[p] = w, counts[p] + 1
+        optimize(dict(space), n_trials); n += 1
+    best = study.best_params
+    status = lambda p: "inside" if not sides[p] else "natural bound" if wider[p] is None else "budget exhausted"
+    return space, [search_edge(model, p, initial[p], space[p], best[p], counts[p], status(p)) for p in space]
+
+def check_widenings(max_widenings) -> int:
+    "`max_widenings` as a count, or a clear error."
+    if isinstance(max_widenings, bool) or not isinstance(max_widenings, (int, np.integer)) or max_widenings < 0:
+        raise ValueError(f"max_grid_widenings must be a whole number >= 0, not {max_widenings!r}")
+    return int(max_widenings)
+
 # %% ../nbs/04_models.ipynb #bf2fa909
 LOGREG_GRID = {"logisticregression__C": [0.001, 0.01, 0.1, 1.0, 10.0]}  # grid of the logistic regression's inverse regularisation
 
@@ -388,8 +497,9 @@ def optuna_search_hgb(X: pd.DataFrame, y, folds, # training features, labels, th
                       on_trial=None, # called as on_trial(trial_number, params, mean_log_loss, fold_losses, seconds)
                       max_rows: int | None = HGB_TUNING_MAX_ROWS, # subsample the rows to at most this many (None: all)
                       max_folds: int | None = HGB_TUNING_MAX_FOLDS, # use at most this many folds as validation folds
+                      max_widenings: int = 0, # widen ranges whose best value sits at an edge (`widen_study`) at most this many times
                      ):
-    "Optuna TPE (seeded) over `HGB_SEARCH_SPACE`, each trial scored by mean log loss over the folds, with median pruning."
+    "Optuna TPE (seeded) over `HGB_SEARCH_SPACE`, each trial scored by mean log loss over the folds, with median pruning; the edge rows in `study.user_attrs['search_edges']`."
     import optuna
     y, cv = np.asarray(y), cv_splits(folds)
     if max_rows is not None and len(y) > max_rows:
@@ -398,9 +508,10 @@ def optuna_search_hgb(X: pd.DataFrame, y, folds, # training features, labels, th
         X, y = X.iloc[keep], y[keep]
         cv = [(new[tr][new[tr] >= 0], new[va][new[va] >= 0]) for tr, va in cv]
     cv = [(tr, va) for tr, va in cv if len(tr) and len(va)][: max_folds or None]
+    space = dict(HGB_SEARCH_SPACE)
     def objective(trial):
         params = {}
-        for name, (lo, hi, log) in HGB_SEARCH_SPACE.items():
+        for name, (lo, hi, log) in space.items():
             params[name] = (trial.suggest_int(name, lo, hi, log=log) if isinstance(lo, int) and isinstance(hi, int)
                             else trial.suggest_float(name, lo, hi, log=log))
         t0, losses = time.perf_counter(), []
@@ -417,6 +528,10 @@ def optuna_search_hgb(X: pd.DataFrame, y, folds, # training features, labels, th
     study = optuna.create_study(direction="minimize", sampler=optuna.samplers.TPESampler(seed=seed),
                                 pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=0))
     study.optimize(objective, n_trials=n_trials)
+    def optimize(wider, n):
+        space.update(wider); study.optimize(objective, n_trials=n)
+    _, edges = widen_study(study, optimize, dict(space), check_widenings(max_widenings), max(3, n_trials // 2), "matcher hgb")
+    study.set_user_attr("search_edges", edges)
     return study
 
 # %% ../nbs/04_models.ipynb #0668e6c4
@@ -479,24 +594,30 @@ class MatcherTuning:
     grid: pd.DataFrame  # the logistic regression's grid: C, cv_log_loss, cv_roc_auc
     trials: pd.DataFrame  # the Optuna trials: trial, settings, cv_log_loss (NaN if pruned), folds_run, seconds
     seconds: dict  # logreg_search_seconds, hgb_search_seconds
+    edges: pd.DataFrame = field(default_factory=pd.DataFrame)  # each searched parameter's final space, chosen value, position, widenings, status
 
 def tune_matcher(data: MatcherData, # the matcher's rows
                  seed: int = 0, # seed of the searches and the models
                  n_trials: int = 20, # Optuna trials of the boosted trees
                  grid: dict | None = None, # the logistic regression's grid (default `LOGREG_GRID`)
+                 max_widenings: int = 2, # widenings of a search space whose best value sits at its edge
                 ) -> MatcherTuning:
-    "Grid search of the logistic regression and Optuna search of the boosted trees, on the training folds."
-    X, y = data.X("train"), data.y("train")
-    with measured() as m: gs = grid_search_logreg(X, y, data.cv_folds(), seed, grid)
-    cv = pd.DataFrame(gs.cv_results_)
-    grid_table = pd.DataFrame({"C": cv["param_logisticregression__C"].astype(float), "cv_log_loss": -cv["mean_test_neg_log_loss"],
-                               "cv_roc_auc": cv["mean_test_roc_auc"]})
+    "Grid search of the logistic regression and Optuna search of the boosted trees on the training folds, each widening itself at an edge."
+    X, y, key, parts = data.X("train"), data.y("train"), "logisticregression__C", []
+    max_widenings = check_widenings(max_widenings)
+    def score(values):
+        cv = pd.DataFrame(grid_search_logreg(X, y, data.cv_folds(), seed, {key: list(values)}).cv_results_)
+        parts.append(pd.DataFrame({"C": cv[f"param_{key}"].astype(float), "cv_log_loss": -cv["mean_test_neg_log_loss"], "cv_roc_auc": cv["mean_test_roc_auc"]}))
+        return (-parts[-1]["cv_log_loss"]).tolist()
+    with measured() as m:
+        _, lr_edge = widening_grid_search((grid or LOGREG_GRID)[key], score, max_widenings, NATURAL_BOUNDS[key], "matcher logreg", "C")
     trials = []
     def on_trial(i, p, loss, losses, secs):
         trials.append({"trial": i, **p, "cv_log_loss": loss, "folds_run": len(losses), "seconds": secs})
-    with measured() as h: study = optuna_search_hgb(X, y, data.cv_folds(), n_trials=n_trials, seed=seed, on_trial=on_trial)
-    return MatcherTuning(gs.best_params_, study.best_params, grid_table, pd.DataFrame(trials),
-                         {"logreg_search_seconds": m.seconds, "hgb_search_seconds": h.seconds})
+    with measured() as h: study = optuna_search_hgb(X, y, data.cv_folds(), n_trials=n_trials, seed=seed, on_trial=on_trial, max_widenings=max_widenings)
+    edges = pd.DataFrame([lr_edge, *study.user_attrs["search_edges"]])
+    return MatcherTuning({key: lr_edge["chosen"]}, study.best_params, pd.concat(parts, ignore_index=True), pd.DataFrame(trials),
+                         {"logreg_search_seconds": m.seconds, "hgb_search_seconds": h.seconds}, edges)
 
 # %% ../nbs/04_models.ipynb #165da079
 def fit_matcher_candidates(data: MatcherData, tuning: MatcherTuning, seed: int = 0) -> tuple[dict, dict]:
@@ -609,7 +730,7 @@ def train_matcher(pair_features: pd.DataFrame, # the features stage's pair table
                  ) -> MatcherResult:
     "Split, tune, fit, calibrate, predict, score and select the matcher."
     data = matcher_data(pair_features, columns, params.get("n_folds", 3), fold_roles)
-    tuning = tune_matcher(data, params["seed"], params["n_trials"])
+    tuning = tune_matcher(data, params["seed"], params["n_trials"], max_widenings=params.get("max_grid_widenings", 2))
     models, fit_timing = fit_matcher_candidates(data, tuning, params["seed"])
     calibrated = calibrate_candidates(models, data)
     predictions, predict_timing = matcher_predictions(data, models, calibrated, truth)
@@ -685,18 +806,24 @@ def grid_trials(folds: list, k: int, model: str, param: str, values, make) -> li
     "One trial per value of `param`: `make(value)` scored by `cv_ndcg`."
     return [{"model": model, param: v, f"cv_ndcg@{k}": cv_ndcg(lambda: make(v), folds, k), "search": "grid"} for v in values]
 
-def optuna_ease(folds: list, k: int = 10, seed: int = 0, n_trials: int = 20):
-    "Optuna TPE (seeded) over EASE's log-scaled l2 by `cv_ndcg`: (trials, study)."
+def optuna_ease(folds: list, k: int = 10, seed: int = 0, n_trials: int = 20,
+                max_widenings: int = 0, # widen the l2 range when its best value sits at an edge (`widen_study`), at most this many times
+               ):
+    "Optuna TPE (seeded) over EASE's log-scaled l2 by `cv_ndcg`: (trials, study); the edge row in `study.user_attrs['search_edges']`."
     import optuna
-    trials = []
+    trials, space = [], {"l2": (*EASE_L2_RANGE, True)}
     def objective(trial):
-        l2 = trial.suggest_float("l2", *EASE_L2_RANGE, log=True)
+        l2 = trial.suggest_float("l2", *space["l2"][:2], log=True)
         s = cv_ndcg(lambda: EASERecommender(l2, max_items=EASE_MAX_ITEMS), folds, k)
         trials.append({"model": "ease", "l2": l2, f"cv_ndcg@{k}": s, "search": "optuna", "trial": trial.number})
         return s
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed))
     study.optimize(objective, n_trials=n_trials)
+    def optimize(wider, n):
+        space.update(wider); study.optimize(objective, n_trials=n)
+    _, edges = widen_study(study, optimize, dict(space), check_widenings(max_widenings), max(3, n_trials // 2), "recommender ease")
+    study.set_user_attr("search_edges", edges)
     return trials, study
 
 # %% ../nbs/04_models.ipynb #0aa92615
@@ -706,17 +833,28 @@ class RecommenderTuning:
     table: pd.DataFrame  # every trial: model, its parameter, cv_ndcg@k, search ('grid' or 'optuna'), trial
     best: dict  # item_knn_n_neighbors, trending_half_life_days, ease_l2
     cv: dict  # time-fold NDCG@k of each model at its best setting, baselines included
+    edges: pd.DataFrame = field(default_factory=pd.DataFrame)  # each searched parameter's final space, chosen value, position, widenings, status
 
 def _best_setting(table: pd.DataFrame, model: str, param: str, k: int):
     "The value of `param` in `model`'s best trial."
     return table[table["model"] == model].sort_values(f"cv_ndcg@{k}", ascending=False)[param].iloc[0]
 
-def tune_recommender(data: RecommenderData, k: int = 10, seed: int = 0, n_trials: int = 20) -> RecommenderTuning:
-    "Search item-kNN and trending on grids and EASE with Optuna on the time folds; score the baselines on the same folds."
-    folds, col = data.folds, f"cv_ndcg@{k}"
-    rows = grid_trials(folds, k, "item_knn", "n_neighbors", ITEM_KNN_NEIGHBORS_GRID, lambda v: ItemKNNRecommender(v, ITEM_KNN_SHRINK))
-    rows += grid_trials(folds, k, "trending", "half_life_days", TRENDING_HALF_LIFE_GRID, TimeDecayedPopularityRecommender)
-    ease, study = optuna_ease(folds, k, seed, n_trials)
+def tune_recommender(data: RecommenderData, k: int = 10, seed: int = 0, n_trials: int = 20,
+                     max_widenings: int = 2, # widenings of a search space whose best value sits at its edge
+                    ) -> RecommenderTuning:
+    "Search item-kNN and trending on grids and EASE with Optuna on the time folds, each widening itself at an edge; score the baselines on the same folds."
+    folds, col, rows, edges = data.folds, f"cv_ndcg@{k}", [], []
+    max_widenings = check_widenings(max_widenings)
+    n_items = min(f.data.n_items for f in folds)
+    for model, param, grid, make, hi in (("item_knn", "n_neighbors", ITEM_KNN_NEIGHBORS_GRID, lambda v: ItemKNNRecommender(v, ITEM_KNN_SHRINK), max(n_items - 1, 1)),
+                                         ("trending", "half_life_days", TRENDING_HALF_LIFE_GRID, TimeDecayedPopularityRecommender, None)):
+        def score(values):
+            new = grid_trials(folds, k, model, param, values, make)
+            rows.extend(new); return [r[col] for r in new]
+        lo = NATURAL_BOUNDS[param][0]
+        edges.append(widening_grid_search(grid, score, max_widenings, (lo, hi), f"recommender {model}", param)[1])
+    ease, study = optuna_ease(folds, k, seed, n_trials, max_widenings)
+    edges += study.user_attrs["search_edges"]
     table = pd.DataFrame(rows + ease)
     best = {"item_knn_n_neighbors": int(_best_setting(table, "item_knn", "n_neighbors", k)),
             "trending_half_life_days": float(_best_setting(table, "trending", "half_life_days", k)), "ease_l2": study.best_params["l2"]}
@@ -724,7 +862,7 @@ def tune_recommender(data: RecommenderData, k: int = 10, seed: int = 0, n_trials
           "item_knn": float(table[table["model"] == "item_knn"][col].max()), "ease": float(study.best_value),
           "trending": float(table[table["model"] == "trending"][col].max())}
     if data.user_features is not None: cv["value_profile"] = cv_ndcg(lambda: ValueProfileRecommender(), folds, k)
-    return RecommenderTuning(table, best, cv)
+    return RecommenderTuning(table, best, cv, pd.DataFrame(edges))
 
 # %% ../nbs/04_models.ipynb #4bfecfac
 RECOMMENDER_CANDIDATES = ("trending", "item_knn", "ease", "value_profile")  # the models `select_recommender` chooses from
@@ -926,7 +1064,7 @@ def train_recommender(interactions: pd.DataFrame, # the dataset's interactions
     "Tune, select, fit, list, score and package the recommender; the test period is scored by models fitted on training + validation."
     seed, k = params["seed"], params["top_k"]
     data = recommender_data(interactions, splits, user_features)
-    tuning = tune_recommender(data, k, seed, params["n_trials"])
+    tuning = tune_recommender(data, k, seed, params["n_trials"], params.get("max_grid_widenings", 2))
     selected = select_recommender(tuning.cv)
     final = evaluation_split(pd.concat([data.train, data.validation]), data.test, data.user_features)
     makers = recommender_makers(tuning.best, seed, data.user_features is not None)
@@ -952,6 +1090,7 @@ MATCHER_LOGREG_GRID = "tables/matcher_logreg_grid.parquet"
 MATCHER_HGB_TRIALS = "tables/matcher_hgb_trials.parquet"
 RECOMMENDER_SCORES = "tables/recommender_scores.parquet"
 RECOMMENDER_TUNING = "tables/recommender_tuning.parquet"
+SEARCH_EDGES = "tables/search_edges.parquet"  # every searched parameter: initial and final space, chosen value, position, widenings, status
 MOVIETWEETINGS_PROTOCOL = "tables/movietweetings_protocol.parquet"
 
 def _write_verified_table(run, relpath: str, df: pd.DataFrame):
@@ -984,8 +1123,15 @@ def persist_matcher(run, # the run's `RunDirectory`
     run.write_table(MATCHER_SCORES, result.scores)
     run.write_table(MATCHER_LOGREG_GRID, result.tuning.grid)
     run.write_table(MATCHER_HGB_TRIALS, result.tuning.trials)
+    run.write_table(SEARCH_EDGES, pd.concat([result.tuning.edges, _read_edges(run, "recommender ")], ignore_index=True))
     run.write_json(MATCHER_SUMMARY, {"selected": result.selected, "columns": result.data.columns, "logreg_best": result.tuning.logreg_best,
                                      "hgb_best": result.tuning.hgb_best, "timing": result.timing})
+
+def _read_edges(run, prefix: str) -> pd.DataFrame:
+    "The stored search-edge rows of one family (models starting with `prefix`), or none."
+    if not run.exists(SEARCH_EDGES): return pd.DataFrame()
+    e = run.read_table(SEARCH_EDGES)
+    return e[e["model"].str.startswith(prefix)] if len(e) else e
 
 def _empty_lists() -> pd.DataFrame:
     "Recommender lists and relevant items without rows (a source without interactions)."
@@ -1006,6 +1152,7 @@ def persist_recommender(run, # the run's `RunDirectory`
     _write_verified_table(run, RECOMMENDER_RELEVANT, result.relevant)
     run.write_table(RECOMMENDER_SCORES, result.scores)
     run.write_table(RECOMMENDER_TUNING, result.tuning.table)
+    run.write_table(SEARCH_EDGES, pd.concat([_read_edges(run, "matcher "), result.tuning.edges], ignore_index=True))
     run.write_json(RECOMMENDER_SUMMARY, {"selected": result.selected, "ease_l2": result.tuning.best["ease_l2"],
                                          "item_knn_n_neighbors": result.tuning.best["item_knn_n_neighbors"],
                                          "trending_half_life_days": result.tuning.best["trending_half_life_days"],
@@ -1145,6 +1292,14 @@ def track_dataset(run, data: dict) -> None:
     except Exception as e: warnings.warn(f"could not log the dataset input to MLflow: {e}")
     mlflow.set_tags({"thinkalike.dataset_version": str(ver.get("version"))})
 
+def _edge_params(edges: pd.DataFrame) -> dict:
+    "MLflow parameters of the searches' widenings: final space, widenings done and status of every searched parameter."
+    out = {}
+    for r in edges.to_dict("records"):
+        name = f"{r['model'].replace(' ', '.')}.{r['parameter']}"
+        out |= {f"{name}.search_space": r["search_space"], f"{name}.widenings": r["widenings"], f"{name}.search_status": r["status"]}
+    return out
+
 def track_matcher(result: MatcherResult) -> None:
     "Log the matcher's trials (nested runs), its selection and tuned settings, and the selected calibrated model."
     import mlflow, skops.io as sio
@@ -1155,7 +1310,7 @@ def track_matcher(result: MatcherResult) -> None:
         _log_trial(f"matcher-hgb-trial-{r['trial']}", {"model": "hgb", **{p: r[p] for p in HGB_SEARCH_SPACE}},
                    {"cv_log_loss": r["cv_log_loss"], "folds_run": float(r["folds_run"]), "seconds": r["seconds"]})
     _log_params({"matcher.selected": result.selected, "matcher.logreg.C": result.tuning.logreg_best["logisticregression__C"],
-                 **{f"matcher.hgb.{k}": v for k, v in result.tuning.hgb_best.items()}})
+                 **{f"matcher.hgb.{k}": v for k, v in result.tuning.hgb_best.items()}, **_edge_params(result.tuning.edges)})
     model, ex = result.model, result.data.X("test").head(5)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=_INT_SCHEMA_HINT, category=UserWarning)
@@ -1178,7 +1333,8 @@ def track_recommender(result: RecommenderResult) -> None:
     for r in result.tuning.table.to_dict("records"): _log_trial(*_recommender_trial(r, k), {f"cv_ndcg_at_{k}": r[f"cv_ndcg@{k}"]})
     best = result.tuning.best
     _log_params({"recommender.selected": result.selected, "recommender.ease.l2": best["ease_l2"],
-                 "recommender.item_knn.n_neighbors": best["item_knn_n_neighbors"], "recommender.trending.half_life_days": best["trending_half_life_days"]})
+                 "recommender.item_knn.n_neighbors": best["item_knn_n_neighbors"], "recommender.trending.half_life_days": best["trending_half_life_days"],
+                 **_edge_params(result.tuning.edges)})
     rec = result.package
     ex = pd.DataFrame({"user_id": [str(u) for u in rec.data.users[:3]]})
     if rec.data.user_features is not None:

@@ -77,7 +77,7 @@ STAGES: list[Stage] = [
                                                  "dask_scheduler", "dask_partition_rows"), loaders=("load_features",)),
     Stage("models", "04_models", "thinkalike_ml.models",
           "matcher and recommender: baselines, tuning, calibration, stored predictions, MLflow tracking",
-          runner="run_models_stage", params=("seed", "n_trials", "top_k", "n_folds", "mlflow_experiment"),
+          runner="run_models_stage", params=("seed", "n_trials", "max_grid_widenings", "top_k", "n_folds", "mlflow_experiment"),
           loaders=("load_models", "load_predictions"),
           headline=("matcher_test_roc_auc", "matcher_test_oracle_roc_auc", "recommender_test_ndcg",
                     "recommender_test_most_popular_ndcg")),
