@@ -238,8 +238,10 @@ def test_the_saved_mitigated_matcher_reproduces_its_predictions_and_the_registry
     if not saved:  # nothing recommended: then the stage must say why (unmitigated meets the threshold or nothing improves)
         mt = f["mitigation"]
         assert f["summary"]["recommended_mitigation"]["mitigation"] == "none"
-        base = mt["gate_upper"].iloc[0]  # recommended by the gate's upper bound
-        assert base <= params["fairness_threshold"] or mt["gate_upper"].iloc[1:].min() >= base
+        metric = f["summary"]["recommended_mitigation"]["metric"]  # the population DP's upper end (the gate's upper bound without population pairs)
+        assert metric == ("population_dp_ci_high" if params["fairness_population_pairs"] else "gate_upper")
+        base, cand = mt[metric].iloc[0], mt.iloc[1:]
+        assert base <= params["fairness_threshold"] or cand.loc[cand["gate_verdict"] != "fail", metric].min() >= base
         return
     obj = load_mitigated_matcher(run)
     assert obj["mitigation"] == saved["mitigation"] and "model" in obj
@@ -459,3 +461,21 @@ def test_the_fairness_gate_fails_at_most_5_percent_at_the_threshold_and_can_pass
     assert (verdicts(0.0, 300_000, 3) == "pass").all()
     r = fairness_gate_verdict([0, 1] * 20, [0, 1] * 20, pd.DataFrame({"g": ["x"] * 30 + ["y"] * 10}), 0.05, min_group_size=30)
     assert r["verdict"] is None and r["small_groups"] == ["g=y"]  # a small group is reported, not gated
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(3600)  # the default profile's data, splits, features, models, evaluation and fairness stages
+def test_on_the_default_run_the_recommended_matcher_is_within_the_threshold_on_the_population(tmp_path, monkeypatch):
+    "Done-when of the fairness issue: the recommended model's population DP difference, upper end of its 95% interval, is within `fairness_threshold`."
+    from thinkalike_ml.pipeline import run_pipeline
+    from helpers import temporary_registry
+    with temporary_registry(tmp_path):
+        run = run_pipeline(until="fairness", reports_dir=tmp_path / "reports", progress=False)
+    f = load_fairness(run)
+    rec, mt = f["summary"]["recommended_mitigation"], f["mitigation"].set_index("model")
+    assert rec["metric"] == "population_dp_ci_high" and rec["population"]["pairs"] == run.params["fairness_population_pairs"] > 0
+    chosen = mt.loc["unmitigated" if rec["mitigation"] == "none" else rec["mitigation"]]
+    assert chosen["population_dp_difference"] <= chosen["population_dp_ci_high"] <= run.params["fairness_threshold"]
+    assert rec["population_dp_ci_high"] == pytest.approx(chosen["population_dp_ci_high"]) and np.isfinite(rec["accuracy_change"])
+    pp = f["population_parity"]
+    assert set(pp["model"]) == set(mt.index) and {"gender", "age_band", "region", "(largest)"} <= set(pp["attribute"])

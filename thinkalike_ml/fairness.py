@@ -1011,8 +1011,7 @@ def recommend_fairest(table: pd.DataFrame, # the before/after table, the unmitig
         keep = (np.arange(len(table)) == 0) | (table["gate_verdict"] != "fail").to_numpy()
         out = recommend_mitigation(table[keep], threshold, "population_dp_ci_high")
         r = table.set_index("model").loc["unmitigated" if out["mitigation"] == "none" else out["mitigation"]]
-        return out | {"population_dp_difference": float(r["population_dp_difference"]), "population_dp_ci_low": float(r["population_dp_ci_low"]),
-                      "population_dp_ci_high": float(r["population_dp_ci_high"])}
+        return out | {k: float(r[k]) for k in ("population_dp_difference", "population_dp_ci_low", "population_dp_ci_high") if k in r}
     return recommend_mitigation(table, threshold, "gate_upper" if "gate_upper" in table else "gated_difference")
 
 # %% ../nbs/06_fairness.ipynb #919ca3ff
