@@ -238,8 +238,10 @@ def test_the_saved_mitigated_matcher_reproduces_its_predictions_and_the_registry
     if not saved:  # nothing recommended: then the stage must say why (unmitigated meets the threshold or nothing improves)
         mt = f["mitigation"]
         assert f["summary"]["recommended_mitigation"]["mitigation"] == "none"
-        base = mt["gate_upper"].iloc[0]  # recommended by the gate's upper bound
-        assert base <= params["fairness_threshold"] or mt["gate_upper"].iloc[1:].min() >= base
+        metric = f["summary"]["recommended_mitigation"]["metric"]  # the population DP's upper end (the gate's upper bound without population pairs)
+        assert metric == ("population_dp_ci_high" if params["fairness_population_pairs"] else "gate_upper")
+        base, cand = mt[metric].iloc[0], mt.iloc[1:]
+        assert base <= params["fairness_threshold"] or cand.loc[cand["gate_verdict"] != "fail", metric].min() >= base
         return
     obj = load_mitigated_matcher(run)
     assert obj["mitigation"] == saved["mitigation"] and "model" in obj
@@ -259,6 +261,61 @@ def test_the_saved_mitigated_matcher_reproduces_its_predictions_and_the_registry
             g = pair_attributes(pf.loc[pr["suggestion_id"]].reset_index(), load_dataset(run)["users"], [obj["attribute"]])["suggested"][obj["attribute"]]
             X = with_group_columns(X, g, obj["model"][2])
         np.testing.assert_allclose(classifier_scores(model, X), pr["p"], atol=1e-12)
+
+
+def test_population_pairs_are_seeded_reproducible_and_pair_distinct_people():
+    from thinkalike_ml.fairness import population_pairs
+    people = [f"u{i}" for i in range(50)][::-1]
+    a, b = population_pairs(people, 5000, seed=3), population_pairs(people[::-1] + people[:5], 5000, seed=3)  # order and repeats do not matter
+    pd.testing.assert_frame_equal(a, b)
+    assert not a.equals(population_pairs(people, 5000, seed=4))
+    assert (a["user_a"] != a["user_b"]).all() and set(a["user_a"]) | set(a["user_b"]) <= set(people)
+    share = a["user_b"].value_counts(normalize=True)  # every person suggested about equally often
+    assert len(share) == 50 and share.max() < 2 / 50
+    with pytest.raises(ValueError, match="two distinct people"):
+        population_pairs(["u1", "u1"], 10)
+
+
+def _population(n_people=600, pairs=30_000, effect=0.0, seed=0):
+    "Pairs whose decisions depend on a per-person propensity (people differ a lot) and, with `effect`, on the suggested person's group."
+    from thinkalike_ml.fairness import population_pairs
+    rng = np.random.default_rng(seed)
+    people = np.array([f"p{i}" for i in range(n_people)], dtype=object)
+    group = pd.Series(rng.choice(["a", "b", "c"], n_people, p=[.5, .35, .15]), index=people)
+    propensity = pd.Series(rng.beta(2, 6, n_people), index=people)
+    pp = population_pairs(people, pairs, seed)
+    g = group.loc[pp["user_b"]].to_numpy()
+    p = np.clip(propensity.loc[pp["user_b"]].to_numpy() - effect * (g == "c"), 0, 1)
+    return (rng.random(pairs) < p).astype(int), pd.DataFrame({"g": g}), pp["user_b"]
+
+
+def test_population_parity_reaches_zero_without_a_group_effect_and_covers_a_real_one():
+    from thinkalike_ml.fairness import population_parity
+    covered = [population_parity(*_population(seed=s), n_bootstrap=200, seed=s).set_index("attribute").loc["g", "dp_difference_ci_low"] == 0
+               for s in range(20)]
+    assert np.mean(covered) >= 0.85, covered  # no group effect: the interval reaches 0 (nominally in 97.5% of data sets)
+    d, sens, who = _population(effect=0.1, seed=1)
+    r = population_parity(d, sens, who, n_bootstrap=300, seed=1).set_index("attribute")
+    assert 0 < r.loc["g", "dp_difference_ci_low"] and r.loc["g", "lowest_group"] == "c"
+    # the people-bootstrap is wider than a binomial interval that treats the pairs as independent
+    rates = pd.Series(d).groupby(sens["g"].to_numpy()).agg(["mean", "size"])
+    binomial_half = 1.96 * np.sqrt((rates["mean"] * (1 - rates["mean"]) / rates["size"]).sum())
+    assert r.loc["g", "dp_difference_ci_high"] - r.loc["g", "dp_difference"] > binomial_half
+
+
+def test_population_features_are_the_features_stages_own(small_fairness_run):
+    "The candidate pairs' features come from the features stage's pair function: for the test split's own pairs they equal the stored features."
+    from thinkalike_ml.fairness import fairness_inputs, population_inputs
+    run, params, m, _ = small_fairness_run
+    inputs = fairness_inputs(run)
+    pf = inputs["features"]["pair_features"]
+    test = pf[pf["split"] == "test"].head(200).reset_index(drop=True)
+    from thinkalike_ml import fairness
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(fairness, "population_pairs", lambda people, n, seed=0: test[["user_a", "user_b"]])
+        pop = population_inputs(inputs, ["region"], params | {"fairness_population_pairs": 200})
+    np.testing.assert_allclose(pop["X"].to_numpy(), test[inputs["features"]["pair_columns"]].to_numpy(float), atol=1e-12)
+    assert population_inputs(inputs, ["region"], params | {"fairness_population_pairs": 0}) is None
 
 
 def test_list_hits_agree_with_the_models_stages_ranking_metrics():
@@ -404,3 +461,21 @@ def test_the_fairness_gate_fails_at_most_5_percent_at_the_threshold_and_can_pass
     assert (verdicts(0.0, 300_000, 3) == "pass").all()
     r = fairness_gate_verdict([0, 1] * 20, [0, 1] * 20, pd.DataFrame({"g": ["x"] * 30 + ["y"] * 10}), 0.05, min_group_size=30)
     assert r["verdict"] is None and r["small_groups"] == ["g=y"]  # a small group is reported, not gated
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(3600)  # the default profile's data, splits, features, models, evaluation and fairness stages
+def test_on_the_default_run_the_recommended_matcher_is_within_the_threshold_on_the_population(tmp_path, monkeypatch):
+    "Done-when of the fairness issue: the recommended model's population DP difference, upper end of its 95% interval, is within `fairness_threshold`."
+    from thinkalike_ml.pipeline import run_pipeline
+    from helpers import temporary_registry
+    with temporary_registry(tmp_path):
+        run = run_pipeline(until="fairness", reports_dir=tmp_path / "reports", progress=False)
+    f = load_fairness(run)
+    rec, mt = f["summary"]["recommended_mitigation"], f["mitigation"].set_index("model")
+    assert rec["metric"] == "population_dp_ci_high" and rec["population"]["pairs"] == run.params["fairness_population_pairs"] > 0
+    chosen = mt.loc["unmitigated" if rec["mitigation"] == "none" else rec["mitigation"]]
+    assert chosen["population_dp_difference"] <= chosen["population_dp_ci_high"] <= run.params["fairness_threshold"]
+    assert rec["population_dp_ci_high"] == pytest.approx(chosen["population_dp_ci_high"]) and np.isfinite(rec["accuracy_change"])
+    pp = f["population_parity"]
+    assert set(pp["model"]) == set(mt.index) and {"gender", "age_band", "region", "(largest)"} <= set(pp["attribute"])

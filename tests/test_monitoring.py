@@ -230,7 +230,8 @@ def test_monitoring_scores_the_champion_and_a_retraining_run_from_an_alert_regis
     # the same data and parameters give a model no better than the champion: the registry keeps it as challenger
     m = rec["registered"]["matcher"]
     # (the challenger alias is on one of the versions this run added: the model, or its mitigated variant when it ranks first)
-    assert m["alias"] == "challenger" and client.get_model_version_by_alias(MODEL_NAMES["matcher"], "challenger").tags["thinkalike_run"] == new.id
+    held = client.get_model_version_by_alias(MODEL_NAMES["matcher"], "challenger")
+    assert held.tags["thinkalike_run"] == new.id and m["alias"] == ("challenger" if str(held.version) == str(m["version"]) else None)  # as MLflow holds it
     assert str(client.get_model_version_by_alias(MODEL_NAMES["matcher"], "champion").version) == str(first["version"])
     assert "registered thinkalike-matcher version" in M.format_retraining(new)
     with pytest.raises(ParamError, match="alert 999: the run has"):

@@ -202,6 +202,38 @@ def test_the_mitigated_matcher_is_a_version_of_its_own_with_its_own_verdict(stor
     assert np.allclose(mit.matcher["model"].predict_proba(pf), ref["model"].predict_proba(pf))
 
 
+def _with_saved_reweighing(run):
+    "Make sure `run` holds a servable mitigated matcher: save reweighing the way the stage saves a recommended mitigation, unless one is saved."
+    from thinkalike_ml.fairness import fairness_inputs, matcher_fairness, mitigation_table, persist_mitigated
+    from thinkalike_ml.registry import mitigated_variant
+    if mitigated_variant(run)[0] is not None: return
+    params = run.params | {"fairness_mitigations": ["reweighing"]}
+    inputs = fairness_inputs(run)
+    _, attribute, fitted = mitigation_table(inputs, matcher_fairness(inputs, params), params)
+    persist_mitigated(run, {"mitigation": "reweighing"}, fitted, attribute, inputs["features"]["pair_columns"], params)
+
+
+def test_registry_json_records_the_aliases_mlflow_holds_when_both_matcher_candidates_are_refused(store, base_run, names, tmp_path):
+    from thinkalike_ml.registry import MITIGATED, load_registry
+    # threshold 0 and 'block': neither the matcher nor its mitigated variant can pass the fairness gate, so both are refused
+    run = _copy(base_run, tmp_path / "run", fairness_threshold=0.0, max_calibration_error=1.0, fairness_inconclusive="block")
+    _with_saved_reweighing(run)
+    models = _register(run)
+    assert MITIGATED in models and not load_registry(run)["summary"]["not_registered"]
+    m, u = models[MITIGATED], models["matcher"]
+    assert not m["promoted"] and not u["promoted"]
+    held = _aliases(_client(store), names["matcher"])
+    assert held == {"challenger": str(held["challenger"])} and held["challenger"] in (str(m["version"]), str(u["version"]))  # one version holds it
+    for r in (m, u):  # the summary says exactly what MLflow holds
+        assert r["aliases"] == sorted(a for a, v in held.items() if v == str(r["version"]))
+        assert r["alias"] == (r["aliases"][0] if r["aliases"] else None)
+    assert sorted([m["alias"], u["alias"]], key=str) == [None, "challenger"]
+    without = m if m["alias"] is None else u
+    assert f"challenger is on version {held['challenger']}" in without["decision"]
+    from thinkalike_ml.registry import registry_lineage
+    assert {k: r["alias"] for k, r in registry_lineage(run).items()} == {k: r["alias"] for k, r in models.items()}
+
+
 def test_a_worse_model_is_refused_and_a_better_one_promoted(store, base_run, names, tmp_path):
     good = _copy(base_run, tmp_path / "good", fairness_threshold=1.0, max_calibration_error=1.0)
     bad = _worse_matcher(good, tmp_path / "bad")

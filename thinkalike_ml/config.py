@@ -154,6 +154,9 @@ PARAMS: dict[str, Param] = {p.name: p for p in [
           "Mitigations the fairness stage compares (any of: " + ", ".join(FAIRNESS_MITIGATIONS) + "); 'exponentiated_gradient_eo' is the slowest and is left out by default."),
     Param("fairness_eg_max_iter", int, 5, "ExponentiatedGradient's iterations (each fits the base model about three times). 5 by default, for speed: "
           "on the default data the algorithm converges by about 10, so 50 (fairlearn's default) gives the full mitigation.", low=1, high=1000),
+    Param("fairness_population_pairs", int, 200_000, "Unlabelled candidate pairs among the test split's people on which the fairness stage measures each model's "
+          "demographic parity (selection rates need no labels), with a bootstrap over people; the DP part of the fairness gate and the "
+          "recommendation use it. 0: DP on the labelled test split only.", small=20_000, low=0, high=10_000_000),
     # -- interpretability
     Param("n_explain", int, 2000, "Test pairs sampled for SHAP summaries (and bootstrap intervals), the example reasons and the candidates' comparison.", small=300, low=10, high=10_000_000),
     Param("n_local", int, 60, "Explained test pairs given a local (LIME-style) surrogate; the counterfactual search takes those the matcher does not suggest.", small=20, low=1, high=100_000),

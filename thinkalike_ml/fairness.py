@@ -27,11 +27,13 @@ __all__ = ['MISSING_GROUP', 'CELLS', 'SUMMARY_METRICS', 'METRICFRAME_MAX_ROWS', 
            'exponentiated_gradient_probability', 'mitigate_exponentiated_gradient', 'pool_small_groups',
            'threshold_optimizer_probability', 'mitigate_threshold_optimizer', 'bootstrap_auc_calibration',
            'gated_difference', 'gate_noise_floor', 'fairness_gate_verdict', 'gate_verdict_rates', 'mitigation_row',
-           'list_hits', 'mean_with_interval', 'ranking_by_group', 'exposure_by_group', 'popularity_bias',
-           'load_fairness', 'mitigated_summary', 'persist_mitigated', 'load_mitigated_matcher',
-           'served_mitigated_matcher', 'fairness_inputs', 'matcher_rows', 'matcher_fairness', 'mitigation_attribute',
-           'mitigation_table', 'recommend_mitigation', 'ground_truth_check', 'recommender_fairness',
-           'penalty_visibility', 'fairness_metrics', 'persist_fairness', 'track_fairness', 'run_fairness_stage']
+           'population_pairs', 'population_parity', 'list_hits', 'mean_with_interval', 'ranking_by_group',
+           'exposure_by_group', 'popularity_bias', 'load_fairness', 'mitigated_summary', 'persist_mitigated',
+           'load_mitigated_matcher', 'served_mitigated_matcher', 'fairness_inputs', 'matcher_rows', 'matcher_fairness',
+           'mitigation_attribute', 'population_inputs', 'population_decisions', 'with_population_gate',
+           'mitigation_table', 'recommend_mitigation', 'recommend_fairest', 'ground_truth_check',
+           'recommender_fairness', 'penalty_visibility', 'fairness_metrics', 'persist_fairness', 'track_fairness',
+           'run_fairness_stage']
 
 # %% ../nbs/06_fairness.ipynb #b33dab7f
 MISSING_GROUP = "(missing)"  # the group of rows whose sensitive attribute is missing
@@ -525,14 +527,15 @@ def _gate_groups(sensitive: pd.DataFrame, min_group_size: int) -> tuple[list, li
         small += [f"{a}={v}" for v in labels[~keep]]
     return parts, small
 
-def _gate_bounds(y: np.ndarray, d: np.ndarray, parts: list, alpha: float) -> dict:
-    "Every pairwise group difference of every rate of `GATE_RATES` in every attribute, with simultaneous Agresti-Caffo bounds (Bonferroni over the defined comparisons)."
+def _gate_bounds(y: np.ndarray, d: np.ndarray, parts: list, alpha: float, rates=GATE_RATES) -> dict:
+    "Every pairwise group difference of every rate of `rates` (of `GATE_RATES`) in every attribute, with simultaneous Agresti-Caffo bounds (Bonferroni over the defined comparisons)."
     xa, na, xb, nb, meta = [], [], [], [], []
     for ai, (_, labels, g) in enumerate(parts):
         k, ok = len(labels), g >= 0
         tn, fp, fn, tp = np.bincount(g[ok] * 4 + 2 * y[ok] + d[ok], minlength=4 * k).reshape(k, 4).T
         i, j = np.triu_indices(k, 1)
         for ri, (x, n) in enumerate(((fp + tp, tn + fp + fn + tp), (tp, tp + fn), (fp, fp + tn))):
+            if GATE_RATES[ri] not in rates: continue
             xa.append(x[i]); na.append(n[i]); xb.append(x[j]); nb.append(n[j])
             meta.append(np.c_[np.full(len(i), ai), np.full(len(i), ri), i, j])
     xa, na, xb, nb = (np.concatenate(v).astype(float) if v else np.zeros(0) for v in (xa, na, xb, nb))
@@ -555,6 +558,7 @@ def fairness_gate_verdict(y, # true 0/1 labels
                           threshold: float, # `fairness_threshold`: the largest acceptable DP or EO difference
                           min_group_size: int = 30, # smaller groups are reported (`small_groups`) but not gated
                           alpha: float = 0.05, # the error rate of each verdict
+                          rates=GATE_RATES, # the rates compared: selection rate (DP), TPR and FPR (EO)
                          ) -> dict:
     "The fairness gate: simultaneous 1 - `alpha` bounds (Agresti-Caffo, Bonferroni) on the gated difference, and the verdict 'fail' (lower bound above `threshold`), 'pass' (upper bound at most `threshold`) or 'inconclusive'."
     if not 0 < alpha < 1: raise ValueError(f"fairness_gate_verdict: alpha must lie in (0, 1), got {alpha}")
@@ -562,7 +566,7 @@ def fairness_gate_verdict(y, # true 0/1 labels
     if not len(y) == len(d) == len(sensitive):
         raise ValueError(f"fairness_gate_verdict: y, decision and sensitive must have one value per row, got {len(y)}, {len(d)} and {len(sensitive)}")
     parts, small = _gate_groups(sensitive, min_group_size)
-    b = _gate_bounds(y, d, parts, alpha)
+    b = _gate_bounds(y, d, parts, alpha, rates)
     out = {"threshold": float(threshold), "alpha": alpha, "n_comparisons": b["n"], "min_group_size": min_group_size, "small_groups": small}
     if not b["n"]: return out | {"verdict": None, "value": np.nan, "lower": np.nan, "upper": np.nan, "critical_value": np.nan, "metric": None,
                                  "attribute": None, "lower_comparison": None, "upper_comparison": None}
@@ -610,6 +614,77 @@ def mitigation_row(name: str, y, scores, decision, groups, min_group_size: int =
             row |= {"gate_verdict": v["verdict"], "gate_lower": v["lower"], "gate_upper": v["upper"], "gate_upper_comparison": v["upper_comparison"],
                     "gate_lower_comparison": v["lower_comparison"], "gate_comparisons": v["n_comparisons"], "gate_small_groups": ", ".join(v["small_groups"])}
     return row
+
+# %% ../nbs/06_fairness.ipynb #ed435f0b
+def population_pairs(people, # the people to pair (e.g. everyone in the test split)
+                     n_pairs: int, # pairs to draw
+                     seed: int = 0,
+                    ) -> pd.DataFrame:
+    "A seeded uniform sample of `n_pairs` ordered pairs (user_a receives, user_b is suggested) of two distinct people, drawn with replacement."
+    u = np.sort(pd.unique(pd.Series(list(people), dtype=object).dropna()).astype(object))
+    if len(u) < 2: raise ValueError(f"population_pairs: need at least two distinct people, got {len(u)}")
+    if n_pairs < 1: raise ValueError(f"population_pairs: n_pairs must be at least 1, got {n_pairs}")
+    rng = np.random.default_rng(seed)
+    a = rng.integers(0, len(u), n_pairs)
+    b = (a + rng.integers(1, len(u), n_pairs)) % len(u)  # uniform over the other people
+    return pd.DataFrame({"user_a": u[a], "user_b": u[b]})
+
+def population_parity(decision, # 0/1 decision of each pair
+                      sensitive: pd.DataFrame, # one column per attribute: the group of each pair's suggested person
+                      people, # each pair's suggested person (the bootstrap resamples people with all their pairs)
+                      min_group_size: int = 30, # groups with fewer people are reported but not compared
+                      n_bootstrap: int = 1000, seed: int = 0,
+                     ) -> pd.DataFrame:
+    "Per attribute, and for the largest over the attributes: DP difference and ratio (disparate impact) of the decisions, with people-cluster bootstrap 95% intervals."
+    d = np.asarray(decision, float)
+    if not len(d) == len(sensitive) == len(people):
+        raise ValueError(f"population_parity: decision, sensitive and people must have one value per pair, got {len(d)}, {len(sensitive)} and {len(people)}")
+    who, c = group_codes(group_labels(people))
+    n_u, s_u = np.bincount(c, minlength=len(who)).astype(float), np.bincount(c, weights=d, minlength=len(who))
+    parts = []  # per attribute: labels, judged, (selected, pairs) per person and group
+    for a in sensitive.columns:
+        labels, g = group_codes(group_labels(sensitive[a]))
+        gu = np.full(len(who), -1); gu[c] = g
+        if (gu[c] != g).any(): raise ValueError(f"population_parity: attribute '{a}' differs between pairs of the same person")
+        G = np.zeros((len(who), len(labels))); G[np.arange(len(who)), gu] = 1
+        judged = G.sum(0) >= min_group_size
+        parts.append((a, labels, judged, s_u[:, None] * G[:, judged], n_u[:, None] * G[:, judged]))
+    def stats(W):  # resamples x people weights -> (attributes x resamples) differences and ratios
+        out = np.full((2, len(parts), len(W)), np.nan)
+        for k, (_, _, judged, S, N) in enumerate(parts):
+            if judged.sum() < 2: continue
+            with np.errstate(invalid="ignore", divide="ignore"):
+                R = (W @ S) / (W @ N)
+                out[0, k], out[1, k] = R.max(1) - R.min(1), R.min(1) / R.max(1)
+        return out
+    point = stats(np.ones((1, len(who))))[:, :, 0]
+    boot = (np.concatenate([stats(W) for W in _bootstrap_weights(len(who), n_bootstrap, seed)], axis=2) if n_bootstrap
+            else np.full((2, len(parts), 0), np.nan))
+    rows = []
+    for k, (a, labels, judged, S, N) in enumerate(parts):
+        rate = dict(zip(labels[judged], S.sum(0) / N.sum(0)))
+        ok = judged.sum() >= 2
+        rows.append({"attribute": a, "highest_group": max(rate, key=rate.get) if ok else None, "lowest_group": min(rate, key=rate.get) if ok else None,
+                     "groups_judged": int(judged.sum()), "small_groups": ", ".join(map(str, labels[~judged])), "_k": [k]})
+    if rows:
+        best = int(np.nanargmax(point[0])) if np.isfinite(point[0]).any() else 0
+        rows.append({"attribute": "(largest)", "highest_group": f"{rows[best]['attribute']}={rows[best]['highest_group']}",
+                     "lowest_group": f"{rows[best]['attribute']}={rows[best]['lowest_group']}", "groups_judged": int(sum(r["groups_judged"] for r in rows)),
+                     "small_groups": ", ".join(f"{r['attribute']}={v}" for r in rows for v in r["small_groups"].split(", ") if v), "_k": list(range(len(parts)))})
+    for r in rows:  # each end from the side of the bootstrap that does not understate the uncertainty (see above)
+        ks = r.pop("_k")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN: no two groups to compare
+            for m, (k, agg) in enumerate((("dp_difference", np.nanmax), ("dp_ratio", np.nanmin))):
+                v, b = float(agg(point[m, ks])), agg(boot[m, ks], axis=0)
+                lo, hi = np.nanpercentile(b, [2.5, 97.5]) if np.isfinite(b).any() else (np.nan, np.nan)
+                if k == "dp_difference": lo = max(0.0, 2 * v - hi)  # reflected (basic) lower end: removes the widening
+                else: hi = min(1.0, 2 * v - lo)  # a min/max ratio is biased downwards: reflected upper end
+                r |= {k: v, f"{k}_ci_low": float(lo), f"{k}_ci_high": float(hi)}
+        r |= {"people": int(len(who)), "pairs": int(len(d))}
+    cols = ["attribute", "dp_difference", "dp_difference_ci_low", "dp_difference_ci_high", "dp_ratio", "dp_ratio_ci_low", "dp_ratio_ci_high",
+            "highest_group", "lowest_group", "groups_judged", "small_groups", "people", "pairs"]
+    return pd.DataFrame(rows, columns=cols)
 
 # %% ../nbs/06_fairness.ipynb #ec58d751
 def list_hits(lists: pd.DataFrame, # top-k lists: user_id, rank, item_id
@@ -700,7 +775,8 @@ FAIRNESS_TABLES = {  # name -> path of each table the stage writes
     "ground_truth": "tables/fairness_ground_truth.parquet",
     "mitigation": "tables/fairness_mitigation.parquet", "exposure": "tables/fairness_exposure.parquet",
     "ranking_groups": "tables/fairness_ranking_groups.parquet",
-    "mitigated_predictions": "tables/fairness_mitigated_predictions.parquet", "mitigated_summary": "tables/fairness_mitigated_summary.parquet"}
+    "mitigated_predictions": "tables/fairness_mitigated_predictions.parquet", "mitigated_summary": "tables/fairness_mitigated_summary.parquet",
+    "population_parity": "tables/fairness_population_parity.parquet"}
 
 def load_fairness(run) -> dict:
     "What the fairness stage wrote: its summary (`summary`) and each table of `FAIRNESS_TABLES` that exists."
@@ -717,7 +793,9 @@ def mitigated_summary(y, decision, # test labels and the mitigated model's decis
     parts = [fairness_summary(y, decision, group_labels(sensitive[a]), min_group_size, n_bootstrap, seed).assign(attribute=a) for a in sensitive.columns]
     return pd.concat(parts, ignore_index=True).assign(side="suggested")[["side", "attribute", "metric", "value", "ci_low", "ci_high"]]
 
-def persist_mitigated(run, recommended: dict, fitted: dict, attribute, columns: list, params: dict) -> dict:
+def persist_mitigated(run, recommended: dict, fitted: dict, attribute, columns: list, params: dict,
+                      row: dict | None = None, # the model's row of the mitigation table: its gate (population DP with test EO) is recorded
+                     ) -> dict:
     "Save the recommended mitigated matcher (with what serving it needs) and its test predictions and summaries; return its record for the summary ({} if none is recommended)."
     name = (recommended or {}).get("mitigation")
     if name in (None, "none") or name not in fitted: return {}
@@ -732,11 +810,17 @@ def persist_mitigated(run, recommended: dict, fitted: dict, attribute, columns: 
     run.write_table(FAIRNESS_TABLES["mitigated_summary"], s)
     g = s[s["metric"].isin(["dp_difference", "eo_difference"])].dropna(subset=["value"])
     w = g.loc[g["value"].idxmax()] if len(g) else None
-    return {"mitigation": name, "kind": kind, "attribute": attribute, "path": FAIRNESS_MITIGATED_MODEL, "needs_sensitive_attribute": needs,
-            "gated_difference": None if w is None else float(w["value"]), "gated_metric": None if w is None else str(w["metric"]),
-            "gated_attribute": None if w is None else str(w["attribute"]),
-            "passes_threshold": bool(w is not None and w["value"] <= params["fairness_threshold"]),
-            "gate": fairness_gate_verdict(t["accepted"], d, t["sensitive"], params["fairness_threshold"], params["min_group_size"])}
+    out = {"mitigation": name, "kind": kind, "attribute": attribute, "path": FAIRNESS_MITIGATED_MODEL, "needs_sensitive_attribute": needs,
+           "gated_difference": None if w is None else float(w["value"]), "gated_metric": None if w is None else str(w["metric"]),
+           "gated_attribute": None if w is None else str(w["attribute"]),
+           "passes_threshold": bool(w is not None and w["value"] <= params["fairness_threshold"]),
+           "gate": fairness_gate_verdict(t["accepted"], d, t["sensitive"], params["fairness_threshold"], params["min_group_size"])}
+    if row is not None and "gate_verdict" in row:  # the table's gate, which the registry reads (with population pairs: their DP and the test split's EO)
+        out |= {"gated_difference": float(row["gated_difference"]), "gated_metric": row.get("gated_metric"), "gated_attribute": row.get("gated_attribute"),
+                "passes_threshold": bool(row["gated_difference"] <= params["fairness_threshold"]),
+                "gate": out["gate"] | {"verdict": row["gate_verdict"], "lower": float(row["gate_lower"]), "upper": float(row["gate_upper"]),
+                                       "lower_comparison": row.get("gate_lower_comparison"), "upper_comparison": row.get("gate_upper_comparison")}}
+    return out
 
 def load_mitigated_matcher(run) -> dict:
     "The recommended mitigated matcher the fairness stage saved (mitigation, kind, attribute, model, columns, needs_sensitive_attribute), checked against its sha256."
@@ -820,6 +904,53 @@ def _fit_mitigation(name: str, model, d: dict, seed: int, min_group_size: int, e
     if name.startswith("exponentiated_gradient"): return mitigate_exponentiated_gradient(Xtr, ytr, gtr, Xte, seed, constraint, eg_max_iter)
     return mitigate_threshold_optimizer(model, Xv, yv, gv, Xte, gte, seed, min_group_size, constraint)
 
+def population_inputs(inputs: dict, attributes, params: dict) -> dict | None:
+    "`fairness_population_pairs` candidate pairs among the test split's people, their matcher features and the suggested person's groups; None when the parameter is 0."
+    n = int(params.get("fairness_population_pairs") or 0)
+    if n <= 0: return None
+    from thinkalike_ml.features import pair_features
+    f, users = inputs["features"], inputs["data"]["users"]
+    pf, cols = f["pair_features"], f["pair_columns"]
+    test = pf[pf["split"] == "test"]
+    pairs = population_pairs(pd.concat([test["user_a"], test["user_b"]]), n, params["seed"])
+    du = (params.get("feature_columns") or {}).get("users", {})
+    X = pair_features(users, pairs, medians=f["medians"], numeric=[c for c, k in du.items() if k == "numeric"],  # as the features stage calls it
+                      categorical=[c for c, k in du.items() if k == "categorical"], history=f["history"])
+    X = X.reindex(columns=cols).astype(float).fillna(pf.loc[pf["split"] == "train", cols].median()).fillna(0.0)  # declared suggestion columns: as serving fills them
+    return {"pairs": pairs, "X": X, "sensitive": pair_attributes(pairs, users, list(attributes))["suggested"]}
+
+def population_decisions(name: str, fitted: dict, matcher_model: dict, X: pd.DataFrame, groups, threshold: float, seed: int = 0) -> np.ndarray:
+    "The 0/1 decisions of the unmitigated matcher (at `threshold`) or of a fitted mitigation of `fitted` on any pairs' features `X` (`groups`: the mitigated attribute's group of each pair)."
+    if name == "unmitigated": return (classifier_scores(matcher_model["model"], X[matcher_model["columns"]]) >= threshold).astype(int)
+    obj = fitted[name][2]
+    if name == "reweighing": return (classifier_scores(obj[0], X) >= obj[1]).astype(int)
+    if name == "correlation_remover": return (classifier_scores(obj[0], with_group_columns(X, groups, obj[2])) >= obj[1]).astype(int)
+    with _quiet_fairlearn():
+        if name.startswith("exponentiated_gradient"): return np.asarray(obj.predict(X, random_state=seed), int)
+        g = group_labels(groups)
+        return np.asarray(obj[0].predict(X, sensitive_features=np.where(np.isin(g, obj[1]), g, POOLED_GROUP).astype(object), random_state=seed), int)
+
+def with_population_gate(row: dict, population: pd.DataFrame, y, decision, sensitive: pd.DataFrame, threshold: float, min_group_size: int = 30) -> dict:
+    "A mitigation-table row with its population DP (largest over attributes, 95% interval) and the gate made of that DP and the test split's TPR/FPR differences (the labelled-only gate kept as `test_gate_*`)."
+    L = population.set_index("attribute").loc["(largest)"]
+    eo = fairness_gate_verdict(y, decision, sensitive, threshold, min_group_size, rates=("tpr", "fpr"))
+    out = row | {f"test_{k}": row[k] for k in ("gate_verdict", "gate_lower", "gate_upper") if k in row}
+    out |= {"population_dp_difference": float(L["dp_difference"]), "population_dp_ci_low": float(L["dp_difference_ci_low"]),
+            "population_dp_ci_high": float(L["dp_difference_ci_high"]), "population_dp_groups": f"{L['highest_group']} vs {L['lowest_group']}",
+            "population_dp_ratio": float(L["dp_ratio"]), "population_dp_ratio_ci_low": float(L["dp_ratio_ci_low"]),
+            "population_dp_ratio_ci_high": float(L["dp_ratio_ci_high"]), "population_pairs": int(L["pairs"]), "population_people": int(L["people"]),
+            "test_eo_verdict": eo["verdict"], "test_eo_lower": eo["lower"], "test_eo_upper": eo["upper"]}
+    dp_lo, dp_hi, dp = out["population_dp_ci_low"], out["population_dp_ci_high"], out["population_dp_difference"]
+    lower, upper = np.nanmax([dp_lo, eo["lower"]]), np.nanmax([dp_hi, eo["upper"]])
+    pop_side = f"population DP {out['population_dp_groups']}"
+    dp_wins = not (eo["value"] > dp)  # nan (no EO comparison) counts for the DP
+    out |= {"gate_verdict": _verdict(lower, upper, threshold), "gate_lower": float(lower), "gate_upper": float(upper),
+            "gate_lower_comparison": pop_side if not (eo["lower"] > dp_lo) else eo["lower_comparison"],
+            "gate_upper_comparison": pop_side if not (eo["upper"] > dp_hi) else eo["upper_comparison"],
+            "gated_difference": float(dp if dp_wins else eo["value"]), "gated_metric": "dp_difference" if dp_wins else "eo_difference",
+            "gated_attribute": str(L["highest_group"]).split("=")[0] if dp_wins else eo["attribute"]}
+    return out
+
 def mitigation_table(inputs: dict, matcher: dict, params: dict) -> tuple[pd.DataFrame, str | None, dict]:
     "The before/after table for the attribute of `mitigation_attribute` (empty if none), that attribute, and each model's test scores, decisions and fitted object."
     a = mitigation_attribute(matcher, (inputs.get("truth") or {}).get("info", {}).get("bias_attribute"))
@@ -840,6 +971,16 @@ def mitigation_table(inputs: dict, matcher: dict, params: dict) -> tuple[pd.Data
         kind, needs = MITIGATIONS[name]
         rows.append(mitigation_row(name, yte, *fitted[name][:2], gte, **kw) | {"seconds": secs, "kind": kind, "needs_sensitive_attribute": needs})
     fitted["_test"] = {"suggestion_id": ids, "accepted": yte, "sensitive": sens, "groups": gte}
+    t0 = time.perf_counter()
+    pop = population_inputs(inputs, sens.columns, params)
+    if pop is not None:
+        parts = []
+        for i, r in enumerate(rows):
+            d = population_decisions(r["model"], fitted, inputs["matcher"], pop["X"], pop["sensitive"][a], matcher["threshold"], params["seed"])
+            par = population_parity(d, pop["sensitive"], pop["pairs"]["user_b"], params["min_group_size"], params["n_bootstrap"], params["seed"])
+            parts.append(par.assign(model=r["model"], selection_rate=float(d.mean())))
+            rows[i] = with_population_gate(r, par, yte, fitted[r["model"]][1], sens, params["fairness_threshold"], params["min_group_size"])
+        fitted["_population"] = {"table": pd.concat(parts, ignore_index=True), "seconds": time.perf_counter() - t0, "pairs": len(pop["pairs"])}
     return pd.DataFrame(rows).assign(attribute=a), a, fitted
 
 # %% ../nbs/06_fairness.ipynb #2057f5f8
@@ -859,6 +1000,19 @@ def recommend_mitigation(table: pd.DataFrame, # the before/after table, the unmi
            "best_mitigation_meeting_threshold": str(ok.loc[ok["auc"].idxmax(), "model"]) if len(ok) else None}
     if "calibration_gap" in table.columns: out["calibration_gap_change"] = float(best["calibration_gap"] - base["calibration_gap"])
     return out
+
+# %% ../nbs/06_fairness.ipynb #27ddeedb
+def recommend_fairest(table: pd.DataFrame, # the before/after table, the unmitigated model first
+                      threshold: float, # `fairness_threshold`
+                     ) -> dict:
+    "`recommend_mitigation` on the population DP's upper bound when the table has one (mitigations whose gate fails left out), else on the gate's upper bound."
+    if table.empty: return {}
+    if "population_dp_ci_high" in table:
+        keep = (np.arange(len(table)) == 0) | (table["gate_verdict"] != "fail").to_numpy()
+        out = recommend_mitigation(table[keep], threshold, "population_dp_ci_high")
+        r = table.set_index("model").loc["unmitigated" if out["mitigation"] == "none" else out["mitigation"]]
+        return out | {k: float(r[k]) for k in ("population_dp_difference", "population_dp_ci_low", "population_dp_ci_high") if k in r}
+    return recommend_mitigation(table, threshold, "gate_upper" if "gate_upper" in table else "gated_difference")
 
 # %% ../nbs/06_fairness.ipynb #919ca3ff
 def ground_truth_check(rows: pd.DataFrame, # test rows: suggestion_id, p and `group` (optionally `decision`)
@@ -923,7 +1077,7 @@ def _ground_truth_table(inputs: dict, matcher: dict, fitted: dict | None = None)
     parts = [ground_truth_check(base, truth).assign(model="unmitigated")]
     t = (fitted or {}).get("_test")
     if t is not None and a in t["sensitive"].columns:
-        for name, (p, d, _) in ((k, v) for k, v in fitted.items() if k not in ("unmitigated", "_test")):
+        for name, (p, d, _) in ((k, v) for k, v in fitted.items() if k != "unmitigated" and not k.startswith("_")):
             rows = pd.DataFrame({"suggestion_id": t["suggestion_id"], "p": p, "decision": d, "group": t["sensitive"][a].to_numpy()})
             parts.append(ground_truth_check(rows, truth).assign(model=name))
     out = pd.concat(parts, ignore_index=True).assign(attribute=a, bias_group=info.get("bias_group"))
@@ -954,14 +1108,16 @@ def fairness_metrics(matcher: dict | None, mitigation: pd.DataFrame, recommended
         m["matcher_disadvantaged_groups_named"] = float(matcher["bias_tests"]["disadvantaged"].sum())
         for r in mitigation.to_dict("records"):
             m |= {f"mitigation_{r['model']}_{k}": float(r[k]) for k in ("auc", "accuracy", "dp_difference", "eo_difference", "calibration_gap",
-                                                                         "gated_difference", "gate_lower", "gate_upper") if k in r}
+                                                                         "gated_difference", "gate_lower", "gate_upper", "population_dp_difference",
+                                                                         "population_dp_ci_low", "population_dp_ci_high", "population_dp_ratio") if k in r}
         gt = matcher.get("ground_truth", pd.DataFrame())
         for name, g in (gt.groupby("model") if len(gt) else []):
             pen = g["group"] == g["bias_group"]
             key = "matcher" if name == "unmitigated" else f"mitigation_{name}"
             m[f"{key}_penalised_group_score_minus_unpenalised_truth"] = float(g.loc[pen, "score_minus_unpenalised"].iloc[0]) if pen.any() else np.nan
         m |= {f"matcher_{k}": float(v) for k, v in matcher.get("penalty_analysis", {}).items()}
-        if recommended: m |= {"mitigation_recommended_auc_change": recommended["auc_change"],
+        if recommended.get("population"): m["population_parity_seconds"] = recommended["population"]["seconds"]
+        if recommended: m |= {"mitigation_recommended_auc_change": recommended["auc_change"], "mitigation_recommended_accuracy_change": recommended["accuracy_change"],
                               "mitigation_recommended_meets_threshold": float(recommended["meets_threshold"]),
                               f"mitigation_recommended_{recommended['metric']}": recommended["value"]}  # the value it was ranked on (the gate's upper bound in the stage)
         if recommended.get("calibration_gap_change") is not None: m["mitigation_recommended_calibration_gap_change"] = recommended["calibration_gap_change"]
@@ -989,7 +1145,7 @@ def persist_fairness(run, matcher: dict | None, mitigation: pd.DataFrame, recomm
     if matcher is not None:
         tables |= {"matcher_groups": matcher["groups"], "matcher_summary": matcher["summary"],
                    "traffic_light": matcher["traffic_light"], "bias_tests": matcher["bias_tests"],
-                   "ground_truth": matcher.get("ground_truth", pd.DataFrame())}
+                   "ground_truth": matcher.get("ground_truth", pd.DataFrame()), "population_parity": matcher.get("population_parity", pd.DataFrame())}
     for name, df in tables.items():
         if len(df): run.write_table(FAIRNESS_TABLES[name], df)
     run.write_json(FAIRNESS_SUMMARY, {
@@ -1024,14 +1180,18 @@ def run_fairness_stage(run, # the run's `RunDirectory`
         matcher = matcher_fairness(inputs, params)
         matcher["traffic_light"] = traffic_light(matcher["summary"], params["fairness_threshold"])
         mitigation, attribute, fitted = mitigation_table(inputs, matcher, params)
-        recommended = recommend_mitigation(mitigation, params["fairness_threshold"], "gate_upper" if "gate_upper" in mitigation else "gated_difference")
+        recommended = recommend_fairest(mitigation, params["fairness_threshold"])
         if len(mitigation):
             t = fitted["_test"]
             rates = gate_verdict_rates(t["accepted"], fitted["unmitigated"][1], t["sensitive"], params["fairness_threshold"],
                                        params["min_group_size"], n_permutations=min(params["n_bootstrap"], 200), seed=params["seed"])
             recommended["noise_floor"] = {k: rates[k] for k in ("median", "p95", "n_permutations")}
             recommended["gate_shuffled"] = {k: rates[k] for k in ("pass_rate", "inconclusive_rate", "fail_rate", "n_permutations")}
-        recommended["saved"] = persist_mitigated(run, recommended, fitted, attribute, inputs["features"]["pair_columns"], params)
+        row = mitigation.set_index("model").loc[recommended["mitigation"]].to_dict() if recommended.get("mitigation") in set(mitigation.get("model", [])) else None
+        recommended["saved"] = persist_mitigated(run, recommended, fitted, attribute, inputs["features"]["pair_columns"], params, row)
+        if "_population" in fitted:
+            matcher["population_parity"] = fitted["_population"]["table"]
+            recommended["population"] = {"pairs": fitted["_population"]["pairs"], "seconds": fitted["_population"]["seconds"]}
         matcher["ground_truth"], matcher["penalty_analysis"] = _ground_truth_table(inputs, matcher, fitted)
     recommender = recommender_fairness(inputs, params) if inputs["recommender_selected"] is not None else None
     persist_fairness(run, matcher, mitigation, recommended, recommender, attribute,

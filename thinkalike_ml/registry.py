@@ -32,10 +32,10 @@ __all__ = ['MODEL_NAMES', 'CHAMPION', 'CHALLENGER', 'DESCRIPTOR_LEVELS', 'ENV_PA
            'logged_models', 'signature_hash', 'registry_state', 'register_version', 'set_aliases',
            'load_registered_model', 'registry_inputs', 'champion_matcher_comparisons',
            'champion_recommender_comparisons', 'fairness_row', 'family_gates', 'lineage_tags', 'mitigated_variant',
-           'log_variant', 'register_family', 'persist_registry', 'load_registry', 'registry_lineage', 'track_registry',
-           'registry_metrics', 'run_registry_stage', 'frame_digest', 'run_fingerprint', 'compare_runs',
-           'parameter_differences', 'explain_differences', 'Reproduction', 'reproduction_warnings', 'reproduce_run',
-           'format_reproduction']
+           'log_variant', 'version_aliases', 'register_family', 'persist_registry', 'load_registry', 'registry_lineage',
+           'track_registry', 'registry_metrics', 'run_registry_stage', 'frame_digest', 'run_fingerprint',
+           'compare_runs', 'parameter_differences', 'explain_differences', 'Reproduction', 'reproduction_warnings',
+           'reproduce_run', 'format_reproduction']
 
 # %% ../nbs/08_registry.ipynb #7bda560c
 MODEL_NAMES = {"matcher": "thinkalike-matcher", "recommender": "thinkalike-recommender"}  # registered model of each family
@@ -443,9 +443,15 @@ def log_variant(run: RunDirectory, params: dict, client, variant: dict, inputs: 
 _VERDICT_RANK = {PASSED: 0, NOT_APPLICABLE: 1, SKIPPED: 1, INCONCLUSIVE: 2, FAILED: 3}
 
 def _preference(c: dict) -> tuple:
-    "How a promotable candidate ranks (smaller first): its fairness status (passed before inconclusive), then its gated difference's upper bound."
-    f = next(g for g in c["gates"] if g["gate"] == "fairness")
-    return _VERDICT_RANK.get(f["status"], 1), c.get("upper", np.inf)
+    "How a candidate ranks (smaller first): promotable before refused, then its fairness status (passed before inconclusive), then its gated difference's upper bound."
+    f = next((g for g in c["gates"] if g["gate"] == "fairness"), None)
+    return not c.get("promotable", False), _VERDICT_RANK.get(f["status"] if f else NOT_APPLICABLE, 1), c.get("upper", np.inf)
+
+def version_aliases(client, name: str) -> dict:
+    "Version number (int) -> the sorted aliases MLflow holds on it, for registered model `name`."
+    out = {}
+    for a, v in (client.get_registered_model(name).aliases or {}).items(): out.setdefault(int(v), []).append(a)
+    return {v: sorted(a) for v, a in out.items()}
 
 def register_family(client, family: str, candidates: list, inputs: dict, params: dict, base_tags: dict, tracking_uri: str) -> dict:
     "Version, gate, register and alias one family's candidates (dicts: key, logged, variant) against the same champion; at most one is promoted, the promotable one with the best fairness status, then the lowest fairness upper bound. Returns key -> summary."
@@ -494,8 +500,18 @@ def register_family(client, family: str, candidates: list, inputs: dict, params:
                          "champion_before": None if champ is None else {"version": int(champ.version), "semver": champ.tags.get("semver"),
                                                                         "thinkalike_run": champ.tags.get("thinkalike_run")},
                          "gates": c["gates"], "comparisons": c["comparisons"], "tags": tags}
-    # the champion first (it drops an older challenger alias), then this run's refused candidates as challenger
-    for c in sorted(candidates, key=lambda c: c is not winner): set_aliases(client, name, out[c["key"]]["version"], c is winner)
+    # the champion first (it drops an older challenger alias); then the challenger alias goes to ONE version: this run's best-ranked
+    # candidate that was not promoted (an alias names one version, so a second refused candidate of the run holds none)
+    if winner is not None: set_aliases(client, name, out[winner["key"]]["version"], True)
+    rest = sorted((c for c in candidates if c is not winner), key=_preference)
+    if rest: set_aliases(client, name, out[rest[0]["key"]]["version"], False)
+    held = version_aliases(client, name)  # what MLflow now holds: the summary records exactly that
+    for c in candidates:
+        r = out[c["key"]]
+        r["aliases"] = held.get(r["version"], [])
+        r["alias"] = (CHAMPION if CHAMPION in r["aliases"] else r["aliases"][0]) if r["aliases"] else None
+        if c is not winner and r["alias"] is None:
+            r["decision"] += f"; holds no alias: {CHALLENGER} is on version {out[rest[0]['key']]['version']} ({rest[0]['key']}), which ranks first"
     return out
 
 # %% ../nbs/08_registry.ipynb #8ace692d
