@@ -451,7 +451,7 @@ LOGREG_GRID = {"logisticregression__C": [0.001, 0.01, 0.1, 1.0, 10.0]}  # grid o
 
 HGB_SEARCH_SPACE = {  # Optuna search space of the gradient-boosted trees (name: (low, high, log scale))
     "learning_rate": (0.05, 0.3, True),
-    "max_leaf_nodes": (4, 48, True),
+    "max_leaf_nodes": (2, 48, True),
     "min_samples_leaf": (10, 300, True),
     "l2_regularization": (1e-4, 10.0, True),
     "max_features": (0.3, 1.0, False),
