@@ -358,7 +358,7 @@ def driver_contributions(values: np.ndarray, # SHAP values, rows x features
     "Per row, each true driver's contribution to the log-odds: the sum of the SHAP values of the features `drivers` maps to it."
     V = pd.DataFrame(np.asarray(values, float), columns=list(columns))
     d = drivers.reindex(V.columns)
-    return pd.DataFrame({t: V.loc[:, (d == t).to_numpy()].sum(1) for t in pd.unique(d.dropna())}, index=V.index)
+    return pd.DataFrame({t: V.loc[:, (d == t).to_numpy()].sum(axis=1) for t in pd.unique(d.dropna())}, index=V.index)
 
 def null_vs_drivers(values: np.ndarray, # SHAP values, rows x features
                     columns, drivers: pd.Series, seed: int = 0) -> pd.DataFrame:
