@@ -416,3 +416,14 @@ def test_without_ground_truth_the_truth_checks_are_not_available(small_interpret
     out = load_interpretability(copy)
     assert np.isnan(m["driver_spearman"]) and out["summary"]["ground_truth"] is False and "drivers" not in out
     assert m["shap_local_accuracy_max_error"] < 1e-6 and m["deletion_auc_top"] < m["deletion_auc_random"]
+
+
+def test_importing_the_module_does_not_import_scipy_stats_sklearn_metrics_or_shap():
+    """The API server imports this module; scipy.stats (about 1.5 s), sklearn.metrics and shap are imported inside the functions
+    that need them."""
+    import subprocess
+    import sys
+    code = ("import sys, thinkalike_ml.interpretability; "
+            "print(sorted(m for m in ('scipy.stats', 'sklearn.metrics', 'shap') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stdout + out.stderr

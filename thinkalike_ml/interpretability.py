@@ -12,11 +12,11 @@ import numpy as np
 import pandas as pd
 
 # %% auto #0
-__all__ = ['VALUES_OVERALL', 'INTERESTS', 'DRIVER_TERMS', 'SENSITIVE_COLUMNS', 'INTERPRETABILITY_DIR', 'INTERPRETABILITY_SUMMARY',
-           'INTERPRETABILITY_TABLES', 'base_model', 'hgb_tree_shap', 'shap_values', 'local_accuracy_error',
-           'permutation_table', 'feature_concept', 'concept_importance', 'true_effects', 'conditional_relevance',
-           'map_features_to_drivers', 'driver_agreement', 'null_rank_share', 'deletion_curve', 'deletion_test',
-           'why_this_match', 'rule_surrogate', 'bootstrap_importance', 'null_clearly_below_share',
+__all__ = ['SHAP_THREADS', 'VALUES_OVERALL', 'INTERESTS', 'DRIVER_TERMS', 'SENSITIVE_COLUMNS', 'INTERPRETABILITY_DIR',
+           'INTERPRETABILITY_SUMMARY', 'INTERPRETABILITY_TABLES', 'base_model', 'hgb_tree_shap', 'shap_values',
+           'local_accuracy_error', 'permutation_table', 'feature_concept', 'concept_importance', 'true_effects',
+           'conditional_relevance', 'map_features_to_drivers', 'driver_agreement', 'null_rank_share', 'deletion_curve',
+           'deletion_test', 'why_this_match', 'rule_surrogate', 'bootstrap_importance', 'null_clearly_below_share',
            'driver_contributions', 'null_vs_drivers', 'null_below_drivers_share', 'null_partial_correlation',
            'local_surrogates', 'local_surrogate', 'actionable_edits', 'apply_edit', 'edit_cost',
            'counterfactual_search', 'profile_scorer', 'candidate_importance', 'rank_agreement', 'load_interpretability',
@@ -122,23 +122,26 @@ def hgb_tree_shap(model, # a fitted `HistGradientBoostingClassifier` (binary) or
     return np.ascontiguousarray(phi.T), expected
 
 # %% ../nbs/07_interpretability.ipynb #5a935be5
+SHAP_THREADS = 2  # threads the stage gives `hgb_tree_shap` (the project's target machine has 2 cores; the values do not depend on it)
+
 def shap_values(model, # a fitted base model (or a Pipeline ending in one): linear (`coef_`) or tree ensemble
                 X: pd.DataFrame, # rows to explain
                 background: pd.DataFrame, # background rows (the linear explainer's reference distribution)
+                n_jobs: int = 1, # threads for scikit-learn's HGB (`hgb_tree_shap`; the values do not depend on it)
                ) -> tuple[np.ndarray, float, str]:
     "(SHAP values in log-odds, expected value, 'linear' or 'tree') of `model` on `X`."
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm's notice on import, outside Jupyter widgets
-        import shap
     from sklearn.pipeline import Pipeline
     pre, est = (model[:-1], model[-1]) if isinstance(model, Pipeline) else (None, model)
     tf = (lambda d: np.asarray(pre.transform(d), float)) if pre is not None else (lambda d: np.asarray(d, float))
+    if hasattr(est, "_predictors"):  # scikit-learn's HistGradientBoosting: the same exact values as TreeExplainer, faster, without importing shap
+        vals, ev = hgb_tree_shap(est, tf(X) if pre is not None else X, n_jobs=n_jobs)
+        return vals, ev, "tree"
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm's notice on import, outside Jupyter widgets
+        import shap
     if hasattr(est, "coef_"):
         bg = tf(background)
         ex, kind = shap.LinearExplainer(est, shap.maskers.Independent(bg, max_samples=len(bg))), "linear"
-    elif hasattr(est, "_predictors"):  # scikit-learn's HistGradientBoosting: the same exact values as TreeExplainer, faster
-        vals, ev = hgb_tree_shap(est, tf(X) if pre is not None else X)
-        return vals, ev, "tree"
     else:
         ex, kind = shap.TreeExplainer(est), "tree"
     with warnings.catch_warnings():
@@ -529,7 +532,7 @@ def candidate_importance(candidates: dict, # name -> stored (calibrated) model
     table, info = pd.DataFrame({"feature": list(X.columns)}), {}
     for name, model in candidates.items():
         base = base_model(model)
-        vals, ev, kind = shap_values(base, X, background)
+        vals, ev, kind = shap_values(base, X, background, n_jobs=SHAP_THREADS)
         imp = np.abs(vals).mean(0)
         table[f"shap_{name}"] = imp
         table[f"rank_{name}"] = pd.Series(-imp).rank(method="min").astype(int).to_numpy()
@@ -587,7 +590,7 @@ def global_explanations(inputs: dict, params: dict) -> dict:
     bg = Xtr.iloc[rng.choice(len(Xtr), min(200, len(Xtr)), replace=False)]
     base = base_model(inputs["matcher"]["model"])
     Xs = Xt.iloc[sample].reset_index(drop=True)
-    vals, ev, kind = shap_values(base, Xs, bg)
+    vals, ev, kind = shap_values(base, Xs, bg, n_jobs=SHAP_THREADS)
     lo, hi = bootstrap_importance(vals, seed=params["seed"])
     imp = pd.DataFrame({"feature": list(Xt.columns), "mean_abs_shap": np.abs(vals).mean(0), "mean_abs_shap_low": lo, "mean_abs_shap_high": hi})
     imp = imp.merge(permutation_table(inputs["matcher"]["model"], Xv, yv, seed=params["seed"]), on="feature")
