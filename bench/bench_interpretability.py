@@ -3,7 +3,7 @@
 SHAP values of 10,000 pairs with the tree explainer (target: at most 5 s on 2 cores): gradient-boosted trees of the
 models stage's kind (`make_hgb`, 200 iterations, early stopping) fitted on the project's toy pair table, explained
 with `shap_values` (exact path-dependent TreeSHAP in log-odds; for scikit-learn's HGB that is the stage's vectorised
-`hgb_tree_shap`), plus its local accuracy on those rows, on one thread and on the stage's `SHAP_THREADS` (2) threads,
+`hgb_tree_shap`), plus its local accuracy on those rows, on one thread (the stage's `SHAP_THREADS`) and on two threads,
 which give the same values. The linear explainer on the same rows is timed too. Wall and
 CPU seconds are both printed, with the load average: on a shared machine the wall time grows with the load, the CPU
 time much less. The model's shape (trees, leaves, depth, distinct features per path) is printed, since TreeSHAP's
@@ -27,7 +27,7 @@ import time
 import numpy as np
 import pandas as pd
 
-from thinkalike_ml.interpretability import SHAP_THREADS, _distinct_path_features, hgb_tree_shap, local_accuracy_error, shap_values
+from thinkalike_ml.interpretability import _distinct_path_features, hgb_tree_shap, local_accuracy_error, shap_values
 from thinkalike_ml.models import make_hgb, make_logreg
 
 
@@ -89,7 +89,7 @@ def bench(rows: int) -> dict:
     X, y = toy_pairs(20_000 + rows)
     Xtr, ytr, Xe = X[:20_000], y[:20_000], X[20_000:]
     out, tree_values = {}, None
-    for name, model, n_jobs in (("tree", make_hgb(seed=0), 1), (f"tree, {SHAP_THREADS} threads", None, SHAP_THREADS),
+    for name, model, n_jobs in (("tree", make_hgb(seed=0), 1), ("tree, 2 threads", None, 2),
                                 ("linear", make_logreg(seed=0), 1)):
         if model is None: model = out["tree"]["model"]
         else: model.fit(Xtr, ytr)

@@ -122,7 +122,7 @@ def hgb_tree_shap(model, # a fitted `HistGradientBoostingClassifier` (binary) or
     return np.ascontiguousarray(phi.T), expected
 
 # %% ../nbs/07_interpretability.ipynb #5a935be5
-SHAP_THREADS = 2  # threads the stage gives `hgb_tree_shap` (the project's target machine has 2 cores; the values do not depend on it)
+SHAP_THREADS = 1  # threads the stage gives `hgb_tree_shap` (the values do not depend on it; 2 threads were not faster on the shared 2-core machine: see bench/)
 
 def shap_values(model, # a fitted base model (or a Pipeline ending in one): linear (`coef_`) or tree ensemble
                 X: pd.DataFrame, # rows to explain
