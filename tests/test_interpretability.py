@@ -17,7 +17,8 @@ from sklearn.preprocessing import StandardScaler
 from thinkalike_ml.interpretability import (INTERPRETABILITY_TABLES, SENSITIVE_COLUMNS, actionable_columns, base_model,
                                             bootstrap_importance, counterfactual_search, deletion_test, driver_agreement, hgb_tree_shap,
                                             load_interpretability, local_accuracy_error, local_surrogates,
-                                            map_features_to_drivers, null_clearly_below_share, null_partial_correlation, null_rank_share,
+                                            map_features_to_drivers, null_below_drivers_share, null_clearly_below_share, null_partial_correlation,
+                                            null_rank_share, null_vs_drivers,
                                             profile_scorer, shap_values, true_effects, why_this_match)
 
 
@@ -155,13 +156,38 @@ def test_a_null_feature_that_is_a_suppressor_is_used_by_the_matcher_and_the_part
     truth = pd.DataFrame({"u": e, "logit": 2 * e})
     X = pd.DataFrame({"x1": e + .5 * z, "z": z, "w": w})
     y = (rng.random(len(X)) < 1 / (1 + np.exp(-truth["logit"]))).astype(int)
-    drivers = map_features_to_drivers(X, truth, ["u"])
+    drivers = map_features_to_drivers(X, truth, ["u"], alpha=None)  # the marginal screen alone
     assert drivers["x1"] == "u" and drivers[["z", "w"]].isna().all()
     m = LogisticRegression().fit(X, y)
     imp = pd.Series(np.abs(shap_values(m, X[:800], X[800:1000])[0]).mean(0), index=X.columns)
     assert imp["z"] > 5 * imp["w"]
     part = null_partial_correlation(X, truth, drivers)
     assert set(part.index) == {"z", "w"} and part["z"] < -.5 and abs(part["w"]) < .05
+    full = map_features_to_drivers(X, truth, ["u"])  # the conditional step: z adds truth given x1, so it is a driver feature; w is not
+    assert full["z"] == "u" and pd.isna(full["w"])
+
+
+@pytest.mark.parametrize("kind", ["logreg", "hgb"])
+def test_a_pure_noise_column_ranks_below_every_true_driver_and_a_null_feature_the_model_uses_does_not(kind):
+    """The null-feature check of the stage (`null_vs_drivers`: each null feature's mean |SHAP| against each true driver's mean
+    |summed SHAP|) on held-out rows, for both candidate kinds: an added pure-noise column and the toy's null features rank
+    last; trained on labels that really depend on a column the truth does not contain (a model using a 'null' feature), the
+    same check fails."""
+    X, _, truth = _toy(6000, seed=3)
+    rng = np.random.default_rng(4)
+    X["noise"] = rng.normal(size=len(X))
+    fit = lambda y: (make_pipeline(StandardScaler(), LogisticRegression()) if kind == "logreg"
+                     else HistGradientBoostingClassifier(max_iter=60, random_state=0)).fit(X[:4000], y[:4000])
+    hold, bg = X[4000:5000].reset_index(drop=True), X[5000:5200]
+    drivers = map_features_to_drivers(hold, truth[4000:5000].reset_index(drop=True), ["u", "v"])
+    assert drivers[["f1", "f2", "f3"]].tolist() == ["u", "u", "v"] and drivers[["null1", "null2", "noise"]].isna().all()
+    clean = fit((rng.random(len(X)) < 1 / (1 + np.exp(-truth["logit"]))).astype(int))
+    t = null_vs_drivers(shap_values(clean, hold, bg)[0], hold.columns, drivers)
+    assert t["kind"].tolist() == ["driver"] * 2 + ["null"] * 3 and "noise" in t["name"].tolist()
+    assert null_below_drivers_share(t) == 1.0 and null_below_drivers_share(t, clearly=True) == 1.0
+    used = fit((rng.random(len(X)) < 1 / (1 + np.exp(-(truth["logit"] + 1.5 * X["noise"])))).astype(int))  # 'noise' drives the labels
+    t2 = null_vs_drivers(shap_values(used, hold, bg)[0], hold.columns, drivers)
+    assert t2.loc[t2["kind"] == "null", "name"].iloc[0] == "noise" and null_below_drivers_share(t2) < 1.0
 
 
 def test_the_local_surrogate_is_faithful_on_a_linear_model_and_says_so_when_it_is_not():
@@ -238,6 +264,9 @@ def test_the_stage_agrees_with_the_true_drivers_and_is_faithful(small_interpreta
     out = load_interpretability(run)
     assert {"importance", "concepts", "drivers", "deletion", "reasons", "shap"} <= set(out) <= set(INTERPRETABILITY_TABLES) | {"summary"}
     assert m["driver_spearman"] >= 0.8
+    # null features below every true driver for the selected matcher (on this small profile the HGB candidate, not selected, has one
+    # of its 39 (null feature, driver) pairs out of order: reported per candidate, checked in the next test; default run: all at 1.0)
+    assert m["null_features_rank_last_share"] == 1.0, load_interpretability(run)["nulls"].to_string()
     assert m["shap_local_accuracy_max_error"] < 1e-6
     assert m["deletion_auc_top"] < m["deletion_auc_random"]
     assert 0 <= m["surrogate_agreement"] <= 1 and "|---" in out["summary"]["rules"]
@@ -274,6 +303,11 @@ def test_every_candidate_is_explained_and_the_local_surrogates_are_measured(smal
     imp = out["importance"]
     assert (imp["mean_abs_shap_low"] <= imp["mean_abs_shap"]).all() and (imp["mean_abs_shap"] <= imp["mean_abs_shap_high"]).all()
     assert 0 <= m["null_features_clearly_below_share"] <= m["null_features_rank_last_share"] <= 1  # reported, whatever the finding
+    assert 0 <= m["null_features_clearly_below_driver_features_share"] <= m["null_features_below_driver_features_share"] <= 1
+    nv = out["nulls"]
+    assert set(nv.loc[nv["kind"] == "null", "name"]) == set(imp.loc[imp["driver"].isna(), "feature"])
+    assert set(nv.loc[nv["kind"] == "driver", "name"]) == set(imp["driver"].dropna())
+    for k in names: assert 0 <= m[f"null_features_clearly_below_share_{k}"] <= m[f"null_features_rank_last_share_{k}"] <= 1
     nulls = imp[imp["driver"].isna()]
     assert len(nulls) == m["n_null_features"] and nulls["null_partial_corr"].between(-1, 1).all()
     assert imp.loc[imp["driver"].notna(), "null_partial_corr"].isna().all()
@@ -382,3 +416,14 @@ def test_without_ground_truth_the_truth_checks_are_not_available(small_interpret
     out = load_interpretability(copy)
     assert np.isnan(m["driver_spearman"]) and out["summary"]["ground_truth"] is False and "drivers" not in out
     assert m["shap_local_accuracy_max_error"] < 1e-6 and m["deletion_auc_top"] < m["deletion_auc_random"]
+
+
+def test_importing_the_module_does_not_import_scipy_stats_sklearn_metrics_or_shap():
+    """The API server imports this module; scipy.stats (about 1.5 s), sklearn.metrics and shap are imported inside the functions
+    that need them."""
+    import subprocess
+    import sys
+    code = ("import sys, thinkalike_ml.interpretability; "
+            "print(sorted(m for m in ('scipy.stats', 'sklearn.metrics', 'shap') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stdout + out.stderr

@@ -10,21 +10,20 @@ import warnings
 
 import numpy as np
 import pandas as pd
-from scipy import stats
-from sklearn.metrics import roc_auc_score
 
 # %% auto #0
-__all__ = ['VALUES_OVERALL', 'INTERESTS', 'DRIVER_TERMS', 'SENSITIVE_COLUMNS', 'INTERPRETABILITY_DIR', 'INTERPRETABILITY_SUMMARY',
-           'INTERPRETABILITY_TABLES', 'base_model', 'hgb_tree_shap', 'shap_values', 'local_accuracy_error',
-           'permutation_table', 'feature_concept', 'concept_importance', 'true_effects', 'map_features_to_drivers',
-           'driver_agreement', 'null_rank_share', 'deletion_curve', 'deletion_test', 'why_this_match', 'rule_surrogate',
-           'bootstrap_importance', 'null_clearly_below_share', 'null_partial_correlation', 'local_surrogates',
-           'local_surrogate', 'actionable_edits', 'apply_edit', 'edit_cost', 'counterfactual_search', 'profile_scorer',
-           'candidate_importance', 'rank_agreement', 'load_interpretability', 'interpretability_inputs',
-           'global_explanations', 'truth_checks', 'example_reasons', 'faithfulness', 'local_explanations',
-           'actionable_columns', 'counterfactual_explanations', 'candidate_explanations', 'interpretability_metrics',
-           'persist_interpretability', 'track_interpretability', 'track_interpretability_figures',
-           'run_interpretability_stage']
+__all__ = ['SHAP_THREADS', 'VALUES_OVERALL', 'INTERESTS', 'DRIVER_TERMS', 'SENSITIVE_COLUMNS', 'INTERPRETABILITY_DIR',
+           'INTERPRETABILITY_SUMMARY', 'INTERPRETABILITY_TABLES', 'base_model', 'hgb_tree_shap', 'shap_values',
+           'local_accuracy_error', 'permutation_table', 'feature_concept', 'concept_importance', 'true_effects',
+           'conditional_relevance', 'map_features_to_drivers', 'driver_agreement', 'null_rank_share', 'deletion_curve',
+           'deletion_test', 'why_this_match', 'rule_surrogate', 'bootstrap_importance', 'null_clearly_below_share',
+           'driver_contributions', 'null_vs_drivers', 'null_below_drivers_share', 'null_partial_correlation',
+           'local_surrogates', 'local_surrogate', 'actionable_edits', 'apply_edit', 'edit_cost',
+           'counterfactual_search', 'profile_scorer', 'candidate_importance', 'rank_agreement', 'load_interpretability',
+           'interpretability_inputs', 'global_explanations', 'truth_checks', 'example_reasons', 'faithfulness',
+           'local_explanations', 'actionable_columns', 'counterfactual_explanations', 'candidate_explanations',
+           'interpretability_metrics', 'persist_interpretability', 'track_interpretability',
+           'track_interpretability_figures', 'run_interpretability_stage']
 
 # %% ../nbs/07_interpretability.ipynb #82af46b4
 def base_model(model):
@@ -123,23 +122,26 @@ def hgb_tree_shap(model, # a fitted `HistGradientBoostingClassifier` (binary) or
     return np.ascontiguousarray(phi.T), expected
 
 # %% ../nbs/07_interpretability.ipynb #5a935be5
+SHAP_THREADS = 1  # threads the stage gives `hgb_tree_shap` (the values do not depend on it; 2 threads were not faster on the shared 2-core machine: see bench/)
+
 def shap_values(model, # a fitted base model (or a Pipeline ending in one): linear (`coef_`) or tree ensemble
                 X: pd.DataFrame, # rows to explain
                 background: pd.DataFrame, # background rows (the linear explainer's reference distribution)
+                n_jobs: int = 1, # threads for scikit-learn's HGB (`hgb_tree_shap`; the values do not depend on it)
                ) -> tuple[np.ndarray, float, str]:
     "(SHAP values in log-odds, expected value, 'linear' or 'tree') of `model` on `X`."
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm's notice on import, outside Jupyter widgets
-        import shap
     from sklearn.pipeline import Pipeline
     pre, est = (model[:-1], model[-1]) if isinstance(model, Pipeline) else (None, model)
     tf = (lambda d: np.asarray(pre.transform(d), float)) if pre is not None else (lambda d: np.asarray(d, float))
+    if hasattr(est, "_predictors"):  # scikit-learn's HistGradientBoosting: the same exact values as TreeExplainer, faster, without importing shap
+        vals, ev = hgb_tree_shap(est, tf(X) if pre is not None else X, n_jobs=n_jobs)
+        return vals, ev, "tree"
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm's notice on import, outside Jupyter widgets
+        import shap
     if hasattr(est, "coef_"):
         bg = tf(background)
         ex, kind = shap.LinearExplainer(est, shap.maskers.Independent(bg, max_samples=len(bg))), "linear"
-    elif hasattr(est, "_predictors"):  # scikit-learn's HistGradientBoosting: the same exact values as TreeExplainer, faster
-        vals, ev = hgb_tree_shap(est, tf(X) if pre is not None else X)
-        return vals, ev, "tree"
     else:
         ex, kind = shap.TreeExplainer(est), "tree"
     with warnings.catch_warnings():
@@ -183,6 +185,11 @@ def concept_importance(importance: pd.DataFrame, dictionary: pd.DataFrame | None
 # %% ../nbs/07_interpretability.ipynb #861cb8f4
 DRIVER_TERMS = ("agreement", "conflict", "interest_jaccard", "age_diff_decades")  # the generator's true terms (`acceptance_terms`)
 
+def _spearman(a, b) -> float:
+    "Spearman correlation of two sequences (scipy imported here, not when the module is: the API server imports this module)."
+    from scipy import stats
+    return float(stats.spearmanr(a, b).statistic)
+
 def true_effects(truth_rows: pd.DataFrame, terms=DRIVER_TERMS) -> pd.Series:
     "Absolute coefficient times sd of each true term, the coefficients from least squares of logit (+ bias_penalty) on the terms."
     terms = [t for t in terms if t in truth_rows]
@@ -191,11 +198,45 @@ def true_effects(truth_rows: pd.DataFrame, terms=DRIVER_TERMS) -> pd.Series:
     coef = np.linalg.lstsq(np.c_[np.ones(len(T)), T], z, rcond=None)[0][1:]
     return pd.Series(np.abs(coef) * T.std(0), index=terms, name="true_effect")
 
-def map_features_to_drivers(X: pd.DataFrame, truth_rows: pd.DataFrame, terms, min_corr: float = 0.3) -> pd.Series:
-    "The true term each feature of `X` is most (absolutely, Spearman) correlated with, or missing (a null feature) below `min_corr`."
-    rho = pd.DataFrame({t: [abs(stats.spearmanr(X[f], truth_rows[t]).statistic) if X[f].nunique() > 1 else 0.0 for f in X]
+def _truth_logit(truth_rows: pd.DataFrame) -> np.ndarray:
+    "The true logit without the injected group penalty (logit + bias_penalty)."
+    return truth_rows["logit"].to_numpy(float) + np.asarray(truth_rows.get("bias_penalty", 0), float)
+
+def _partial_corr(A: np.ndarray, x: np.ndarray, Y: np.ndarray) -> np.ndarray:
+    "Partial correlation of `x` with each column of `Y` given the columns of `A` (0 where a residual is constant)."
+    B = np.linalg.lstsq(A, np.c_[x, Y], rcond=None)[0]
+    R = np.c_[x, Y] - A @ B
+    den = np.sqrt((R[:, :1] ** 2).sum() * (R[:, 1:] ** 2).sum(0))
+    return np.where(den > 1e-12, (R[:, :1] * R[:, 1:]).sum(0) / np.where(den > 1e-12, den, 1.0), 0.0)
+
+def conditional_relevance(X: pd.DataFrame, truth_rows: pd.DataFrame, terms, features=None) -> pd.DataFrame:
+    "Per feature (default all): partial correlation with the true logit given all other features of `X`, its two-sided Fisher-z p-value, and the term it has the largest absolute partial correlation with given the others."
+    import math
+    features = list(X.columns) if features is None else list(features)
+    Y = np.c_[_truth_logit(truth_rows), truth_rows[list(terms)].to_numpy(float)]
+    rows = []
+    for f in features:
+        A = np.c_[np.ones(len(X)), X.drop(columns=[f]).to_numpy(float)]
+        r = _partial_corr(A, X[f].to_numpy(float), Y)
+        dof = len(X) - A.shape[1] - 2
+        z = math.atanh(min(abs(r[0]), 1 - 1e-15)) * math.sqrt(max(dof, 1))
+        rows.append({"feature": f, "partial_corr": float(r[0]), "p_value": math.erfc(z / math.sqrt(2)),
+                     "term": list(terms)[int(np.argmax(np.abs(r[1:])))] if len(terms) else None})
+    return pd.DataFrame(rows, columns=["feature", "partial_corr", "p_value", "term"]).set_index("feature")
+
+def map_features_to_drivers(X: pd.DataFrame, truth_rows: pd.DataFrame, terms, min_corr: float = 0.3,
+                            alpha: float | None = 0.01, # family-wise level of the conditional step (None: the marginal screen only)
+                           ) -> pd.Series:
+    "The true term of each feature of `X`: by the marginal screen (absolute Spearman at least `min_corr`), else by a significant partial correlation with the true logit given the other features; missing for a null feature."
+    rho = pd.DataFrame({t: [abs(_spearman(X[f], truth_rows[t])) if X[f].nunique() > 1 else 0.0 for f in X]
                         for t in terms}, index=X.columns).fillna(0.0)
-    return rho.idxmax(axis=1).where(rho.max(axis=1) >= min_corr).rename("driver")
+    out = rho.idxmax(axis=1).where(rho.max(axis=1) >= min_corr).rename("driver")
+    rest = [f for f in X if pd.isna(out[f]) and X[f].nunique() > 1]
+    if alpha is not None and rest and len(X) > X.shape[1] + 3:
+        c = conditional_relevance(X, truth_rows, terms, rest)
+        hit = c[c["p_value"] < alpha / len(rest)]  # Bonferroni over the features tested
+        out.loc[hit.index] = hit["term"]
+    return out
 
 # %% ../nbs/07_interpretability.ipynb #f133f186
 def driver_agreement(importance: pd.Series, drivers: pd.Series, effects: pd.Series) -> tuple[pd.DataFrame, float]:
@@ -205,7 +246,7 @@ def driver_agreement(importance: pd.Series, drivers: pd.Series, effects: pd.Seri
                       "n_features": drivers.value_counts().reindex(effects.index).fillna(0).astype(int).to_numpy()})
     t["observable"] = t["n_features"] > 0
     o = t[t["observable"]]
-    rho = float(stats.spearmanr(o["importance"], o["true_effect"]).statistic) if len(o) >= 2 else float("nan")
+    rho = _spearman(o["importance"], o["true_effect"]) if len(o) >= 2 else float("nan")
     return t.sort_values("true_effect", ascending=False).reset_index(drop=True), rho
 
 def null_rank_share(importance: pd.Series, drivers: pd.Series) -> float:
@@ -221,6 +262,7 @@ def deletion_curve(predict, # rows -> scores
                    fill: pd.Series, # background value of each feature
                   ) -> np.ndarray:
     "ROC AUC after replacing the first k features of `order` by `fill`, for k = 0..len(order)."
+    from sklearn.metrics import roc_auc_score
     Xd, out = X.copy(), [roc_auc_score(y, predict(X))]
     for f in order:
         Xd[f] = fill[f]
@@ -284,6 +326,7 @@ def why_this_match(contributions, # SHAP value of each pair feature for this sug
 # %% ../nbs/07_interpretability.ipynb #c6ae0628
 def rule_surrogate(Xv: pd.DataFrame, pv, yv, Xt: pd.DataFrame, pt, max_depth: int = 3, seed: int = 0) -> dict | None:
     "Depth-limited tree distilled from the matcher's decisions on validation; its test fidelity and rules (None if one class)."
+    from sklearn.metrics import roc_auc_score
     from sklearn.tree import DecisionTreeClassifier, export_text
     from thinkalike_ml.fairness import choose_threshold
     t = choose_threshold(yv, pv)
@@ -311,6 +354,35 @@ def null_clearly_below_share(low: pd.Series, high: pd.Series, drivers: pd.Series
     nh, rl = high[d.isna()].to_numpy(), low[d.notna()].to_numpy()
     if not len(nh) or not len(rl): return float("nan")
     return float((nh[:, None] < rl[None, :]).mean())
+
+# %% ../nbs/07_interpretability.ipynb #188a5479
+def driver_contributions(values: np.ndarray, # SHAP values, rows x features
+                         columns, drivers: pd.Series) -> pd.DataFrame:
+    "Per row, each true driver's contribution to the log-odds: the sum of the SHAP values of the features `drivers` maps to it."
+    V = pd.DataFrame(np.asarray(values, float), columns=list(columns))
+    d = drivers.reindex(V.columns)
+    return pd.DataFrame({t: V.loc[:, (d == t).to_numpy()].sum(axis=1) for t in pd.unique(d.dropna())}, index=V.index)
+
+def null_vs_drivers(values: np.ndarray, # SHAP values, rows x features
+                    columns, drivers: pd.Series, seed: int = 0) -> pd.DataFrame:
+    "Each null feature (its mean |SHAP|) and each observable driver (mean |summed SHAP| of its features), with 95% bootstrap intervals, most important first."
+    d = drivers.reindex(list(columns))
+    null = [f for f in columns if pd.isna(d[f])]
+    V = pd.DataFrame(np.asarray(values, float), columns=list(columns))
+    M = pd.concat([driver_contributions(values, columns, drivers), V[null]], axis=1)
+    lo, hi = bootstrap_importance(M.to_numpy(), seed=seed)
+    t = pd.DataFrame({"name": list(M.columns), "kind": ["driver"] * (M.shape[1] - len(null)) + ["null"] * len(null),
+                      "importance": np.abs(M.to_numpy()).mean(0), "low": lo, "high": hi})
+    t = t.sort_values("importance", ascending=False).reset_index(drop=True)
+    return t.assign(rank=np.arange(1, len(t) + 1))
+
+def null_below_drivers_share(t: pd.DataFrame, # a `null_vs_drivers` table
+                             clearly: bool = False) -> float:
+    "Share of (null feature, driver) pairs with the null feature less important (`clearly`: its whole interval below the driver's); nan if either set is empty."
+    n, r = t[t["kind"] == "null"], t[t["kind"] == "driver"]
+    if not len(n) or not len(r): return float("nan")
+    a, b = (n["high"], r["low"]) if clearly else (n["importance"], r["importance"])
+    return float((a.to_numpy()[:, None] < b.to_numpy()[None, :]).mean())
 
 # %% ../nbs/07_interpretability.ipynb #b0f75a63
 def null_partial_correlation(X: pd.DataFrame, truth_rows: pd.DataFrame, drivers: pd.Series) -> pd.Series:
@@ -460,7 +532,7 @@ def candidate_importance(candidates: dict, # name -> stored (calibrated) model
     table, info = pd.DataFrame({"feature": list(X.columns)}), {}
     for name, model in candidates.items():
         base = base_model(model)
-        vals, ev, kind = shap_values(base, X, background)
+        vals, ev, kind = shap_values(base, X, background, n_jobs=SHAP_THREADS)
         imp = np.abs(vals).mean(0)
         table[f"shap_{name}"] = imp
         table[f"rank_{name}"] = pd.Series(-imp).rank(method="min").astype(int).to_numpy()
@@ -470,7 +542,7 @@ def candidate_importance(candidates: dict, # name -> stored (calibrated) model
 def rank_agreement(table: pd.DataFrame) -> pd.DataFrame:
     "Spearman correlation between the mean absolute SHAP values of every two candidates of a `candidate_importance` table."
     names = [c[len("shap_"):] for c in table if c.startswith("shap_")]
-    return pd.DataFrame([{"a": a, "b": b, "spearman": float(stats.spearmanr(table[f"shap_{a}"], table[f"shap_{b}"]).statistic)}
+    return pd.DataFrame([{"a": a, "b": b, "spearman": _spearman(table[f"shap_{a}"], table[f"shap_{b}"])}
                          for i, a in enumerate(names) for b in names[i + 1:]], columns=["a", "b", "spearman"])
 
 # %% ../nbs/07_interpretability.ipynb #91ffeb1a
@@ -481,7 +553,7 @@ INTERPRETABILITY_TABLES = {  # name -> path of each table the stage writes
     "drivers": "tables/interpretability_drivers.parquet", "deletion": "tables/interpretability_deletion.parquet",
     "reasons": "tables/interpretability_reasons.parquet", "shap": f"{INTERPRETABILITY_DIR}/shap_values.parquet",
     "candidates": "tables/interpretability_candidates.parquet", "local": "tables/interpretability_local_surrogates.parquet",
-    "counterfactuals": "tables/interpretability_counterfactuals.parquet"}
+    "counterfactuals": "tables/interpretability_counterfactuals.parquet", "nulls": "tables/interpretability_nulls.parquet"}
 
 def load_interpretability(run) -> dict:
     "What the interpretability stage wrote: its summary (`summary`) and each table of `INTERPRETABILITY_TABLES` that exists."
@@ -518,7 +590,7 @@ def global_explanations(inputs: dict, params: dict) -> dict:
     bg = Xtr.iloc[rng.choice(len(Xtr), min(200, len(Xtr)), replace=False)]
     base = base_model(inputs["matcher"]["model"])
     Xs = Xt.iloc[sample].reset_index(drop=True)
-    vals, ev, kind = shap_values(base, Xs, bg)
+    vals, ev, kind = shap_values(base, Xs, bg, n_jobs=SHAP_THREADS)
     lo, hi = bootstrap_importance(vals, seed=params["seed"])
     imp = pd.DataFrame({"feature": list(Xt.columns), "mean_abs_shap": np.abs(vals).mean(0), "mean_abs_shap_low": lo, "mean_abs_shap_high": hi})
     imp = imp.merge(permutation_table(inputs["matcher"]["model"], Xv, yv, seed=params["seed"]), on="feature")
@@ -529,7 +601,7 @@ def global_explanations(inputs: dict, params: dict) -> dict:
 
 # %% ../nbs/07_interpretability.ipynb #03d32443
 def truth_checks(inputs: dict, g: dict) -> dict:
-    "Feature-to-driver map, per-driver agreement and Spearman, null-feature rank share; {} without ground truth."
+    "Feature-to-driver map, per-driver agreement and Spearman, null features against the drivers; {} without ground truth."
     truth = inputs["truth"]
     if truth is None: return {}
     rows = g["ids"][["suggestion_id"]].merge(truth["suggestions"], on="suggestion_id", how="left")
@@ -539,11 +611,14 @@ def truth_checks(inputs: dict, g: dict) -> dict:
     imp = g["importance"].set_index("feature")["mean_abs_shap"]
     table, rho = driver_agreement(imp, drivers, true_effects(rows, terms))
     imp_t = g["importance"].set_index("feature")
-    return {"drivers": drivers, "table": table, "spearman": rho, "null_rank_share": null_rank_share(imp, drivers),
+    nulls = null_vs_drivers(g["values"], g["X"].columns, drivers)
+    return {"drivers": drivers, "table": table, "spearman": rho, "nulls": nulls,
+            "null_rank_share": null_below_drivers_share(nulls), "null_clearly_below_share": null_below_drivers_share(nulls, clearly=True),
+            "null_rank_share_features": null_rank_share(imp, drivers),
+            "null_clearly_below_share_features": null_clearly_below_share(imp_t["mean_abs_shap_low"], imp_t["mean_abs_shap_high"], drivers),
             "null_partial": null_partial_correlation(g["X"], rows, drivers),
-            "null_clearly_below_share": null_clearly_below_share(imp_t["mean_abs_shap_low"], imp_t["mean_abs_shap_high"], drivers),
             "effects": true_effects(rows, terms),
-            "spearman_all": float(stats.spearmanr(table["importance"], table["true_effect"]).statistic),
+            "spearman_all": _spearman(table["importance"], table["true_effect"]),
             "permutation_spearman": driver_agreement(g["importance"].set_index("feature")["permutation"], drivers, true_effects(rows, terms))[1]}
 
 # %% ../nbs/07_interpretability.ipynb #22a3b2f5
@@ -622,12 +697,15 @@ def counterfactual_explanations(inputs: dict, g: dict, params: dict, threshold: 
     return cf, info
 
 def candidate_explanations(inputs: dict, g: dict, checks: dict) -> tuple[pd.DataFrame, dict]:
-    "`candidate_importance` of every stored candidate on the explained test pairs; per-candidate driver Spearman and local accuracy."
+    "`candidate_importance` of every stored candidate on the explained test pairs; per-candidate driver Spearman, null features against the drivers, local accuracy."
     table, info = candidate_importance(inputs["matcher"]["candidates"], g["X"], g["background"])
     out = {"rank_agreement": rank_agreement(table), "explainers": {k: v["explainer"] for k, v in info.items()},
            "local_accuracy_error": max(v["local_accuracy_error"] for v in info.values())}
     if checks:
         out["driver_spearman"] = {k: driver_agreement(table.set_index("feature")[f"shap_{k}"], checks["drivers"], checks["effects"])[1] for k in info}
+        nv = {k: null_vs_drivers(v["values"], g["X"].columns, checks["drivers"]) for k, v in info.items()}
+        out["null_rank_share"] = {k: null_below_drivers_share(t) for k, t in nv.items()}
+        out["null_clearly_below_share"] = {k: null_below_drivers_share(t, clearly=True) for k, t in nv.items()}
     return table, out
 
 # %% ../nbs/07_interpretability.ipynb #e1bfba7c
@@ -640,6 +718,8 @@ def interpretability_metrics(g: dict | None, checks: dict, deletion: pd.DataFram
          "driver_spearman_all_drivers": checks.get("spearman_all", float("nan")),
          "null_features_rank_last_share": checks.get("null_rank_share", float("nan")),
          "null_features_clearly_below_share": checks.get("null_clearly_below_share", float("nan")),
+         "null_features_below_driver_features_share": checks.get("null_rank_share_features", float("nan")),
+         "null_features_clearly_below_driver_features_share": checks.get("null_clearly_below_share_features", float("nan")),
          "n_null_features": float(checks["drivers"].isna().sum()) if checks else float("nan"),
          "null_features_max_abs_partial_corr": float(checks["null_partial"].abs().max()) if checks and len(checks["null_partial"]) else float("nan"),
          "shap_local_accuracy_max_error": g["local_accuracy_error"], "n_explained": float(len(g["X"])),
@@ -663,6 +743,8 @@ def interpretability_metrics(g: dict | None, checks: dict, deletion: pd.DataFram
               "counterfactual_non_actionable_fields_changed": float(len(cfi["non_actionable_fields_changed"]))}
     ci = extra.get("candidate_info") or {}
     for k, rho in (ci.get("driver_spearman") or {}).items(): m[f"driver_spearman_{k}"] = rho
+    for k, v in (ci.get("null_rank_share") or {}).items(): m[f"null_features_rank_last_share_{k}"] = v
+    for k, v in (ci.get("null_clearly_below_share") or {}).items(): m[f"null_features_clearly_below_share_{k}"] = v
     for r in ci.get("rank_agreement", pd.DataFrame()).itertuples(): m[f"candidate_rank_spearman_{r.a}_{r.b}"] = r.spearman
     if ci: m["candidates_shap_local_accuracy_max_error"] = ci["local_accuracy_error"]
     return m
@@ -677,6 +759,7 @@ def persist_interpretability(run, g: dict | None, checks: dict, deletion: pd.Dat
                                      null_partial_corr=g["importance"]["feature"].map(checks["null_partial"]) if checks else np.nan)
         imp["rank"] = imp["mean_abs_shap"].rank(ascending=False, method="min").astype(int)
         tables |= {"importance": imp, "concepts": concept_importance(g["importance"]), "drivers": checks.get("table", pd.DataFrame()),
+                   "nulls": checks.get("nulls", pd.DataFrame()),
                    "shap": pd.concat([g["ids"][["suggestion_id"]], pd.DataFrame(g["values"], columns=g["X"].columns)], axis=1)}
         tables |= {k: extra[k] for k in ("candidates", "local", "counterfactuals") if extra.get(k) is not None}
     for name, df in tables.items():
