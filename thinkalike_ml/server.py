@@ -21,7 +21,7 @@ from datetime import datetime, timezone
 import numpy as np
 import pandas as pd
 from fastapi import FastAPI, HTTPException, Request
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from .interpretability import why_this_match
@@ -263,7 +263,8 @@ def create_app(cfg: ServerConfig, load_in_background: bool = True) -> FastAPI:
         yield
 
     app = FastAPI(title="ThinkAlike matcher and recommender", version="1", lifespan=lifespan,
-                  description="Matching percentages with reasons, and recommendations, from the registered models.")
+                  description="Matching percentages with reasons, and recommendations, from the registered models.",
+                  telemetry={"tracing": False, "metrics": False, "logs": False})  # the server's metrics are its own Prometheus ones
     app.state.thinkalike = state
 
     app.add_middleware(_Guard, cfg=cfg, token=token, limiter=limiter, m=m)
@@ -280,6 +281,44 @@ def create_app(cfg: ServerConfig, load_in_background: bool = True) -> FastAPI:
     def served() -> ServedModels:
         if state.served is None: raise HTTPException(503, detail="the models are not loaded yet" if state.error is None else "the models could not be loaded")
         return state.served
+
+    # The /v1 routes come first: routes are matched in order, and these carry the load.
+    @app.post("/v1/match", response_model=MatchResponse)
+    async def match(req: MatchRequest):
+        "The matching percentage of two people (ids or profiles), with the reasons and the model version."
+        s = served()
+        if s.matcher is None: raise HTTPException(404, detail="this deployment has no matcher")
+        rows, arrays, om = [], [], state.online
+        for k in ("a", "b"):
+            uid = getattr(req, f"user_{k}")
+            if uid is not None:
+                rows.append(known_row(s, uid, ["body", f"user_{k}"])); arrays.append(om.known[uid])
+            else:
+                rows.append(profile_row(s, getattr(req, f"profile_{k}"), ["body", f"profile_{k}"])); arrays.append(om.profile(rows[-1]))
+        x = om.features(*arrays)
+        p = om.probability(x)
+        m["score"].observe(p)
+        contributions = {c: v for c, v in zip(s.columns, state.contrib.values(x[None, :])[0].tolist()) if v > 0}  # only positive ones can be reasons
+        reasons = why_this_match(contributions, rows[0], rows[1])
+        out = MatchResponse(matching_percentage=round(100 * p, 1), probability=p, reasons=reasons, model_version=s.version)
+        return Response(out.model_dump_json(), media_type="application/json")  # already a validated MatchResponse: serialised once, by pydantic
+
+    @app.post("/v1/recommend", response_model=RecommendResponse)
+    async def recommend(req: RecommendRequest):
+        "Top-k items for a known user (precomputed when fresh, else online) or a new user's profile (cold start)."
+        s = served()
+        k = req.k or s.recommender.k
+        pre = state.precomputed.get(req.user_id) if req.user_id is not None else None
+        if pre is not None and len(pre) >= k:
+            top = pre.head(k)
+            return RecommendResponse(user_id=req.user_id, path="precomputed", model_version=s.version,
+                                     items=[Item(item_id=str(i), rank=int(r), score=float(v)) for i, r, v in zip(top["item_id"], top["rank"], top["score"])])
+        uid = req.user_id if req.user_id is not None else "new-user"
+        profiles = pd.DataFrame([profile_row(s, req.profile, ["body", "profile"])]) if req.profile is not None else None
+        if req.user_id is not None and req.user_id in s.users.index and s.recommender.data.users.get_indexer([req.user_id])[0] >= 0: profiles = None
+        lists = recommend_users(s, [uid], profiles, k)
+        return RecommendResponse(user_id=req.user_id, path=str(lists["path"].iloc[0]) if len(lists) else "none", model_version=s.version,
+                                 items=[Item(item_id=str(i), rank=int(r), score=float(v)) for i, r, v in zip(lists["item_id"], lists["rank"], lists["score"])])
 
     @app.get("/health")
     @app.get("/healthz", include_in_schema=False)
@@ -303,41 +342,6 @@ def create_app(cfg: ServerConfig, load_in_background: bool = True) -> FastAPI:
         "Prometheus metrics."
         from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
         return PlainTextResponse(generate_latest(m["registry"]), media_type=CONTENT_TYPE_LATEST)
-
-    @app.post("/v1/match", response_model=MatchResponse)
-    async def match(req: MatchRequest):
-        "The matching percentage of two people (ids or profiles), with the reasons and the model version."
-        s = served()
-        if s.matcher is None: raise HTTPException(404, detail="this deployment has no matcher")
-        rows, arrays, om = [], [], state.online
-        for k in ("a", "b"):
-            uid = getattr(req, f"user_{k}")
-            if uid is not None:
-                rows.append(known_row(s, uid, ["body", f"user_{k}"])); arrays.append(om.known[uid])
-            else:
-                rows.append(profile_row(s, getattr(req, f"profile_{k}"), ["body", f"profile_{k}"])); arrays.append(om.profile(rows[-1]))
-        x = om.features(*arrays)
-        p = om.probability(x)
-        m["score"].observe(p)
-        reasons = why_this_match(dict(zip(s.columns, state.contrib.values(x[None, :])[0])), rows[0], rows[1])
-        return MatchResponse(matching_percentage=round(100 * p, 1), probability=p, reasons=reasons, model_version=s.version)
-
-    @app.post("/v1/recommend", response_model=RecommendResponse)
-    async def recommend(req: RecommendRequest):
-        "Top-k items for a known user (precomputed when fresh, else online) or a new user's profile (cold start)."
-        s = served()
-        k = req.k or s.recommender.k
-        pre = state.precomputed.get(req.user_id) if req.user_id is not None else None
-        if pre is not None and len(pre) >= k:
-            top = pre.head(k)
-            return RecommendResponse(user_id=req.user_id, path="precomputed", model_version=s.version,
-                                     items=[Item(item_id=str(i), rank=int(r), score=float(v)) for i, r, v in zip(top["item_id"], top["rank"], top["score"])])
-        uid = req.user_id if req.user_id is not None else "new-user"
-        profiles = pd.DataFrame([profile_row(s, req.profile, ["body", "profile"])]) if req.profile is not None else None
-        if req.user_id is not None and req.user_id in s.users.index and s.recommender.data.users.get_indexer([req.user_id])[0] >= 0: profiles = None
-        lists = recommend_users(s, [uid], profiles, k)
-        return RecommendResponse(user_id=req.user_id, path=str(lists["path"].iloc[0]) if len(lists) else "none", model_version=s.version,
-                                 items=[Item(item_id=str(i), rank=int(r), score=float(v)) for i, r, v in zip(lists["item_id"], lists["rank"], lists["score"])])
 
     return app
 
