@@ -24,8 +24,6 @@ from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from .interpretability import why_this_match
-
 from .serving import (Contributions, OnlineMatcher, ServedModels, load_served, recommend_users, resolve_model)
 
 # %% auto #0
@@ -139,7 +137,7 @@ class ServerConfig:
 
 class _State:
     "The loaded models and what the endpoints reuse."
-    def __init__(self): self.served, self.error, self.contrib, self.online, self.precomputed, self.loaded_at = None, None, None, None, {}, None
+    def __init__(self): self.served, self.error, self.contrib, self.online, self.precomputed, self.loaded_at, self.why = None, None, None, None, {}, None, None
 
 class _RateLimiter:
     "A token bucket per client."
@@ -175,6 +173,7 @@ def _load(state: _State, cfg: ServerConfig, m: dict) -> None:
     log = logging.getLogger("thinkalike_ml.server")
     try:
         threadpool_limits(1)
+        from thinkalike_ml.interpretability import why_this_match  # here, not at import: the module brings scipy.stats and sklearn.metrics (about 3 s)
         served = cfg.served if cfg.served is not None else load_served(cfg.model, cfg.reports_dir, cfg.tracking_uri)
         if cfg.recommender:
             other = load_served(resolve_model(cfg.recommender, cfg.reports_dir, cfg.tracking_uri), cfg.reports_dir, cfg.tracking_uri)
@@ -201,7 +200,8 @@ def _load(state: _State, cfg: ServerConfig, m: dict) -> None:
             known_row(served, ids[0], []) if len(ids) else None  # the rows as dicts, before the first request
         import gc
         gc.collect(); gc.freeze()  # loaded state lives as long as the process: full collections stop traversing it (see above)
-        state.served, state.contrib, state.online, state.precomputed, state.loaded_at = served, contrib, online, pre, time.time()
+        state.why, state.contrib, state.online, state.precomputed, state.loaded_at = why_this_match, contrib, online, pre, time.time()
+        state.served = served  # last: the endpoints take a set `served` to mean that everything else is set
         m["info"].labels(served.version, str(served.sha256.get("artifacts/models/matcher.pkl"))).set(1)
         m["ready"].set(1)
         log.warning("ready: %s", served.version)
@@ -299,7 +299,7 @@ def create_app(cfg: ServerConfig, load_in_background: bool = True) -> FastAPI:
         p = om.probability(x)
         m["score"].observe(p)
         contributions = {c: v for c, v in zip(s.columns, state.contrib.values(x[None, :])[0].tolist()) if v > 0}  # only positive ones can be reasons
-        reasons = why_this_match(contributions, rows[0], rows[1])
+        reasons = state.why(contributions, rows[0], rows[1])  # the interpretability stage's `why_this_match`
         out = MatchResponse(matching_percentage=round(100 * p, 1), probability=p, reasons=reasons, model_version=s.version)
         return Response(out.model_dump_json(), media_type="application/json")  # already a validated MatchResponse: serialised once, by pydantic
 
