@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import sys
 import time
@@ -594,8 +595,8 @@ class OnlineMatcher:
         if self.session is not None: return float(onnx_probability(self.session, x[None, :])[0])
         if self._linear is not None:
             mean, scale, coef, icpt, cal = self._linear
-            f = float(((x - mean) / scale) @ coef + icpt)
-            return float(np.mean([1 / (1 + np.exp(a * f + b)) for a, b in cal]))
+            f = float(((x - mean) / scale) @ coef) + icpt
+            return sum(1 / (1 + math.exp(min(a * f + b, 700.0))) for a, b in cal) / len(cal)  # one row: plain floats (700: no overflow)
         return float(match_probability(self.served, pd.DataFrame(x[None, :], columns=self.columns))[0])
 
 # %% ../nbs/09_serving.ipynb #a54a30b5
