@@ -21,10 +21,8 @@ from datetime import datetime, timezone
 import numpy as np
 import pandas as pd
 from fastapi import FastAPI, HTTPException, Request
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, model_validator
-
-from .interpretability import why_this_match
 
 from .serving import (Contributions, OnlineMatcher, ServedModels, load_served, recommend_users, resolve_model)
 
@@ -139,7 +137,7 @@ class ServerConfig:
 
 class _State:
     "The loaded models and what the endpoints reuse."
-    def __init__(self): self.served, self.error, self.contrib, self.online, self.precomputed, self.loaded_at = None, None, None, None, {}, None
+    def __init__(self): self.served, self.error, self.contrib, self.online, self.precomputed, self.loaded_at, self.why = None, None, None, None, {}, None, None
 
 class _RateLimiter:
     "A token bucket per client."
@@ -175,6 +173,7 @@ def _load(state: _State, cfg: ServerConfig, m: dict) -> None:
     log = logging.getLogger("thinkalike_ml.server")
     try:
         threadpool_limits(1)
+        from thinkalike_ml.interpretability import why_this_match  # here, not at import: the module brings scipy.stats and sklearn.metrics (about 3 s)
         served = cfg.served if cfg.served is not None else load_served(cfg.model, cfg.reports_dir, cfg.tracking_uri)
         if cfg.recommender:
             other = load_served(resolve_model(cfg.recommender, cfg.reports_dir, cfg.tracking_uri), cfg.reports_dir, cfg.tracking_uri)
@@ -201,7 +200,8 @@ def _load(state: _State, cfg: ServerConfig, m: dict) -> None:
             known_row(served, ids[0], []) if len(ids) else None  # the rows as dicts, before the first request
         import gc
         gc.collect(); gc.freeze()  # loaded state lives as long as the process: full collections stop traversing it (see above)
-        state.served, state.contrib, state.online, state.precomputed, state.loaded_at = served, contrib, online, pre, time.time()
+        state.why, state.contrib, state.online, state.precomputed, state.loaded_at = why_this_match, contrib, online, pre, time.time()
+        state.served = served  # last: the endpoints take a set `served` to mean that everything else is set
         m["info"].labels(served.version, str(served.sha256.get("artifacts/models/matcher.pkl"))).set(1)
         m["ready"].set(1)
         log.warning("ready: %s", served.version)
@@ -216,7 +216,7 @@ class _Guard:
     Starlette's `@app.middleware("http")` wraps every request in extra tasks and streams; this costs a
     fraction of that per request, which matters at a few milliseconds of CPU per call."""
     def __init__(self, app, cfg: ServerConfig, token: str | None, limiter: _RateLimiter, m: dict):
-        self.app, self.cfg, self.token, self.limiter, self.m = app, cfg, token, limiter, m
+        self.app, self.cfg, self.token, self.limiter, self.m, self.children = app, cfg, token, limiter, m, {}
 
     def _refusal(self, scope) -> JSONResponse | None:
         "The response refusing a `/v1/` request (413, 401 or 429), or None to let it through."
@@ -245,8 +245,12 @@ class _Guard:
             await (refusal or self.app)(scope, receive, send_status)
         finally:
             endpoint = path if path in _ENDPOINTS else "other"
-            self.m["requests"].labels(endpoint, str(status[0])).inc()
-            self.m["latency"].labels(endpoint).observe(time.perf_counter() - t0)
+            key = (endpoint, status[0])
+            if key not in self.children:  # the labelled series, looked up once rather than per request
+                self.children[key] = (self.m["requests"].labels(endpoint, str(status[0])), self.m["latency"].labels(endpoint))
+            count, latency = self.children[key]
+            count.inc()
+            latency.observe(time.perf_counter() - t0)
 
 def create_app(cfg: ServerConfig, load_in_background: bool = True) -> FastAPI:
     "The FastAPI application serving `cfg.model`; models load in a background thread and `/ready` turns 200 when done."
@@ -263,7 +267,8 @@ def create_app(cfg: ServerConfig, load_in_background: bool = True) -> FastAPI:
         yield
 
     app = FastAPI(title="ThinkAlike matcher and recommender", version="1", lifespan=lifespan,
-                  description="Matching percentages with reasons, and recommendations, from the registered models.")
+                  description="Matching percentages with reasons, and recommendations, from the registered models.",
+                  telemetry={"tracing": False, "metrics": False, "logs": False})  # the server's metrics are its own Prometheus ones
     app.state.thinkalike = state
 
     app.add_middleware(_Guard, cfg=cfg, token=token, limiter=limiter, m=m)
@@ -280,6 +285,44 @@ def create_app(cfg: ServerConfig, load_in_background: bool = True) -> FastAPI:
     def served() -> ServedModels:
         if state.served is None: raise HTTPException(503, detail="the models are not loaded yet" if state.error is None else "the models could not be loaded")
         return state.served
+
+    # The /v1 routes come first: routes are matched in order, and these carry the load.
+    @app.post("/v1/match", response_model=MatchResponse)
+    async def match(req: MatchRequest):
+        "The matching percentage of two people (ids or profiles), with the reasons and the model version."
+        s = served()
+        if s.matcher is None: raise HTTPException(404, detail="this deployment has no matcher")
+        rows, arrays, om = [], [], state.online
+        for k in ("a", "b"):
+            uid = getattr(req, f"user_{k}")
+            if uid is not None:
+                rows.append(known_row(s, uid, ["body", f"user_{k}"])); arrays.append(om.known[uid])
+            else:
+                rows.append(profile_row(s, getattr(req, f"profile_{k}"), ["body", f"profile_{k}"])); arrays.append(om.profile(rows[-1]))
+        x = om.features(*arrays)
+        p = om.probability(x)
+        m["score"].observe(p)
+        contributions = {c: v for c, v in zip(s.columns, state.contrib.values(x[None, :])[0].tolist()) if v > 0}  # only positive ones can be reasons
+        reasons = state.why(contributions, rows[0], rows[1])  # the interpretability stage's `why_this_match`
+        out = MatchResponse(matching_percentage=round(100 * p, 1), probability=p, reasons=reasons, model_version=s.version)
+        return Response(out.model_dump_json(), media_type="application/json")  # already a validated MatchResponse: serialised once, by pydantic
+
+    @app.post("/v1/recommend", response_model=RecommendResponse)
+    async def recommend(req: RecommendRequest):
+        "Top-k items for a known user (precomputed when fresh, else online) or a new user's profile (cold start)."
+        s = served()
+        k = req.k or s.recommender.k
+        pre = state.precomputed.get(req.user_id) if req.user_id is not None else None
+        if pre is not None and len(pre) >= k:
+            top = pre.head(k)
+            return RecommendResponse(user_id=req.user_id, path="precomputed", model_version=s.version,
+                                     items=[Item(item_id=str(i), rank=int(r), score=float(v)) for i, r, v in zip(top["item_id"], top["rank"], top["score"])])
+        uid = req.user_id if req.user_id is not None else "new-user"
+        profiles = pd.DataFrame([profile_row(s, req.profile, ["body", "profile"])]) if req.profile is not None else None
+        if req.user_id is not None and req.user_id in s.users.index and s.recommender.data.users.get_indexer([req.user_id])[0] >= 0: profiles = None
+        lists = recommend_users(s, [uid], profiles, k)
+        return RecommendResponse(user_id=req.user_id, path=str(lists["path"].iloc[0]) if len(lists) else "none", model_version=s.version,
+                                 items=[Item(item_id=str(i), rank=int(r), score=float(v)) for i, r, v in zip(lists["item_id"], lists["rank"], lists["score"])])
 
     @app.get("/health")
     @app.get("/healthz", include_in_schema=False)
@@ -303,41 +346,6 @@ def create_app(cfg: ServerConfig, load_in_background: bool = True) -> FastAPI:
         "Prometheus metrics."
         from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
         return PlainTextResponse(generate_latest(m["registry"]), media_type=CONTENT_TYPE_LATEST)
-
-    @app.post("/v1/match", response_model=MatchResponse)
-    async def match(req: MatchRequest):
-        "The matching percentage of two people (ids or profiles), with the reasons and the model version."
-        s = served()
-        if s.matcher is None: raise HTTPException(404, detail="this deployment has no matcher")
-        rows, arrays, om = [], [], state.online
-        for k in ("a", "b"):
-            uid = getattr(req, f"user_{k}")
-            if uid is not None:
-                rows.append(known_row(s, uid, ["body", f"user_{k}"])); arrays.append(om.known[uid])
-            else:
-                rows.append(profile_row(s, getattr(req, f"profile_{k}"), ["body", f"profile_{k}"])); arrays.append(om.profile(rows[-1]))
-        x = om.features(*arrays)
-        p = om.probability(x)
-        m["score"].observe(p)
-        reasons = why_this_match(dict(zip(s.columns, state.contrib.values(x[None, :])[0])), rows[0], rows[1])
-        return MatchResponse(matching_percentage=round(100 * p, 1), probability=p, reasons=reasons, model_version=s.version)
-
-    @app.post("/v1/recommend", response_model=RecommendResponse)
-    async def recommend(req: RecommendRequest):
-        "Top-k items for a known user (precomputed when fresh, else online) or a new user's profile (cold start)."
-        s = served()
-        k = req.k or s.recommender.k
-        pre = state.precomputed.get(req.user_id) if req.user_id is not None else None
-        if pre is not None and len(pre) >= k:
-            top = pre.head(k)
-            return RecommendResponse(user_id=req.user_id, path="precomputed", model_version=s.version,
-                                     items=[Item(item_id=str(i), rank=int(r), score=float(v)) for i, r, v in zip(top["item_id"], top["rank"], top["score"])])
-        uid = req.user_id if req.user_id is not None else "new-user"
-        profiles = pd.DataFrame([profile_row(s, req.profile, ["body", "profile"])]) if req.profile is not None else None
-        if req.user_id is not None and req.user_id in s.users.index and s.recommender.data.users.get_indexer([req.user_id])[0] >= 0: profiles = None
-        lists = recommend_users(s, [uid], profiles, k)
-        return RecommendResponse(user_id=req.user_id, path=str(lists["path"].iloc[0]) if len(lists) else "none", model_version=s.version,
-                                 items=[Item(item_id=str(i), rank=int(r), score=float(v)) for i, r, v in zip(lists["item_id"], lists["rank"], lists["score"])])
 
     return app
 
