@@ -1,6 +1,7 @@
 """The data stage, pair features and batch scoring on the pandas and the Dask engine at growing sizes, with the scaling exponent.
 
-Per size, the generator's raw tables are made once (in pandas, in their own process: generation is not on Dask yet)
+Per size, the generator's raw tables are made once (in pandas, in their own process; the Dask engine can generate too,
+see `engine.map_blocks_dask`, but here both engines read the same files)
 and written as Parquet datasets (a folder of part files per table), then read back as the user's own files
 (`source: files`) by each engine in its own process:
 
@@ -15,6 +16,7 @@ ru_maxrss) and throughput (rows per second), and fits the scaling exponent b of 
 
     .venv/bin/python bench/bench_scale.py --sizes 1 10          # minutes on a busy 2-core machine
     .venv/bin/python bench/bench_scale.py --sizes 1 10 100      # 100x: 500k users, ~10M interactions
+    .venv/bin/python bench/bench_scale.py --sizes 1 10 100 --items 300   # the same rows with 300 communities at every size
 """
 from __future__ import annotations
 
@@ -37,12 +39,12 @@ def _peak_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
 
 
-def generate(scale: float, folder: str) -> dict:
-    """Generate the raw tables at `scale` x the default size and write each as a folder of Parquet parts."""
+def generate(scale: float, folder: str, items: int = 0) -> dict:
+    """Generate the raw tables at `scale` x the default size (`items` communities if given) and write each as a folder of Parquet parts."""
     os.environ.setdefault("THINKALIKE_PSEUDONYM_KEY", "bench-key")
     from thinkalike_ml import data as D
     from thinkalike_ml.config import resolve_params
-    params = resolve_params(overrides={"n_users": int(DEFAULT["n_users"] * scale), "n_items": int(DEFAULT["n_items"] * scale)})
+    params = resolve_params(overrides={"n_users": int(DEFAULT["n_users"] * scale), "n_items": items or int(DEFAULT["n_items"] * scale)})
     t = time.perf_counter()
     raw, _ = D.collect_raw(params)
     seconds = time.perf_counter() - t
@@ -158,13 +160,16 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", nargs="+", type=float, default=[1, 10], help="multiples of the default size (5000 users, 300 items)")
     ap.add_argument("--engines", nargs="+", default=["pandas", "dask"], choices=["pandas", "dask"])
+    ap.add_argument("--items", type=int, default=0,
+                    help="communities at every size (0: 300 x the size). The generator's draws cost users x communities, so at 100x "
+                         "and beyond a fixed number keeps generation linear; the engines' steps depend on rows, not on communities")
     ap.add_argument("--train-sample", type=int, default=50_000, help="most pairs the matcher is fitted on (stratified sample)")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     ap.add_argument("--arg", help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
     if a.child == "generate":
-        scale, folder = json.loads(a.arg)
-        print(json.dumps(generate(scale, folder)))
+        scale, folder, items = json.loads(a.arg)
+        print(json.dumps(generate(scale, folder, items)))
         return
     if a.child:
         print(json.dumps(run_engine(a.child, json.loads(a.arg), a.train_sample)))
@@ -179,10 +184,11 @@ def main(argv=None):
     results = []
     for scale in a.sizes:
         with tempfile.TemporaryDirectory(prefix="bench-scale-") as folder:
-            g = child("generate", [scale, folder])
+            load = os.getloadavg()[0]
+            g = child("generate", [scale, folder, a.items])
             raw_rows = sum(g["rows"].values())
             print(f"\n== {scale:g}x: {g['rows']} raw rows ({raw_rows:,}); generated in pandas in {g['generate_s']:.1f} s, "
-                  f"peak {g['generate_peak_mib']:.0f} MiB", flush=True)
+                  f"peak {g['generate_peak_mib']:.0f} MiB; load average {load:.1f} at the start, {os.getloadavg()[0]:.1f} after generating", flush=True)
             by_engine = {}
             for engine in a.engines:
                 try: r = child(engine, g["files"])
@@ -193,7 +199,7 @@ def main(argv=None):
                 by_engine[engine] = r
                 results.append(r)
                 workers = f", workers {' / '.join(f'{w:.0f}' for w in r['worker_peak_mib'])} MiB" if "worker_peak_mib" in r else ""
-                print(f"   {engine}: total {sum(r['steps'].values()):.1f} s; peak memory: client {r['client_peak_mib']:.0f} MiB{workers}; "
+                print(f"   {engine} (load average {os.getloadavg()[0]:.1f}): total {sum(r['steps'].values()):.1f} s; peak memory: client {r['client_peak_mib']:.0f} MiB{workers}; "
                       f"matcher fitted on {r['fit_rows']:,} of {r['pairs']:,} pairs", flush=True)
                 for step, s in r["steps"].items():
                     n = _rows(r, step)

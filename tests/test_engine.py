@@ -43,7 +43,8 @@ def _both(tmp_path, scheduler, **overrides) -> dict:
     return out
 
 
-def test_data_splits_and_features_are_identical_on_both_engines(tmp_path, scheduler):
+def test_data_splits_and_features_are_identical_on_both_engines(tmp_path, scheduler, monkeypatch):
+    monkeypatch.setattr("thinkalike_ml.data.GEN_BLOCK_USERS", 64)  # generation in several blocks of users (on the workers with dask)
     runs = _both(tmp_path, scheduler, dirty_rate=0.02)  # dirty rows: quality rules repair rows in several partitions
     m = {e: run_data_stage(run, p) for e, (run, p) in runs.items()}
     (pr, _), (dr, _) = runs["pandas"], runs["dask"]
@@ -66,6 +67,22 @@ def test_data_splits_and_features_are_identical_on_both_engines(tmp_path, schedu
     pd.testing.assert_frame_equal(fa["pair_features"], fb["pair_features"], check_exact=True)
     pd.testing.assert_frame_equal(fa["user_features"], fb["user_features"], check_exact=True)
     assert len(fa["pair_features"]) > 2 * SMALL["dask_partition_rows"]  # more than one block of pairs
+
+
+def test_generation_on_dask_gives_the_pandas_tables_whatever_the_order_of_the_blocks(monkeypatch, scheduler):
+    from distributed import Client
+    from thinkalike_ml import data
+    from thinkalike_ml.engine import map_blocks_dask
+    monkeypatch.setattr(data, "GEN_BLOCK_USERS", 37)  # 9 blocks of users, over both workers
+    kw = dict(n_users=300, n_items=30, interactions_per_user=8.0, seed=5)
+    a = data.generate_raw(**kw)[0]
+    with Client(scheduler) as c: b = data.generate_raw(**kw, mapper=map_blocks_dask(c))[0]
+    backwards = lambda fn, args, shared: data.map_blocks(fn, args[::-1], shared)[::-1]  # another order of running the blocks
+    r = data.generate_raw(**kw, mapper=backwards)[0]
+    for t in a:
+        pd.testing.assert_frame_equal(a[t], b[t])
+        pd.testing.assert_frame_equal(a[t], r[t])
+    assert a["interactions"].user_id.nunique() > 250 and a["interactions"].interaction_id.is_unique
 
 
 def _export(tmp_path) -> dict:

@@ -26,12 +26,12 @@ from .stages import execute_stage, open_stage, stage
 __all__ = ['VALUE_CATEGORIES', 'IMPORTANCE_COLUMNS', 'POSITION_COLUMNS', 'TOPIC_COLUMNS', 'INTEREST_TAGS', 'REGIONS', 'GENDERS',
            'AGE_BANDS', 'EVENTS', 'TABLES', 'ID_COLUMNS', 'USER_ID_COLUMNS', 'IDENTIFIER_COLUMNS', 'BIAS_ATTRIBUTE',
            'BIAS_GROUP', 'TIME_START', 'TIME_END', 'MAX_DROP_SHARE', 'RAW_SCHEMA', 'PREFERENCE_WEIGHT',
-           'POPULARITY_WEIGHT', 'TASTE_DIMS', 'TASTE_WEIGHT', 'ACTIVITY_SPREAD', 'RATING_SCALE', 'RATING_NOISE_SD',
-           'RATING_CENTRE', 'RATING_SPREAD', 'ACCEPTANCE', 'ACCEPTANCE_TERMS', 'VALUE_PREFIXES', 'DATA_PARAMS',
-           'GENERATOR_PARAMS', 'DATASET_RECORD', 'TRUTH_DIR', 'category_slug', 'DataError', 'DataQualityError',
-           'marginal_acceptance', 'acceptance_terms', 'generate_raw', 'resolve_path', 'read_table_file',
-           'apply_column_mapping', 'check_files_params', 'read_files', 'check_input_files', 'read_movietweetings',
-           'declared_columns', 'conform', 'read_withdrawn_ids', 'apply_consent', 'pseudonym_key',
+           'POPULARITY_WEIGHT', 'TASTE_DIMS', 'TASTE_WEIGHT', 'ACTIVITY_SPREAD', 'GEN_BLOCK_USERS', 'RATING_SCALE',
+           'RATING_NOISE_SD', 'RATING_CENTRE', 'RATING_SPREAD', 'ACCEPTANCE', 'ACCEPTANCE_TERMS', 'VALUE_PREFIXES',
+           'DATA_PARAMS', 'GENERATOR_PARAMS', 'DATASET_RECORD', 'TRUTH_DIR', 'category_slug', 'DataError',
+           'DataQualityError', 'map_blocks', 'marginal_acceptance', 'acceptance_terms', 'generate_raw', 'resolve_path',
+           'read_table_file', 'apply_column_mapping', 'check_files_params', 'read_files', 'check_input_files',
+           'read_movietweetings', 'declared_columns', 'conform', 'read_withdrawn_ids', 'apply_consent', 'pseudonym_key',
            'synthetic_pseudonym_key', 'dataset_pseudonym_key', 'pseudonymize', 'apply_privacy', 'age_band',
            'check_quality', 'finalize', 'empty_interactions', 'empty_suggestions', 'dataset_hash', 'store_root',
            'write_version', 'read_version', 'make_datasheet', 'collect_raw', 'build_dataset', 'value_similarity',
@@ -203,32 +203,50 @@ def _activity_end(signup: np.ndarray, span: float, activity_days: float, rng) ->
     days = activity_days * np.exp(ACTIVITY_SPREAD * rng.standard_normal(len(signup)))
     return np.minimum(signup + days * 86400.0, span - 1.0)
 
-def _generate_interactions(rng, users: pd.DataFrame, items: pd.DataFrame, latent: dict, item_latent: dict,
-                           per_user: float, activity_days: float = 0.0, activity_rng=None) -> pd.DataFrame:
-    "Timestamped views, joins and engagements drawn from the true preferences (blocks of users, no row loops)."
-    n, m = len(users), len(items)
-    activity = rng.lognormal(0, 0.8, n)
-    counts = rng.poisson(per_user * activity / activity.mean())
-    factors, bias = _user_factors(latent), POPULARITY_WEIGHT * item_latent["popularity"]
-    block = max(1, 500_000 // m)  # users per block: about 500k preference values, cache-friendly
+GEN_BLOCK_USERS = 2048  # users per sampling block; each block draws from a random stream of its own, so blocks can run anywhere (Dask partitions) in any grouping
+
+def _interaction_block(seed: int, block: int, factors: np.ndarray, counts: np.ndarray, signup: np.ndarray, end: np.ndarray,
+                       item_factors: np.ndarray, bias: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    "One block of users' interactions from the block's own stream `[seed, 4, block]`: (user row in the block, item, event, time in seconds)."
+    rng = np.random.default_rng([seed, 4, block])
+    m = len(item_factors)
+    step = max(1, 500_000 // max(m, 1))  # users per chunk: about 500k preference values, so memory does not grow with the block
     parts = []
-    for start in range(0, n, block):
-        pref = factors[start:start + block] @ _item_factors(item_latent).T + bias
-        r, c = _sample_rows(rng, pref, counts[start:start + block])
+    for start in range(0, len(factors), step):
+        pref = factors[start:start + step] @ item_factors.T + bias
+        r, c = _sample_rows(rng, pref, counts[start:start + step])
         parts.append((r + start, c, pref[r, c]))
     u, i, pref = (np.concatenate(x) for x in zip(*parts)) if parts else (np.array([], int),) * 3
     s = 1 / (1 + np.exp(-(pref - 1.0)))
     draw = rng.random(len(u))
     event = np.select([draw < 0.2 * s, draw < 0.6 * s], ["engage", "join"], "view")
+    ts = np.floor(signup[u] + rng.random(len(u)) * (end[u] - signup[u]))
+    return u, i, event, ts
+
+def map_blocks(fn, args: list[tuple], shared: dict) -> list:
+    "Run `fn(*a, **shared)` for each `a` in `args`, in order, in this process (the Dask engine passes its own, which runs them on workers)."
+    return [fn(*a, **shared) for a in args]
+
+def _generate_interactions(rng, users: pd.DataFrame, items: pd.DataFrame, latent: dict, item_latent: dict,
+                           per_user: float, activity_days: float = 0.0, activity_rng=None, seed: int = 0, mapper=map_blocks) -> pd.DataFrame:
+    "Timestamped views, joins and engagements drawn from the true preferences, in blocks of `GEN_BLOCK_USERS` users with streams of their own (no row loops)."
+    n = len(users)
+    activity = rng.lognormal(0, 0.8, n)
+    counts = rng.poisson(per_user * activity / activity.mean())
+    rng.bit_generator.advance(3 * int(counts.sum()))  # the draws the sampler once took from this stream: the suggestions stay as they were
     span = (TIME_END - TIME_START).total_seconds()
     end = _activity_end(latent["signup"], span, activity_days, activity_rng)  # a separate generator: the default data stay as they were
-    signup = latent["signup"][u]
-    ts = np.floor(signup + rng.random(len(u)) * (end[u] - signup))
+    factors = _user_factors(latent)
+    blocks = [(seed, b, factors[s:s + GEN_BLOCK_USERS], counts[s:s + GEN_BLOCK_USERS], latent["signup"][s:s + GEN_BLOCK_USERS],
+               end[s:s + GEN_BLOCK_USERS]) for b, s in enumerate(range(0, n, GEN_BLOCK_USERS))]
+    done = mapper(_interaction_block, blocks, dict(item_factors=_item_factors(item_latent), bias=POPULARITY_WEIGHT * item_latent["popularity"]))
+    starts = np.arange(0, n, GEN_BLOCK_USERS)
+    u = np.concatenate([d[0] + s for d, s in zip(done, starts)]) if done else np.array([], int)
+    i, event, ts = ((np.concatenate([d[k] for d in done]) if done else np.array([])) for k in (1, 2, 3))
     order = np.lexsort((i, u, ts))
-    out = pd.DataFrame({"interaction_id": _padded_ids("I", len(u)),
-                        "user_id": users["user_id"].to_numpy()[u[order]], "item_id": items["item_id"].to_numpy()[i[order]],
-                        "event": event[order], "timestamp": _seconds(ts[order])})
-    return out
+    return pd.DataFrame({"interaction_id": _padded_ids("I", len(u)),
+                         "user_id": users["user_id"].to_numpy()[u[order]], "item_id": items["item_id"].to_numpy()[i.astype(int)[order]],
+                         "event": event[order].astype(object), "timestamp": _seconds(ts[order])})
 
 RATING_SCALE, RATING_NOISE_SD = (1, 5), 0.8  # whole stars; the noise on the latent rating
 RATING_CENTRE, RATING_SPREAD = 6.0, 3.0  # the preference (of a chosen community) that rates 3 stars, and the preference worth one more star
@@ -347,7 +365,9 @@ def _corrupt(rng, tables: dict, rate: float) -> dict:
 # %% ../nbs/01_data.ipynb #4a3aaff0
 def generate_raw(n_users=400, n_items=60, interactions_per_user=12.0, suggestions_per_user=8.0, consent_rate=0.92,
                  group_bias=0.25, data_drift=0.0, concept_drift=0.0, production_fraction=0.2, missing_rate=0.02,
-                 dirty_rate=0.0, activity_days=0.0, bias_drift=0.0, seed=42, **_) -> tuple[dict, dict]:
+                 dirty_rate=0.0, activity_days=0.0, bias_drift=0.0, seed=42,
+                 mapper=map_blocks, # runs the interaction blocks: `map_blocks` here, or the Dask engine's on its workers (the same tables)
+                 **_) -> tuple[dict, dict]:
     "Seeded raw tables as they would arrive (identifiers, consent flags) and their ground truth, keyed by raw ids."
     rng = np.random.default_rng(seed)
     span = (TIME_END - TIME_START).total_seconds()
@@ -356,7 +376,7 @@ def generate_raw(n_users=400, n_items=60, interactions_per_user=12.0, suggestion
     items, item_latent = _generate_items(rng, n_items, users, latent)
     latent["taste"], item_latent["taste"] = _hidden_taste(seed, n_users, n_items)
     inter = _generate_interactions(rng, users, items, latent, item_latent, interactions_per_user, activity_days,
-                                   np.random.default_rng([seed, 1]))
+                                   np.random.default_rng([seed, 1]), seed, mapper)
     inter["rating"] = _ratings(inter, users, items, latent, item_latent, np.random.default_rng([seed, 3]))
     sugg, sugg_truth = _generate_suggestions(rng, users, latent, suggestions_per_user, group_bias, concept_drift, production_start, bias_drift)
     raw = _corrupt(rng, {"users": _blank(rng, users, missing_rate), "items": items, "interactions": inter,
@@ -976,10 +996,10 @@ holding the user should be deleted from the store.
 """
 
 # %% ../nbs/01_data.ipynb #507c0023
-def collect_raw(params: dict) -> tuple[dict, dict | None]:
-    "The raw tables of the configured source, and the ground truth when it is known."
+def collect_raw(params: dict, mapper=map_blocks) -> tuple[dict, dict | None]:
+    "The raw tables of the configured source, and the ground truth when it is known (`mapper`: see `generate_raw`)."
     src = params["source"]
-    if src == "synthetic": return generate_raw(**{k: params[k] for k in DATA_PARAMS if k in params and k not in ("source",)})
+    if src == "synthetic": return generate_raw(**{k: params[k] for k in DATA_PARAMS if k in params and k not in ("source",)}, mapper=mapper)
     if src == "files": return read_files(params.get("files") or {}, params.get("column_mapping") or {}), None
     if src == "movietweetings": return read_movietweetings(), None
     raise DataError(f"parameter 'source': unknown source {src!r}")

@@ -23,8 +23,8 @@ from .data import (ID_COLUMNS, IDENTIFIER_COLUMNS, TABLES, USER_ID_COLUMNS, Data
 
 # %% auto #0
 __all__ = ['LOCAL_WORKERS', 'USER_KEYS', 'dask_client', 'user_partition', 'regroup', 'read_table_dask', 'conform_partitions',
-           'combine_rules', 'sort_partitions', 'dataset_hash_partitioned', 'read_files_dask', 'build_dataset_dask',
-           'pair_features_dask', 'score_file_dask']
+           'combine_rules', 'sort_partitions', 'dataset_hash_partitioned', 'read_files_dask', 'map_blocks_dask',
+           'build_dataset_dask', 'pair_features_dask', 'score_file_dask']
 
 # %% ../nbs/01b_engine.ipynb #c51c3cd6
 LOCAL_WORKERS = 2  # worker processes of the local cluster (one thread each)
@@ -279,6 +279,13 @@ def _to_futures(client, df, rows: int) -> list:
         return client.scatter([df.iloc[i:i + rows] for i in range(0, max(len(df), 1), rows)])
     return client.compute(df.to_delayed())
 
+def map_blocks_dask(client) -> callable:
+    "`data.map_blocks` on the cluster: each block (the generator's users, in blocks with random streams of their own) runs on a worker, the shared arrays sent once to each worker; results in block order."
+    def run(fn, args: list[tuple], shared: dict) -> list:
+        sent = {k: client.scatter(v, broadcast=True) for k, v in shared.items()}
+        return client.gather([client.submit(fn, *a, **sent, pure=False) for a in args])
+    return run
+
 USER_KEYS = {"users": "user_id", "interactions": "user_id", "suggestions": "user_a"}  # the column each table is partitioned by
 
 def _gather(client, futures: list) -> pd.DataFrame:
@@ -353,7 +360,9 @@ def build_dataset_dask(params: dict, key: bytes,
     with dask_client(params.get("dask_scheduler") or "") as client:
         lap("cluster")
         if params["source"] == "files": raw, truth = read_files_dask(params.get("files") or {}, params.get("column_mapping") or {}), None
-        else: raw, truth = collect_raw(params)  # generated (or the bundled ratings) in pandas, then handed to partitions
+        else:  # generated (the interactions drawn on the workers, in blocks of users), or the bundled ratings; then handed to partitions
+            raw, truth = collect_raw(params, map_blocks_dask(client))
+            lap("generate")
         declared = declared_columns(params) if params.get("source") == "files" else {t: {} for t in TABLES}
         checks, conformed = [], {}
         for name in TABLES:
