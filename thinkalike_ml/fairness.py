@@ -1110,6 +1110,9 @@ def fairness_metrics(matcher: dict | None, mitigation: pd.DataFrame, recommended
             m |= {f"mitigation_{r['model']}_{k}": float(r[k]) for k in ("auc", "accuracy", "dp_difference", "eo_difference", "calibration_gap",
                                                                          "gated_difference", "gate_lower", "gate_upper", "population_dp_difference",
                                                                          "population_dp_ci_low", "population_dp_ci_high", "population_dp_ratio") if k in r}
+        un = mitigation.loc[mitigation["model"] == "unmitigated"].to_dict("records")
+        if un and "population_dp_difference" in un[0]:  # the matcher's own parity over candidate pairs: what its success criterion reads
+            m |= {f"matcher_population_dp_difference{s}": float(un[0][f"population_dp{k}"]) for s, k in (("", "_difference"), ("_ci_low", "_ci_low"), ("_ci_high", "_ci_high"))}
         gt = matcher.get("ground_truth", pd.DataFrame())
         for name, g in (gt.groupby("model") if len(gt) else []):
             pen = g["group"] == g["bias_group"]

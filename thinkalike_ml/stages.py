@@ -93,7 +93,7 @@ STAGES: list[Stage] = [
           runner="run_fairness_stage", params=("seed", "top_k", "n_bootstrap", "sensitive_attributes", "fairness_threshold",
                                                "min_group_size", "fairness_mitigations", "fairness_eg_max_iter",
                                                "fairness_population_pairs", "feature_columns"),
-          loaders=("load_fairness",), headline=("matcher_dp_difference", "matcher_eo_difference")),
+          loaders=("load_fairness",), headline=("matcher_population_dp_difference", "matcher_dp_difference", "matcher_eo_difference")),
     Stage("interpretability", "07_interpretability", "thinkalike_ml.interpretability",
           "SHAP and permutation importance checked against the true drivers, local explanations, rules, 'why this match'",
           runner="run_interpretability_stage", params=("seed", "n_explain", "n_local", "sensitive_attributes", "feature_columns"),
