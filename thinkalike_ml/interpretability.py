@@ -371,7 +371,7 @@ def driver_contributions(values: np.ndarray, # SHAP values, rows x features
 
 def null_vs_drivers(values: np.ndarray, # SHAP values, rows x features
                     columns, drivers: pd.Series, seed: int = 0) -> pd.DataFrame:
-    "Each null feature (its mean |SHAP|) and each observable driver (mean |summed SHAP| of its features), with 95% bootstrap intervals, most important first."
+    "Each null feature (its mean absolute SHAP value) and each observable driver (the mean absolute sum of its features' SHAP values), with 95% bootstrap intervals, most important first."
     d = drivers.reindex(list(columns))
     null = [f for f in columns if pd.isna(d[f])]
     V = pd.DataFrame(np.asarray(values, float), columns=list(columns))
