@@ -15,13 +15,14 @@ from .runs import RunDirectory
 # %% auto #0
 __all__ = ['SPLITS', 'EXCLUDED', 'INTERACTION_SPLITS', 'MATCHER_SPLITS', 'SPLITS_DIR', 'INTERACTION_SPLITS_TABLE',
            'split_fractions', 'stratified_split', 'split_by_time', 'kfold_assign', 'stratified_kfold_assign',
-           'forward_chaining_folds', 'group_split', 'users_split', 'user_fold_roles', 'partition_fold_roles',
-           'user_holdout_sizes', 'split_by_user_time', 'split_by_user_random', 'user_time_folds', 'user_random_folds',
-           'LeakageError', 'check_no_overlap', 'check_time_order', 'check_time_folds', 'check_disjoint',
-           'check_disjoint_folds', 'check_user_time_order', 'check_user_time_folds', 'check_interaction_split',
-           'interaction_leak', 'split_suggestions', 'user_overlap', 'evaluated_users', 'split_interactions',
-           'choose_interaction_split', 'interaction_split_comparison', 'few_users_warning', 'make_splits',
-           'check_matcher_split', 'check_splits', 'split_summary', 'run_splits_stage', 'load_splits']
+           'is_member', 'forward_chaining_folds', 'group_split', 'users_split', 'user_fold_roles',
+           'partition_fold_roles', 'user_holdout_sizes', 'split_by_user_time', 'split_by_user_random',
+           'user_time_folds', 'user_random_folds', 'LeakageError', 'check_no_overlap', 'check_time_order',
+           'check_time_folds', 'check_disjoint', 'check_disjoint_folds', 'check_user_time_order',
+           'check_user_time_folds', 'check_interaction_split', 'interaction_leak', 'split_suggestions', 'user_overlap',
+           'evaluated_users', 'interaction_split_labels', 'split_interactions', 'choose_interaction_split',
+           'interaction_split_comparison', 'few_users_warning', 'make_splits', 'check_matcher_split', 'check_splits',
+           'split_summary', 'run_splits_stage', 'load_splits']
 
 # %% ../nbs/02_splits.ipynb #70077553
 SPLITS = ["train", "validation", "test"]
@@ -91,19 +92,35 @@ def stratified_kfold_assign(labels, n_folds: int, seed: int = 42) -> np.ndarray:
     return folds
 
 # %% ../nbs/02_splits.ipynb #c4a99d6e
+def _codes(*columns) -> list[np.ndarray]:
+    "Integer codes of the values of `columns` (one shared factorization; missing values get a code too), one array per column."
+    codes = pd.factorize(pd.concat([pd.Series(np.asarray(c) if not isinstance(c, pd.Series) else c.reset_index(drop=True)) for c in columns],
+                                   ignore_index=True), use_na_sentinel=False)[0]
+    return np.split(codes, np.cumsum([len(c) for c in columns])[:-1])
+
+def is_member(values, pool) -> np.ndarray:
+    "Whether each of `values` is among `pool` (Python's `in`, on integer codes: fast on millions of string ids)."
+    v, p = _codes(values, pool)
+    seen = np.zeros(int(max(v.max(initial=-1), p.max(initial=-1))) + 1, bool)
+    seen[p] = True
+    return seen[v]
+
+def _fold_rows(ids, # row ids: a pandas array (kept as is: no round trip of strings through Python objects) or a NumPy array
+               train: np.ndarray, validation: np.ndarray, # boolean masks over `ids`
+               fold: int, id_col: str) -> pd.DataFrame:
+    "One fold's (id, fold, role) rows: its training rows, then its validation rows."
+    tr, va = np.flatnonzero(train), np.flatnonzero(validation)
+    return pd.DataFrame({id_col: ids.take(np.r_[tr, va]), "fold": fold,
+                         "role": np.r_[np.full(len(tr), "train", object), np.full(len(va), "validation", object)]})
+
 def forward_chaining_folds(df: pd.DataFrame, time_col: str, n_folds: int, id_col: str | None = None) -> pd.DataFrame:
     "Forward-chaining time folds: (id, fold, role) with role 'train' (the past) or 'validation' (the next block)."
-    ids = df[id_col].to_numpy() if id_col else df.index.to_numpy()
+    ids = df[id_col].array if id_col else df.index.to_numpy()
     t = df[time_col]
     if len(df) == 0: return pd.DataFrame({id_col or "row": ids, "fold": np.array([], int), "role": np.array([], object)})
     cuts = _time_cuts(t, [1 / (n_folds + 1)] * (n_folds + 1))
     block = np.searchsorted(np.asarray(cuts), t.to_numpy(), side="right")
-    parts = []
-    for k in range(n_folds):
-        tr, va = block <= k, block == k + 1
-        parts.append(pd.DataFrame({id_col or "row": np.r_[ids[tr], ids[va]], "fold": k,
-                                   "role": np.r_[np.full(tr.sum(), "train", object), np.full(va.sum(), "validation", object)]}))
-    return pd.concat(parts, ignore_index=True)
+    return pd.concat([_fold_rows(ids, block <= k, block == k + 1, k, id_col or "row") for k in range(n_folds)], ignore_index=True)
 
 # %% ../nbs/02_splits.ipynb #c2509ab1
 def group_split(df: pd.DataFrame, group_col: str, fractions: dict, seed: int = 42) -> pd.Series:
@@ -138,20 +155,14 @@ def user_fold_roles(df: pd.DataFrame, n_folds: int, seed: int = 42, id_col: str 
     users = np.unique(np.concatenate([df[c].to_numpy() for c in cols])) if len(df) else np.array([], object)
     fold_of = pd.Series(np.random.default_rng(seed).permutation(len(users)) % n_folds, index=users)
     a, b = (fold_of.reindex(df[c]).to_numpy() for c in cols)
-    parts = []
-    for k in range(n_folds):
-        va, tr = (a == k) & (b == k), (a != k) & (b != k)
-        parts.append(pd.DataFrame({id_col: np.r_[df[id_col].to_numpy()[tr], df[id_col].to_numpy()[va]], "fold": k,
-                                   "role": np.r_[np.full(tr.sum(), "train", object), np.full(va.sum(), "validation", object)]}))
+    parts = [_fold_rows(df[id_col].array, (a != k) & (b != k), (a == k) & (b == k), k, id_col) for k in range(n_folds)]
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame({id_col: [], "fold": [], "role": []})
 
 def partition_fold_roles(ids, folds: np.ndarray, id_col: str = "suggestion_id") -> pd.DataFrame:
     "(id, fold, role) of k-fold style folds given a fold number per row: fold k validates on its rows and trains on the others."
-    ids, folds = np.asarray(ids), np.asarray(folds)
-    ks = np.unique(folds[folds >= 0])
-    parts = [pd.DataFrame({id_col: np.r_[ids[folds != k], ids[folds == k]], "fold": int(k),
-                           "role": np.r_[np.full((folds != k).sum(), "train", object), np.full((folds == k).sum(), "validation", object)]})
-             for k in ks]
+    ids = ids.array if isinstance(ids, (pd.Series, pd.Index)) else np.asarray(ids)
+    folds = np.asarray(folds)
+    parts = [_fold_rows(ids, folds != k, folds == k, int(k), id_col) for k in np.unique(folds[folds >= 0])]
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame({id_col: pd.Series([], dtype=object), "fold": pd.Series([], dtype=int),
                                                                             "role": pd.Series([], dtype=object)})
 
@@ -160,7 +171,7 @@ INTERACTION_SPLITS = ("global_time", "user_time", "user_random")  # the strategi
 
 def _user_positions(users, keys) -> tuple[np.ndarray, np.ndarray]:
     "Each row's position (0-based) in its user's rows ordered by `keys` (rows with equal keys share the first position) and the user's row count."
-    df = pd.DataFrame({"u": np.asarray(users, dtype=object), "k": np.asarray(keys)})
+    df = pd.DataFrame({"u": _codes(users)[0], "k": np.asarray(keys)})  # integer codes group fast
     g = df.groupby("u", sort=False)["k"]
     return (g.rank(method="min").to_numpy() - 1).astype(int), g.transform("size").to_numpy().astype(int)
 
@@ -202,21 +213,19 @@ def user_time_folds(df: pd.DataFrame, # interactions: id, user and time columns
     d = df[np.isin(np.asarray(split), ["train", "validation"])]
     is_val = pd.Series(np.asarray(split)[np.isin(np.asarray(split), ["train", "validation"])] == "validation", index=d.index)
     pos, m = _user_positions(d[user_col], d[time_col])
-    h = is_val.groupby(d[user_col].to_numpy()).transform("sum").to_numpy().astype(int)
-    ids, parts = d[id_col].to_numpy(), []
+    h = is_val.groupby(_codes(d[user_col])[0]).transform("sum").to_numpy().astype(int)
+    ids, parts = d[id_col].array, []
     for f in range(n_folds):
         lo, hi = m - (f + 1) * h, m - f * h
         has = (h > 0) & (lo >= 1)
-        va, tr = has & (pos >= lo) & (pos < hi), pos < np.where(has, lo, hi)
-        parts.append(pd.DataFrame({id_col: np.r_[ids[tr], ids[va]], "fold": f,
-                                   "role": np.r_[np.full(tr.sum(), "train", object), np.full(va.sum(), "validation", object)]}))
+        parts.append(_fold_rows(ids, pos < np.where(has, lo, hi), has & (pos >= lo) & (pos < hi), f, id_col))
     return pd.concat(parts, ignore_index=True)
 
 def user_random_folds(df: pd.DataFrame, split, n_folds: int, seed: int = 42, id_col: str = "interaction_id", user_col: str = "user_id") -> pd.DataFrame:
     "Per-user random folds over training + validation rows, (id, fold, role): each user's rows dealt at random into the folds."
     d = df[np.isin(np.asarray(split), ["train", "validation"])]
     pos, m = _user_positions(d[user_col], np.random.default_rng(seed + 1).random(len(d)))
-    return partition_fold_roles(d[id_col].to_numpy(), np.where(m >= 2, pos % n_folds, -1), id_col)
+    return partition_fold_roles(d[id_col], np.where(m >= 2, pos % n_folds, -1), id_col)
 
 # %% ../nbs/02_splits.ipynb #7a1f3311
 class LeakageError(AssertionError):
@@ -224,8 +233,13 @@ class LeakageError(AssertionError):
 
 def check_no_overlap(ids: pd.Series, split: pd.Series, what: str = "rows") -> None:
     "Assert no id belongs to more than one split."
-    n = pd.DataFrame({"id": np.asarray(ids), "s": np.asarray(split)}).drop_duplicates().id.duplicated()
-    if n.any(): raise LeakageError(f"{what}: {int(n.sum())} ids are in more than one split")
+    i, s = _codes(ids)[0], pd.factorize(np.asarray(split), use_na_sentinel=False)[0]
+    n = np.zeros(i.max(initial=-1) + 1, int)  # per id: in how many splits it is
+    for k in np.unique(s):
+        seen = np.zeros(len(n), bool)
+        seen[i[s == k]] = True
+        n += seen
+    if (n > 1).any(): raise LeakageError(f"{what}: {int((n > 1).sum())} ids are in more than one split")
 
 def check_time_order(times: pd.Series, split: pd.Series, order: list[str], what: str = "rows") -> None:
     "Assert every row of each split is strictly later than every row of the splits before it in `order`."
@@ -237,8 +251,9 @@ def check_time_order(times: pd.Series, split: pd.Series, order: list[str], what:
 
 def check_time_folds(folds: pd.DataFrame, times: pd.Series, id_col: str, what: str = "time folds") -> None:
     "Assert in every fold that all validation rows are later than all training rows."
-    for k, g in folds.groupby("fold"):
-        check_time_order(times.reindex(g[id_col]).to_numpy(), g.role, ["train", "validation"], f"{what}, fold {k}")
+    t, fold, role = times.reindex(folds[id_col]).to_numpy(), folds["fold"].to_numpy(), folds["role"].to_numpy()  # one lookup for all folds
+    for k in np.unique(fold):
+        check_time_order(t[fold == k], role[fold == k], ["train", "validation"], f"{what}, fold {k}")
 
 def check_disjoint(keys: pd.DataFrame, split, what: str = "rows", key: str = "key") -> None:
     "Assert no key (a group, a user) appears in rows of more than one split; `keys` has one or more key columns per row."
@@ -252,13 +267,15 @@ def check_disjoint(keys: pd.DataFrame, split, what: str = "rows", key: str = "ke
 
 def check_disjoint_folds(folds: pd.DataFrame, keys: pd.DataFrame, id_col: str, what: str = "folds", key: str = "key") -> None:
     "Assert in every fold that no key appears in both its training and its validation rows; `keys` is indexed by row id."
-    for k, g in folds.groupby("fold"):
-        check_disjoint(keys.reindex(g[id_col]), g["role"].to_numpy(), f"{what}, fold {k}", key)
+    rows, fold, role = keys.reindex(folds[id_col]).reset_index(drop=True), folds["fold"].to_numpy(), folds["role"].to_numpy()
+    for k in np.unique(fold):
+        check_disjoint(rows[fold == k], role[fold == k], f"{what}, fold {k}", key)
 
 # %% ../nbs/02_splits.ipynb #e3a943e1
 def check_user_time_order(users, times, split, order: list[str], what: str = "rows") -> None:
     "Assert within each user that every row of each split is strictly later than every row of that user's splits before it in `order`."
-    df = pd.DataFrame({"u": np.asarray(users, dtype=object), "t": np.asarray(times), "s": np.asarray(split, dtype=object)})
+    code, names = pd.factorize(np.asarray(users, dtype=object), use_na_sentinel=False)  # group on integer codes, name users in messages
+    df = pd.DataFrame({"u": code, "t": np.asarray(times), "s": np.asarray(split, dtype=object)})
     span = df[df["s"].isin(order)].groupby(["u", "s"])["t"].agg(["min", "max"]).unstack("s")
     for i, a in enumerate(order):
         for b in order[i + 1:]:
@@ -266,13 +283,17 @@ def check_user_time_order(users, times, split, order: list[str], what: str = "ro
             bad = span[("max", a)] >= span[("min", b)]
             if bad.any():
                 u = bad.index[bad.to_numpy()][0]
-                raise LeakageError(f"{what}: for {int(bad.sum())} users '{b}' does not start after '{a}' ends (first: user {u!r}, "
+                raise LeakageError(f"{what}: for {int(bad.sum())} users '{b}' does not start after '{a}' ends (first: user {names[u]!r}, "
                                    f"'{a}' ends at {span.loc[u, ('max', a)]}, '{b}' starts at {span.loc[u, ('min', b)]})")
 
 def check_user_time_folds(folds: pd.DataFrame, times: pd.Series, users: pd.Series, id_col: str, what: str = "user time folds") -> None:
     "Assert in every fold that each user's validation rows are later than their training rows; `times` and `users` are indexed by row id."
-    for k, g in folds.groupby("fold"):
-        check_user_time_order(users.reindex(g[id_col]).to_numpy(), times.reindex(g[id_col]).to_numpy(), g["role"], ["train", "validation"], f"{what}, fold {k}")
+    where = pd.Index(users.index).get_indexer(folds[id_col])  # one lookup for all folds (-1: unknown id, no user and no time)
+    u = np.where(where >= 0, users.to_numpy(dtype=object)[where], None)
+    t = pd.Series(times.to_numpy()).reindex(where).to_numpy()
+    fold, role = folds["fold"].to_numpy(), folds["role"].to_numpy()
+    for k in np.unique(fold):
+        check_user_time_order(u[fold == k], t[fold == k], role[fold == k], ["train", "validation"], f"{what}, fold {k}")
 
 def check_interaction_split(it: pd.DataFrame, split, folds: pd.DataFrame, strategy: str) -> None:
     "Assert what interaction split `strategy` promises on the split and on its tuning folds (interactions: interaction_id, user_id, timestamp)."
@@ -295,8 +316,8 @@ def interaction_leak(it: pd.DataFrame, split) -> dict:
     if not te.any() or not tr.any():
         return {"test_before_training_share": 0.0, "training_after_test_share": 0.0, "test_before_own_training_share": 0.0}
     later = tr.sum() - np.searchsorted(np.sort(t[tr]), t[te], side="right")
-    own_last = pd.Series(t[tr]).groupby(it["user_id"].to_numpy()[tr]).max()
-    own = own_last.reindex(it["user_id"].to_numpy()[te]).to_numpy()
+    user = _codes(it["user_id"])[0]
+    own = pd.Series(t[tr]).groupby(user[tr]).max().reindex(user[te]).to_numpy()
     return {"test_before_training_share": float((later > 0).mean()), "training_after_test_share": float((later / tr.sum()).mean()),
             "test_before_own_training_share": float(np.mean(t[te] < own))}  # NaT (no training row) compares False
 
@@ -352,35 +373,43 @@ def split_suggestions(s: pd.DataFrame, params: dict) -> tuple[pd.Series, pd.Data
 def user_overlap(s: pd.DataFrame, split) -> dict:
     "How much the test pairs' users were seen in training pairs: shares of test users, and of test pairs with one or both users seen."
     split = np.asarray(split)
-    tr, te = s[split == "train"], s[split == "test"]
-    seen = set(tr["user_a"]) | set(tr["user_b"])
-    users = set(te["user_a"]) | set(te["user_b"])
-    a, b = te["user_a"].isin(seen).to_numpy(), te["user_b"].isin(seen).to_numpy()
+    ua, ub = _codes(s["user_a"], s["user_b"])
+    tr, te = split == "train", split == "test"
+    seen = np.zeros(int(max(ua.max(initial=-1), ub.max(initial=-1))) + 1, bool)
+    seen[ua[tr]] = seen[ub[tr]] = True
+    users = np.unique(np.r_[ua[te], ub[te]])
+    a, b = seen[ua[te]], seen[ub[te]]
     nan = float("nan")
-    return {"test_users": len(users), "test_users_seen_in_train_share": len(users & seen) / len(users) if users else nan,
-            "test_pairs_with_a_seen_user_share": float((a | b).mean()) if len(te) else nan,
-            "test_pairs_with_both_users_seen_share": float((a & b).mean()) if len(te) else nan,
+    return {"test_users": len(users), "test_users_seen_in_train_share": float(seen[users].mean()) if len(users) else nan,
+            "test_pairs_with_a_seen_user_share": float((a | b).mean()) if te.any() else nan,
+            "test_pairs_with_both_users_seen_share": float((a & b).mean()) if te.any() else nan,
             "excluded_share": float((split == EXCLUDED).mean()) if len(split) else 0.0}
 
 def evaluated_users(it: pd.DataFrame, split) -> int:
     "Users a recommender test metric is averaged over: those with a test item new to them, user and item seen in training + validation."
     split = np.asarray(split)
-    tr, te = it[np.isin(split, ["train", "validation"])], it[split == "test"]
-    te = te[te["user_id"].isin(tr["user_id"].unique()) & te["item_id"].isin(tr["item_id"].unique())]
-    pairs = te[["user_id", "item_id"]].drop_duplicates().merge(tr[["user_id", "item_id"]].drop_duplicates(), how="left", indicator=True)
-    return int(pairs.loc[pairs["_merge"] == "left_only", "user_id"].nunique())
+    tr, te = np.isin(split, ["train", "validation"]), split == "test"
+    if not te.any(): return 0
+    u, i = (pd.factorize(it[c])[0] for c in ("user_id", "item_id"))  # integer codes; a missing id (-1) is never evaluated
+    seen_u, seen_i = np.zeros(u.max() + 2, bool), np.zeros(i.max() + 2, bool)  # the last slot, for code -1, stays False
+    seen_u[u[tr]], seen_i[i[tr]] = True, True
+    pair = u.astype(np.int64) * (i.max() + 2) + i + 1
+    new = te & seen_u[u] & seen_i[i] & ~pd.Series(pair).isin(pair[tr]).to_numpy()  # a hash table: no sort of millions of keys
+    return len(np.unique(u[new]))
+
+def interaction_split_labels(it: pd.DataFrame, strategy: str, params: dict) -> pd.Series:
+    "The split of each interaction under interaction split `strategy` (without its tuning folds)."
+    fr, holdout = split_fractions(params["validation_fraction"], params["test_fraction"]), params.get("user_holdout", 0)
+    if strategy not in INTERACTION_SPLITS: raise ValueError(f"parameter 'interaction_split': unknown strategy {strategy!r}; expected 'auto' or one of {', '.join(INTERACTION_SPLITS)}")
+    if strategy == "user_time" and len(it): return split_by_user_time(it, fr, holdout)
+    if strategy == "user_random" and len(it): return split_by_user_random(it, fr, holdout, params["seed"])
+    return split_by_time(it, "timestamp", fr)
 
 def split_interactions(it: pd.DataFrame, strategy: str, params: dict) -> tuple[pd.Series, pd.DataFrame]:
     "The split of each interaction and the recommender's tuning folds, (interaction_id, fold, role), under interaction split `strategy`."
-    fr, k, holdout = split_fractions(params["validation_fraction"], params["test_fraction"]), params["n_time_folds"], params.get("user_holdout", 0)
-    if strategy not in INTERACTION_SPLITS: raise ValueError(f"parameter 'interaction_split': unknown strategy {strategy!r}; expected 'auto' or one of {', '.join(INTERACTION_SPLITS)}")
-    if strategy == "user_time" and len(it):
-        split = split_by_user_time(it, fr, holdout)
-        return split, user_time_folds(it, split, k)
-    if strategy == "user_random" and len(it):
-        split = split_by_user_random(it, fr, holdout, params["seed"])
-        return split, user_random_folds(it, split, k, params["seed"])
-    split = split_by_time(it, "timestamp", fr)
+    split, k = interaction_split_labels(it, strategy, params), params["n_time_folds"]
+    if strategy == "user_time" and len(it): return split, user_time_folds(it, split, k)
+    if strategy == "user_random" and len(it): return split, user_random_folds(it, split, k, params["seed"])
     return split, forward_chaining_folds(it[split.isin(["train", "validation"]).to_numpy()], "timestamp", k, "interaction_id")
 
 def choose_interaction_split(it: pd.DataFrame, params: dict) -> tuple[str, str]:
@@ -402,7 +431,7 @@ def interaction_split_comparison(it: pd.DataFrame, params: dict) -> pd.DataFrame
     "Evaluated users, test rows and how far training reaches past test (`interaction_leak`), under each interaction split."
     rows = []
     for strategy in INTERACTION_SPLITS:
-        split = split_interactions(it, strategy, params)[0].to_numpy()
+        split = interaction_split_labels(it, strategy, params).to_numpy()
         rows.append({"interaction_split": strategy, "evaluated_users": evaluated_users(it, split), "test_rows": int((split == "test").sum()),
                      **interaction_leak(it, split)})
     return pd.DataFrame(rows)
@@ -419,9 +448,9 @@ def make_splits(tables: dict, params: dict) -> dict[str, pd.DataFrame]:
     s_split, s_folds = split_suggestions(s, params)
     strategy = choose_interaction_split(it, params)[0]
     i_split, i_folds = split_interactions(it, strategy, params)
-    out = {"suggestions": pd.DataFrame({"suggestion_id": s.suggestion_id.to_numpy(), "split": s_split.to_numpy()}),
+    out = {"suggestions": pd.DataFrame({"suggestion_id": s.suggestion_id.array, "split": s_split.to_numpy()}),
            "suggestion_folds": s_folds,
-           "interactions": pd.DataFrame({"interaction_id": it.interaction_id.to_numpy(), "split": i_split.to_numpy()}),
+           "interactions": pd.DataFrame({"interaction_id": it.interaction_id.array, "split": i_split.to_numpy()}),
            "interaction_time_folds": i_folds}
     check_splits(tables, out, {**params, "interaction_split": strategy})
     return out
@@ -450,8 +479,8 @@ def check_splits(tables: dict, splits: dict, params: dict | None = None) -> None
     if strategy == "auto": strategy = choose_interaction_split(tables["interactions"], params)[0]
     it = tables["interactions"].merge(splits["interactions"], on="interaction_id")
     check_interaction_split(it, it["split"].to_numpy(), splits["interaction_time_folds"], strategy)
-    train = set(splits["suggestions"].suggestion_id[splits["suggestions"].split == "train"])
-    if not set(splits["suggestion_folds"].suggestion_id) <= train: raise LeakageError("suggestion folds hold rows outside the training split")
+    train = splits["suggestions"].suggestion_id[(splits["suggestions"].split == "train").to_numpy()]
+    if not is_member(splits["suggestion_folds"].suggestion_id, train).all(): raise LeakageError("suggestion folds hold rows outside the training split")
     sf = splits["suggestion_folds"]
     if "role" in sf and sf[sf["role"] == "validation"].duplicated(["suggestion_id"]).any():
         raise LeakageError("suggestion folds validate a row in more than one fold")
