@@ -280,7 +280,9 @@ class ItemTree:
     parent: np.ndarray    # (nodes,) parent id, -1 for the root
     item: np.ndarray      # (nodes,) the community of a single-community node, else -1
     logw: np.ndarray      # (nodes,) log of the popularity mass
-    packed: np.ndarray    # (nodes, 3 dims + dims (dims + 1) / 2): weighted mean, box max, box min, half covariance (upper triangle)
+    mean: np.ndarray      # (nodes, dims) popularity-weighted mean of the factors
+    box: np.ndarray       # (nodes, 2 dims) the factors' maxima, then minima
+    half_cov: np.ndarray  # (nodes, dims (dims + 1) / 2) upper triangle of half the popularity-weighted covariance
 
     @property
     def node_of_item(self) -> np.ndarray: return np.flatnonzero(self.item >= 0)[np.argsort(self.item[self.item >= 0])]
@@ -307,7 +309,7 @@ def build_item_tree(item_factors: np.ndarray, bias: np.ndarray, seed: int = 0, b
             children.append(kids + [-1] * (branching - len(kids)))
             k += 1
     iu = np.triu_indices(d)
-    packed, logw, item = np.empty((len(members), 3 * d + len(iu[0]))), np.empty(len(members)), np.full(len(members), -1)
+    packed, logw, item = np.empty((len(members), 3 * d + len(iu[0]))), np.empty(len(members)), np.full(len(members), -1)  # one row per node
     for k, idx in enumerate(members):
         top = b[idx].max()
         w = np.exp(b[idx] - top)
@@ -318,40 +320,41 @@ def build_item_tree(item_factors: np.ndarray, bias: np.ndarray, seed: int = 0, b
         cov = (D * w[:, None]).T @ D
         packed[k] = np.concatenate([c, V[idx].max(0), V[idx].min(0), cov[iu] / 2])
         if len(idx) == 1: item[k] = idx[0]
-    return ItemTree(np.array(children), np.array(parent), item, logw, packed)
+    return ItemTree(np.array(children), np.array(parent), item, logw, *(np.ascontiguousarray(packed[:, a:z]) for a, z in ((0, d), (d, 3 * d), (3 * d, None))))
 
-def _user_terms(U: np.ndarray) -> np.ndarray:
-    "Per user, what multiplies a node's packed row: u, max(u, 0), min(u, 0) and the upper triangle of u u' (off-diagonal doubled)."
+def _user_terms(U: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    "Per user, what multiplies a node's mean, box and half covariance: u; max(u, 0) then min(u, 0); the upper triangle of u u' (off-diagonal doubled)."
     iu = np.triu_indices(U.shape[1])
-    return np.hstack([U, np.maximum(U, 0), np.minimum(U, 0), U[:, iu[0]] * U[:, iu[1]] * np.where(iu[0] == iu[1], 1.0, 2.0)])
+    return U, np.hstack([np.maximum(U, 0), np.minimum(U, 0)]), U[:, iu[0]] * U[:, iu[1]] * np.where(iu[0] == iu[1], 1.0, 2.0)
 
 def _estimate(first, box, quad): return np.clip(first + quad, first, box)  # cumulant estimate, within Jensen's and the box's bounds
 
-def _node_estimates(tree: ItemTree, U: np.ndarray, nodes: np.ndarray, chunk: int = 2048) -> np.ndarray:
-    "Each row's estimated log mass of its nodes: U (k, dims), nodes (k, j) -> (k, j); -inf for padding (-1)."
-    d, out = U.shape[1], np.full(nodes.shape, -np.inf)
-    for s in range(0, len(U), chunk):
-        f, nd = _user_terms(U[s:s + chunk]), nodes[s:s + chunk]
-        g, lw = np.take(tree.packed, np.maximum(nd, 0), axis=0), tree.logw[np.maximum(nd, 0)]
-        est = _estimate(np.einsum("kjd,kd->kj", g[..., :d], f[:, :d]) + lw, np.einsum("kjd,kd->kj", g[..., d:3 * d], f[:, d:3 * d]) + lw,
-                        np.einsum("kjq,kq->kj", g[..., 3 * d:], f[:, 3 * d:]))
-        out[s:s + chunk] = np.where(nd >= 0, est, -np.inf)
+def _node_estimates(tree: ItemTree, T: tuple, nodes: np.ndarray, chunk: int = 2048) -> np.ndarray:
+    "Each row's estimated log mass of its nodes: T the rows' `_user_terms`, nodes (k, j) -> (k, j); -inf for padding (-1)."
+    out = np.full(nodes.shape, -np.inf)
+    for s in range(0, len(nodes), chunk):
+        nd = np.maximum(nodes[s:s + chunk], 0)
+        x = [np.einsum("kjq,kq->kj", np.take(a, nd, axis=0), t[s:s + chunk]) for a, t in zip((tree.mean, tree.box, tree.half_cov), T)]
+        lw = tree.logw[nd]
+        out[s:s + chunk] = np.where(nodes[s:s + chunk] >= 0, _estimate(x[0] + lw, x[1] + lw, x[2]), -np.inf)
     return out
 
 def _frontier(tree: ItemTree, U: np.ndarray, expansions: int = TREE_EXPANSIONS) -> tuple[np.ndarray, np.ndarray]:
     "Each user's frontier after best-first expansions: (node ids, estimated log masses), (users, 1 + expansions x (branching - 1)), -1 / -inf padding."
-    k, b = len(U), tree.children.shape[1]
+    k, b, T = len(U), tree.children.shape[1], _user_terms(U)
     F, E = np.full((k, 1 + expansions * (b - 1)), -1), np.full((k, 1 + expansions * (b - 1)), -np.inf)
-    F[:, 0], E[:, :1] = 0, _node_estimates(tree, U, np.zeros((k, 1), int))
+    F[:, 0], E[:, :1] = 0, _node_estimates(tree, T, np.zeros((k, 1), int))
     rows, inner = np.arange(k), np.append(tree.item < 0, False)  # index -1 (padding) reads False
+    open_ = np.where(inner[F], E, -np.inf)  # the estimates of the nodes that can still be expanded
     for s in range(expansions):
-        j = np.where(inner[F], E, -np.inf).argmax(1)
-        go = inner[F[rows, j]]
+        j = open_.argmax(1)
+        go = np.isfinite(open_[rows, j])
         if not go.any(): break
-        r, jj = rows[go], j[go]
+        r, jj = (rows, j) if go.all() else (rows[go], j[go])
         kids = tree.children[F[r, jj]]
         cols = np.column_stack([jj, 1 + s * (b - 1) + np.arange(b - 1)[None].repeat(len(r), 0)])
-        F[r[:, None], cols], E[r[:, None], cols] = kids, _node_estimates(tree, U[r], kids)
+        est = _node_estimates(tree, T if go.all() else tuple(t[r] for t in T), kids)
+        F[r[:, None], cols], E[r[:, None], cols], open_[r[:, None], cols] = kids, est, np.where(inner[kids], est, -np.inf)
     return F, E
 
 def tree_sample(rng, tree: ItemTree, U: np.ndarray, counts: np.ndarray, expansions: int = TREE_EXPANSIONS) -> tuple[np.ndarray, np.ndarray]:
@@ -363,15 +366,14 @@ def tree_sample(rng, tree: ItemTree, U: np.ndarray, counts: np.ndarray, expansio
         at = np.flatnonzero(inner[node])
         pair, inv = np.unique(rows[at] * n + node[at], return_inverse=True)  # each (user, node) scored once
         kids = tree.children[pair % n]
-        _, c = _sample_rows(rng, _node_estimates(tree, U[pair // n], kids)[inv], np.ones(len(at), int))
+        _, c = _sample_rows(rng, _node_estimates(tree, _user_terms(U[pair // n]), kids)[inv], np.ones(len(at), int))
         node[at] = kids[inv, c]
     return rows, tree.item[node]
 
 def _all_estimates(tree: ItemTree, U: np.ndarray) -> np.ndarray:
     "`_node_estimates` of every node for every user: (users, nodes)."
-    d, f = U.shape[1], _user_terms(U)
-    first = f[:, :d] @ tree.packed[:, :d].T + tree.logw
-    return _estimate(first, f[:, d:3 * d] @ tree.packed[:, d:3 * d].T + tree.logw, f[:, 3 * d:] @ tree.packed[:, 3 * d:].T)
+    x = [t @ a.T for t, a in zip(_user_terms(U), (tree.mean, tree.box, tree.half_cov))]
+    return _estimate(x[0] + tree.logw, x[1] + tree.logw, x[2])
 
 def tree_probabilities(tree: ItemTree, U: np.ndarray, expansions: int = TREE_EXPANSIONS) -> np.ndarray:
     "The distribution `tree_sample` draws from, computed exactly: (users, communities), rows summing to 1."
