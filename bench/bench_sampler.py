@@ -12,6 +12,14 @@ two ways of bounding:
   (split the node of largest bounded mass) for a fixed number of splits.
 
     .venv/bin/python bench/bench_sampler.py                 # about 3 minutes on a busy 2-core machine
+
+Part two (`--generation`) measures what was built instead, `interaction_sampler: tree` (a defined approximation of the
+softmax, drawn exactly; see the data notebook): for users and communities both scaled (1x = 5,000 users x 300
+communities, 20 interactions per user on average), the time to draw the interactions with the exact sampler and with
+the tree (including building the tree), the fitted exponent of time against interactions, the peak memory, and the
+tree distribution's distance to the exact softmax on a sample of users (computed in full, both ways):
+
+    .venv/bin/python bench/bench_sampler.py --generation --sizes 1 3 10 30 100
 """
 from __future__ import annotations
 
@@ -102,11 +110,82 @@ def tree_acceptance(U, V, b, splits):
     return np.exp(_logsumexp(U @ V.T + b) - _logsumexp(mass))
 
 
+def _peak_gib() -> float:
+    import resource
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20
+
+
+def _blocks(scale: float, seed: int = 42):
+    "The generator's user factors, per-user counts and community factors at a size, cut into its blocks of users."
+    from thinkalike_ml import data as D
+    U, V, b = _factors(scale, seed)
+    rng = np.random.default_rng(seed)
+    activity = rng.lognormal(0, 0.8, len(U))
+    counts = rng.poisson(20.0 * activity / activity.mean())
+    n, g = len(U), D.GEN_BLOCK_USERS
+    zeros, ones = np.zeros(n), np.ones(n)
+    return [(seed, k, U[s:s + g], counts[s:s + g], zeros[s:s + g], ones[s:s + g]) for k, s in enumerate(range(0, n, g))], U, V, b, int(counts.sum())
+
+
+def _fit(x, y) -> float:
+    return float(np.polyfit(np.log(x), np.log(y), 1)[0]) if len(x) > 1 else float("nan")
+
+
+def generation(sizes, users: int, exact_limit: float, seed: int = 42):
+    "Time of the interaction draws, exact vs tree, and the tree distribution's distance to the exact softmax."
+    from thinkalike_ml import data as D
+    import sklearn.cluster  # noqa: F401  (imported before the clock starts)
+    print(f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    print(f"{'size':>5} {'users':>8} {'comm.':>7} {'interactions':>12} {'exact cpu s':>11} {'tree cpu s':>10} {'(build)':>8} {'tree wall s':>11} {'peak GiB':>8} "
+          f"{'TV mean':>8} {'median':>7} {'p95':>7} {'max':>7} {'exact-scored mass':>17} {'TV, no frontier':>15}", flush=True)
+    rows = []
+    for scale in sizes:
+        blocks, U, V, b, n_inter = _blocks(scale, seed)
+        # exact: every block, or (above --exact-limit users x communities) the first blocks, scaled by users (marked ~)
+        k = len(blocks) if len(U) * len(V) <= exact_limit else max(1, int(exact_limit // (D.GEN_BLOCK_USERS * len(V))))
+        t = time.process_time()  # CPU time of this process: the machine is shared, so wall time measures the neighbours too
+        for blk in blocks[:k]: D._interaction_block(*blk, item_factors=V, bias=b)
+        t_exact = (time.process_time() - t) * sum(len(x[2]) for x in blocks) / sum(len(x[2]) for x in blocks[:k])
+        t, w = time.process_time(), time.perf_counter()
+        tree = D.build_item_tree(V, b, seed)
+        t_build = time.process_time() - t
+        for blk in blocks: D._interaction_block(*blk, item_factors=V, bias=b, tree=tree)
+        t_tree, w_tree = time.process_time() - t, time.perf_counter() - w
+        peak = _peak_gib()
+        # distance to the exact softmax on a sample of users, both distributions in full
+        S = U[np.random.default_rng(0).choice(len(U), min(users, len(U)), replace=False)]
+        P = S @ V.T + b
+        P = np.exp(P - P.max(1, keepdims=True)); P /= P.sum(1, keepdims=True)
+        Q = D.tree_probabilities(tree, S)
+        tv = 0.5 * np.abs(P - Q).sum(1)
+        F, _ = D._frontier(tree, S)
+        single = np.where(F >= 0, tree.item[np.maximum(F, 0)], -1)
+        exact_mass = np.array([P[r, single[r][single[r] >= 0]].sum() for r in range(len(S))])
+        tv0 = 0.5 * np.abs(P - D.tree_probabilities(tree, S, expansions=0)).sum(1)
+        del P, Q
+        rows.append((scale, len(U), len(V), n_inter, t_exact, k < len(blocks), t_tree))
+        print(f"{scale:>4g}x {len(U):>8,} {len(V):>7,} {n_inter:>12,} {('~' if k < len(blocks) else '') + f'{t_exact:.2f}':>11} {t_tree:>10.2f} "
+              f"{t_build:>8.2f} {w_tree:>11.2f} {peak:>8.2f} {tv.mean():>8.4f} {np.median(tv):>7.4f} {np.quantile(tv, 0.95):>7.4f} {tv.max():>7.4f} "
+              f"{exact_mass.mean():>17.4f} {tv0.mean():>15.4f}", flush=True)
+    x = np.array([r[3] for r in rows], float)
+    measured = np.array([not r[5] for r in rows])
+    print(f"exponent of CPU time vs interactions: exact {_fit(x[measured], np.array([r[4] for r in rows])[measured]):.2f} "
+          f"(measured sizes only), tree {_fit(x, np.array([r[6] for r in rows])):.2f}"
+          + (f"; tree from {rows[1][0]:g}x up {_fit(x[1:], np.array([r[6] for r in rows])[1:]):.2f}" if len(rows) > 2 else ""))
+    print(f"load average at end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}; peak memory {_peak_gib():.2f} GiB")
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--sizes", nargs="+", type=float, default=[1, 100])
-    ap.add_argument("--users", type=int, default=2000, help="users sampled for the exact acceptance")
+    ap.add_argument("--sizes", nargs="+", type=float, default=None, help="sizes (default: 1 100, or with --generation 1 3 10 30)")
+    ap.add_argument("--users", type=int, default=None, help="users sampled for the exact acceptance (2000) or the distances (500)")
+    ap.add_argument("--generation", action="store_true", help="part two: time and distance of the tree sampler against the exact one")
+    ap.add_argument("--exact-limit", type=float, default=2e9, help="with --generation: above this many users x communities, time the exact "
+                    "sampler on the first blocks only and scale by users (printed with ~)")
     a = ap.parse_args(argv)
+    if a.generation:
+        return generation(a.sizes or [1, 3, 10, 30], a.users or 500, a.exact_limit)
+    a.sizes, a.users = a.sizes or [1, 100], a.users or 2000
     print(f"{'size':>5} {'communities':>11} {'proposal':<22} {'mean acc.':>10} {'median':>10} {'5th pct':>10} {'draws per sample':>17} {'s/user':>8}")
     for scale in a.sizes:
         U, V, b = _factors(scale)

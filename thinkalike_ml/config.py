@@ -89,6 +89,10 @@ PARAMS: dict[str, Param] = {p.name: p for p in [
     Param("activity_days", float, 0.0, "Median length in days of a synthetic user's active period: their interactions fall within it, from signup "
           "(lengths vary lognormally, so a few users stay for months). 0: every user stays active from signup to the end of the data "
           "(the default). A few days makes long-history data, where users come and go over the whole time range.", low=0.0, high=3660.0),
+    Param("interaction_sampler", str, "exact", "How the synthetic interactions' communities are drawn. 'exact' (the default): from each user's softmax over "
+          "all communities, which costs users x communities. 'tree': from a defined approximation of it whose cost grows with the interactions "
+          "(a k-means tree of the communities, searched best-first per user; see the data notebook and bench/bench_sampler.py for its measured "
+          "distance to the exact softmax). It gives a different dataset (another hash) from the same seed.", choices=("exact", "tree")),
     Param("suggestions_per_user", float, 10.0, "Mean number of match suggestions per user.", small=8.0, low=1.0, high=10_000.0),
     Param("consent_rate", float, 0.92, "Share of synthetic users who consent to research use of their data.", low=0.0, high=1.0),
     Param("group_bias", float, 0.25, "Unfair penalty on the acceptance odds of one demographic group (0 = none).", low=0.0, high=5.0),

@@ -13,6 +13,7 @@ import json
 import os
 import secrets
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -27,9 +28,10 @@ __all__ = ['VALUE_CATEGORIES', 'IMPORTANCE_COLUMNS', 'POSITION_COLUMNS', 'TOPIC_
            'AGE_BANDS', 'EVENTS', 'TABLES', 'ID_COLUMNS', 'USER_ID_COLUMNS', 'IDENTIFIER_COLUMNS', 'BIAS_ATTRIBUTE',
            'BIAS_GROUP', 'TIME_START', 'TIME_END', 'MAX_DROP_SHARE', 'RAW_SCHEMA', 'PREFERENCE_WEIGHT',
            'POPULARITY_WEIGHT', 'TASTE_DIMS', 'TASTE_WEIGHT', 'ACTIVITY_SPREAD', 'GEN_BLOCK_USERS', 'RATING_SCALE',
-           'RATING_NOISE_SD', 'RATING_CENTRE', 'RATING_SPREAD', 'ACCEPTANCE', 'ACCEPTANCE_TERMS', 'VALUE_PREFIXES',
-           'DATA_PARAMS', 'GENERATOR_PARAMS', 'DATASET_RECORD', 'TRUTH_DIR', 'category_slug', 'DataError',
-           'DataQualityError', 'map_blocks', 'marginal_acceptance', 'acceptance_terms', 'generate_raw', 'resolve_path',
+           'RATING_NOISE_SD', 'RATING_CENTRE', 'RATING_SPREAD', 'TREE_BRANCHING', 'TREE_EXPANSIONS', 'ACCEPTANCE',
+           'ACCEPTANCE_TERMS', 'VALUE_PREFIXES', 'DATA_PARAMS', 'GENERATOR_PARAMS', 'DATASET_RECORD', 'TRUTH_DIR',
+           'category_slug', 'DataError', 'DataQualityError', 'map_blocks', 'ItemTree', 'build_item_tree', 'tree_sample',
+           'tree_probabilities', 'marginal_acceptance', 'acceptance_terms', 'generate_raw', 'resolve_path',
            'read_table_file', 'apply_column_mapping', 'check_files_params', 'read_files', 'check_input_files',
            'read_movietweetings', 'declared_columns', 'conform', 'read_withdrawn_ids', 'apply_consent', 'pseudonym_key',
            'synthetic_pseudonym_key', 'dataset_pseudonym_key', 'pseudonymize', 'apply_privacy', 'age_band',
@@ -206,17 +208,21 @@ def _activity_end(signup: np.ndarray, span: float, activity_days: float, rng) ->
 GEN_BLOCK_USERS = 2048  # users per sampling block; each block draws from a random stream of its own, so blocks can run anywhere (Dask partitions) in any grouping
 
 def _interaction_block(seed: int, block: int, factors: np.ndarray, counts: np.ndarray, signup: np.ndarray, end: np.ndarray,
-                       item_factors: np.ndarray, bias: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    "One block of users' interactions from the block's own stream `[seed, 4, block]`: (user row in the block, item, event, time in seconds)."
+                       item_factors: np.ndarray, bias: np.ndarray, tree: ItemTree | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    "One block of users' interactions from the block's own stream `[seed, 4, block]`: (user row in the block, item, event, time in seconds); with a `tree`, drawn by `tree_sample`."
     rng = np.random.default_rng([seed, 4, block])
-    m = len(item_factors)
-    step = max(1, 500_000 // max(m, 1))  # users per chunk: about 500k preference values, so memory does not grow with the block
-    parts = []
-    for start in range(0, len(factors), step):
-        pref = factors[start:start + step] @ item_factors.T + bias
-        r, c = _sample_rows(rng, pref, counts[start:start + step])
-        parts.append((r + start, c, pref[r, c]))
-    u, i, pref = (np.concatenate(x) for x in zip(*parts)) if parts else (np.array([], int),) * 3
+    if tree is not None:
+        u, i = tree_sample(rng, tree, factors, counts)
+        pref = (factors[u] * item_factors[i]).sum(1) + bias[i]
+    else:
+        m = len(item_factors)
+        step = max(1, 500_000 // max(m, 1))  # users per chunk: about 500k preference values, so memory does not grow with the block
+        parts = []
+        for start in range(0, len(factors), step):
+            pref = factors[start:start + step] @ item_factors.T + bias
+            r, c = _sample_rows(rng, pref, counts[start:start + step])
+            parts.append((r + start, c, pref[r, c]))
+        u, i, pref = (np.concatenate(x) for x in zip(*parts)) if parts else (np.array([], int),) * 3
     s = 1 / (1 + np.exp(-(pref - 1.0)))
     draw = rng.random(len(u))
     event = np.select([draw < 0.2 * s, draw < 0.6 * s], ["engage", "join"], "view")
@@ -228,8 +234,9 @@ def map_blocks(fn, args: list[tuple], shared: dict) -> list:
     return [fn(*a, **shared) for a in args]
 
 def _generate_interactions(rng, users: pd.DataFrame, items: pd.DataFrame, latent: dict, item_latent: dict,
-                           per_user: float, activity_days: float = 0.0, activity_rng=None, seed: int = 0, mapper=map_blocks) -> pd.DataFrame:
-    "Timestamped views, joins and engagements drawn from the true preferences, in blocks of `GEN_BLOCK_USERS` users with streams of their own (no row loops)."
+                           per_user: float, activity_days: float = 0.0, activity_rng=None, seed: int = 0, mapper=map_blocks,
+                           sampler: str = "exact") -> pd.DataFrame:
+    "Timestamped views, joins and engagements drawn from the true preferences, in blocks of `GEN_BLOCK_USERS` users with streams of their own (no row loops); `sampler` 'tree': drawn by `tree_sample`."
     n = len(users)
     activity = rng.lognormal(0, 0.8, n)
     counts = rng.poisson(per_user * activity / activity.mean())
@@ -239,7 +246,10 @@ def _generate_interactions(rng, users: pd.DataFrame, items: pd.DataFrame, latent
     factors = _user_factors(latent)
     blocks = [(seed, b, factors[s:s + GEN_BLOCK_USERS], counts[s:s + GEN_BLOCK_USERS], latent["signup"][s:s + GEN_BLOCK_USERS],
                end[s:s + GEN_BLOCK_USERS]) for b, s in enumerate(range(0, n, GEN_BLOCK_USERS))]
-    done = mapper(_interaction_block, blocks, dict(item_factors=_item_factors(item_latent), bias=POPULARITY_WEIGHT * item_latent["popularity"]))
+    shared = dict(item_factors=_item_factors(item_latent), bias=POPULARITY_WEIGHT * item_latent["popularity"])
+    if sampler == "tree": shared["tree"] = build_item_tree(shared["item_factors"], shared["bias"], seed)  # built once, sent to every block
+    elif sampler != "exact": raise ParamError(f"parameter 'interaction_sampler': expected 'exact' or 'tree', got {sampler!r}")
+    done = mapper(_interaction_block, blocks, shared)
     starts = np.arange(0, n, GEN_BLOCK_USERS)
     u = np.concatenate([d[0] + s for d, s in zip(done, starts)]) if done else np.array([], int)
     i, event, ts = ((np.concatenate([d[k] for d in done]) if done else np.array([])) for k in (1, 2, 3))
@@ -258,6 +268,130 @@ def _ratings(inter: pd.DataFrame, users: pd.DataFrame, items: pd.DataFrame, late
     pref = (_user_factors(latent)[u] * _item_factors(item_latent)[i]).sum(1) + POPULARITY_WEIGHT * item_latent["popularity"][i]
     latent_rating = 3 + (pref - RATING_CENTRE) / RATING_SPREAD + rng.normal(0, RATING_NOISE_SD, len(u))
     return np.clip(np.round(latent_rating), *RATING_SCALE).astype(float)
+
+# %% ../nbs/01_data.ipynb #fedf1c50
+TREE_BRANCHING = 16  # children per node of the communities' k-means tree
+TREE_EXPANSIONS = 24  # best-first expansions of each user's frontier: more is closer to the exact softmax and costs more
+
+@dataclass(frozen=True)
+class ItemTree:
+    "The communities' k-means tree (nodes in breadth-first order, root 0) with what a node's estimated mass needs."
+    children: np.ndarray  # (nodes, TREE_BRANCHING) child node ids, -1 padding
+    parent: np.ndarray    # (nodes,) parent id, -1 for the root
+    item: np.ndarray      # (nodes,) the community of a single-community node, else -1
+    logw: np.ndarray      # (nodes,) log of the popularity mass
+    mean: np.ndarray      # (nodes, dims) popularity-weighted mean of the factors
+    box: np.ndarray       # (nodes, 2 dims) the factors' maxima, then minima
+    half_cov: np.ndarray  # (nodes, dims (dims + 1) / 2) upper triangle of half the popularity-weighted covariance
+
+    @property
+    def node_of_item(self) -> np.ndarray: return np.flatnonzero(self.item >= 0)[np.argsort(self.item[self.item >= 0])]
+
+def build_item_tree(item_factors: np.ndarray, bias: np.ndarray, seed: int = 0, branching: int = TREE_BRANCHING) -> ItemTree:
+    "Split the communities by k-means (seeded, one thread) into `branching` clusters, recursively, down to single communities."
+    from sklearn.cluster import KMeans
+    from threadpoolctl import threadpool_limits
+    V, b = np.asarray(item_factors, float), np.asarray(bias, float)
+    m, d = V.shape
+    members, parent, children = [np.arange(m)], [-1], []
+    with threadpool_limits(1):  # one thread: the same clusters whatever the machine
+        k = 0
+        while k < len(members):
+            idx, kids = members[k], []
+            if len(idx) > 1:
+                if len(idx) <= branching: groups = [idx[j:j + 1] for j in range(len(idx))]
+                else:
+                    lab = KMeans(branching, n_init=1, max_iter=50, random_state=np.random.RandomState([seed, 5, k])).fit(V[idx]).labels_
+                    groups = [idx[lab == j] for j in range(branching) if (lab == j).any()]
+                    if len(groups) == 1: groups = np.array_split(idx, branching)  # identical factors: split evenly
+                for g in groups:
+                    kids.append(len(members)); members.append(g); parent.append(k)
+            children.append(kids + [-1] * (branching - len(kids)))
+            k += 1
+    iu = np.triu_indices(d)
+    packed, logw, item = np.empty((len(members), 3 * d + len(iu[0]))), np.empty(len(members)), np.full(len(members), -1)  # one row per node
+    for k, idx in enumerate(members):
+        top = b[idx].max()
+        w = np.exp(b[idx] - top)
+        logw[k] = np.log(w.sum()) + top
+        w /= w.sum()
+        c = w @ V[idx]
+        D = V[idx] - c
+        cov = (D * w[:, None]).T @ D
+        packed[k] = np.concatenate([c, V[idx].max(0), V[idx].min(0), cov[iu] / 2])
+        if len(idx) == 1: item[k] = idx[0]
+    return ItemTree(np.array(children), np.array(parent), item, logw, *(np.ascontiguousarray(packed[:, a:z]) for a, z in ((0, d), (d, 3 * d), (3 * d, None))))
+
+def _user_terms(U: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    "Per user, what multiplies a node's mean, box and half covariance: u; max(u, 0) then min(u, 0); the upper triangle of u u' (off-diagonal doubled)."
+    iu = np.triu_indices(U.shape[1])
+    return U, np.hstack([np.maximum(U, 0), np.minimum(U, 0)]), U[:, iu[0]] * U[:, iu[1]] * np.where(iu[0] == iu[1], 1.0, 2.0)
+
+def _estimate(first, box, quad): return np.clip(first + quad, first, box)  # cumulant estimate, within Jensen's and the box's bounds
+
+def _node_estimates(tree: ItemTree, T: tuple, nodes: np.ndarray, chunk: int = 2048) -> np.ndarray:
+    "Each row's estimated log mass of its nodes: T the rows' `_user_terms`, nodes (k, j) -> (k, j); -inf for padding (-1)."
+    out = np.full(nodes.shape, -np.inf)
+    for s in range(0, len(nodes), chunk):
+        nd = np.maximum(nodes[s:s + chunk], 0)
+        x = [np.einsum("kjq,kq->kj", np.take(a, nd, axis=0), t[s:s + chunk]) for a, t in zip((tree.mean, tree.box, tree.half_cov), T)]
+        lw = tree.logw[nd]
+        out[s:s + chunk] = np.where(nodes[s:s + chunk] >= 0, _estimate(x[0] + lw, x[1] + lw, x[2]), -np.inf)
+    return out
+
+def _frontier(tree: ItemTree, U: np.ndarray, expansions: int = TREE_EXPANSIONS) -> tuple[np.ndarray, np.ndarray]:
+    "Each user's frontier after best-first expansions: (node ids, estimated log masses), (users, 1 + expansions x (branching - 1)), -1 / -inf padding."
+    k, b, T = len(U), tree.children.shape[1], _user_terms(U)
+    F, E = np.full((k, 1 + expansions * (b - 1)), -1), np.full((k, 1 + expansions * (b - 1)), -np.inf)
+    F[:, 0], E[:, :1] = 0, _node_estimates(tree, T, np.zeros((k, 1), int))
+    rows, inner = np.arange(k), np.append(tree.item < 0, False)  # index -1 (padding) reads False
+    open_ = np.where(inner[F], E, -np.inf)  # the estimates of the nodes that can still be expanded
+    for s in range(expansions):
+        j = open_.argmax(1)
+        go = np.isfinite(open_[rows, j])
+        if not go.any(): break
+        r, jj = (rows, j) if go.all() else (rows[go], j[go])
+        kids = tree.children[F[r, jj]]
+        cols = np.column_stack([jj, 1 + s * (b - 1) + np.arange(b - 1)[None].repeat(len(r), 0)])
+        est = _node_estimates(tree, T if go.all() else tuple(t[r] for t in T), kids)
+        F[r[:, None], cols], E[r[:, None], cols], open_[r[:, None], cols] = kids, est, np.where(inner[kids], est, -np.inf)
+    return F, E
+
+def tree_sample(rng, tree: ItemTree, U: np.ndarray, counts: np.ndarray, expansions: int = TREE_EXPANSIONS) -> tuple[np.ndarray, np.ndarray]:
+    "For each row r of `U`, draw counts[r] communities from the tree's distribution (see `tree_probabilities`); return (rows, communities)."
+    F, E = _frontier(tree, U, expansions)
+    rows, slot = _sample_rows(rng, E, counts)
+    node, n, inner = F[rows, slot], len(tree.item), tree.item < 0
+    while inner[node].any():
+        at = np.flatnonzero(inner[node])
+        pair, inv = np.unique(rows[at] * n + node[at], return_inverse=True)  # each (user, node) scored once
+        kids = tree.children[pair % n]
+        _, c = _sample_rows(rng, _node_estimates(tree, _user_terms(U[pair // n]), kids)[inv], np.ones(len(at), int))
+        node[at] = kids[inv, c]
+    return rows, tree.item[node]
+
+def _all_estimates(tree: ItemTree, U: np.ndarray) -> np.ndarray:
+    "`_node_estimates` of every node for every user: (users, nodes)."
+    x = [t @ a.T for t, a in zip(_user_terms(U), (tree.mean, tree.box, tree.half_cov))]
+    return _estimate(x[0] + tree.logw, x[1] + tree.logw, x[2])
+
+def tree_probabilities(tree: ItemTree, U: np.ndarray, expansions: int = TREE_EXPANSIONS) -> np.ndarray:
+    "The distribution `tree_sample` draws from, computed exactly: (users, communities), rows summing to 1."
+    F, E = _frontier(tree, U, expansions)
+    n, k = len(tree.item), len(U)
+    R, ok = np.zeros((k, n)), F >= 0
+    w = np.exp(E - E.max(1, keepdims=True))
+    np.add.at(R, (np.nonzero(ok)[0], F[ok]), (w / w.sum(1, keepdims=True))[ok])  # each frontier node's share
+    est = _all_estimates(tree, U)
+    depth = np.zeros(n, int)
+    for j in range(1, n): depth[j] = depth[tree.parent[j]] + 1
+    for level in range(depth.max()):  # then down the tree, level by level: a node passes its share to its children
+        nodes = np.flatnonzero((tree.item < 0) & (depth == level))
+        kids = tree.children[nodes]
+        e = np.where(kids >= 0, est[:, np.maximum(kids, 0)], -np.inf)
+        p = np.exp(e - e.max(2, keepdims=True))
+        R[:, kids[kids >= 0]] += (R[:, nodes, None] * p / p.sum(2, keepdims=True))[:, kids >= 0]
+    return R[:, tree.node_of_item]
 
 # %% ../nbs/01_data.ipynb #f4d0a0bf
 ACCEPTANCE = dict(intercept=-1.6, agreement=5.0, conflict=-2.5, interests=5.5, age_decades=-0.3, taste=0.6, noise_sd=0.7)
@@ -365,7 +499,7 @@ def _corrupt(rng, tables: dict, rate: float) -> dict:
 # %% ../nbs/01_data.ipynb #4a3aaff0
 def generate_raw(n_users=400, n_items=60, interactions_per_user=12.0, suggestions_per_user=8.0, consent_rate=0.92,
                  group_bias=0.25, data_drift=0.0, concept_drift=0.0, production_fraction=0.2, missing_rate=0.02,
-                 dirty_rate=0.0, activity_days=0.0, bias_drift=0.0, seed=42,
+                 dirty_rate=0.0, activity_days=0.0, bias_drift=0.0, seed=42, interaction_sampler="exact",
                  mapper=map_blocks, # runs the interaction blocks: `map_blocks` here, or the Dask engine's on its workers (the same tables)
                  **_) -> tuple[dict, dict]:
     "Seeded raw tables as they would arrive (identifiers, consent flags) and their ground truth, keyed by raw ids."
@@ -376,7 +510,7 @@ def generate_raw(n_users=400, n_items=60, interactions_per_user=12.0, suggestion
     items, item_latent = _generate_items(rng, n_items, users, latent)
     latent["taste"], item_latent["taste"] = _hidden_taste(seed, n_users, n_items)
     inter = _generate_interactions(rng, users, items, latent, item_latent, interactions_per_user, activity_days,
-                                   np.random.default_rng([seed, 1]), seed, mapper)
+                                   np.random.default_rng([seed, 1]), seed, mapper, interaction_sampler)
     inter["rating"] = _ratings(inter, users, items, latent, item_latent, np.random.default_rng([seed, 3]))
     sugg, sugg_truth = _generate_suggestions(rng, users, latent, suggestions_per_user, group_bias, concept_drift, production_start, bias_drift)
     raw = _corrupt(rng, {"users": _blank(rng, users, missing_rate), "items": items, "interactions": inter,

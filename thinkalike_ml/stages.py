@@ -61,7 +61,7 @@ STAGES: list[Stage] = [
     Stage("data", "01_data", "thinkalike_ml.data",
           "generator with ground truth, your files, consent, privacy, quality, versioned datasets, datasheet",
           runner="run_data_stage",
-          params=("source", "seed", "dataset_store", "n_users", "n_items", "interactions_per_user", "activity_days", "suggestions_per_user",
+          params=("source", "seed", "dataset_store", "n_users", "n_items", "interactions_per_user", "activity_days", "interaction_sampler", "suggestions_per_user",
                   "consent_rate", "group_bias", "bias_drift", "data_drift", "concept_drift", "production_fraction", "missing_rate",
                   "dirty_rate", "files", "column_mapping", "withdrawn_ids_file", "feature_columns", "sensitive_attributes",
                   "group_column", "engine", "dask_scheduler", "dask_partition_rows"),
