@@ -9,7 +9,7 @@ import pytest
 from fairlearn.metrics import (demographic_parity_difference, demographic_parity_ratio, equal_opportunity_difference,
                                equalized_odds_difference)
 
-from thinkalike_ml.fairness import (FAIRNESS_TABLES, _metricframe_table, _vectorised_table, bias_tests, MISSING_GROUP, PAIR_SIDES, POOLED_GROUP, SUMMARY_METRICS,
+from thinkalike_ml.fairness import (FAIRNESS_TABLES, _grouped_table, _metricframe_table, _vectorised_table, bias_tests, MISSING_GROUP, PAIR_SIDES, POOLED_GROUP, SUMMARY_METRICS,
                                     available_attributes, bootstrap_cells, classifier_scores, confusion_cells,
                                     fairness_report, fairness_summary, group_metrics, holm, list_hits, load_fairness,
                                     mitigate_exponentiated_gradient, mitigate_reweighing, mitigate_threshold_optimizer,
@@ -116,6 +116,17 @@ def test_the_vectorised_group_table_equals_metricframes():
     mf = _metricframe_table(y, p, group_labels(g), .35)
     pd.testing.assert_frame_equal(mf, _vectorised_table(y, p, group_labels(g), .35), check_dtype=False, atol=1e-12)
     assert np.isnan(mf.set_index("group").loc["one_class", "auc"])
+
+
+def test_the_grouped_table_is_metricframes_value_for_value():
+    "What `group_metrics` computes up to METRICFRAME_MAX_ROWS: fairlearn's table exactly (dtypes, group order, every bit)."
+    y, d, g = _decisions(5000, seed=9)
+    p = np.clip(np.random.default_rng(9).beta(2, 4, 5000) + .2 * y, 0, 1)  # unrounded: any change of summation order would show
+    g = g.astype(object)
+    g[:20] = "one_class"; y[:20] = 0
+    g[20:25] = "tiny"; y[20:25] = 1  # one class the other way: FPR undefined
+    from thinkalike_ml.fairness import group_labels
+    pd.testing.assert_frame_equal(_metricframe_table(y, p, group_labels(g), .35), _grouped_table(y, p, group_labels(g), .35), check_exact=True)
 
 
 def test_the_detector_names_the_penalised_group_on_both_sides_and_no_other():

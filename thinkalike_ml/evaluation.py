@@ -57,9 +57,11 @@ def _weighted_rank_metrics(y: np.ndarray, p: np.ndarray, W: np.ndarray) -> dict:
     "ROC-AUC and PR-AUC (average precision) for each row of weights `W`."
     order = np.argsort(-p, kind="stable")
     starts = np.r_[0, np.flatnonzero(np.diff(p[order])) + 1]  # groups of tied scores, best first
-    Ws = W[:, order]
-    wp = Ws * y[order]
-    if len(starts) < len(p): wp, Ws = np.add.reduceat(wp, starts, axis=1), np.add.reduceat(Ws, starts, axis=1)
+    tie = np.empty(len(p), np.int64)
+    tie[order] = np.repeat(np.arange(len(starts)), np.diff(np.r_[starts, len(p)]))  # each row's group
+    M = sp.csc_matrix((np.ones(len(p)), (np.arange(len(p)), tie)), shape=(len(p), len(starts)))
+    # weight and positive weight of each group: one sparse product each, without a reordered copy of W
+    Ws, wp = np.ascontiguousarray(W @ M), np.ascontiguousarray(W @ M.multiply(y[:, None]).tocsc())
     wn = Ws - wp
     P, N = wp.sum(1), wn.sum(1)
     neg_above = np.cumsum(wn, 1) - wn

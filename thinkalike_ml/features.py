@@ -240,11 +240,14 @@ def pair_features(users: pd.DataFrame, # user table with user_id, value_importan
     "Symmetric features of each (user_a, user_b) pair: value similarity, interest overlap, attribute differences, shared history."
     cats = value_categories(users)
     u = users.set_index("user_id")
-    missing = ~pairs["user_a"].isin(u.index) | ~pairs["user_b"].isin(u.index)
+    if u.index.is_unique:  # positions by hash lookup; -1 marks an unknown user (`isin` on text ids converts the whole index to Python objects)
+        ia, ib = u.index.get_indexer(pairs["user_a"]), u.index.get_indexer(pairs["user_b"])
+        missing = (ia < 0) | (ib < 0)
+    else: missing = (~pairs["user_a"].isin(u.index) | ~pairs["user_b"].isin(u.index)).to_numpy()
     if missing.any():
         bad = pairs.loc[missing, ["user_a", "user_b"]].iloc[0].tolist()
         raise ValueError(f"pair_features: {int(missing.sum())} pairs name users absent from the user table (first: {bad})")
-    ia, ib = u.index.get_indexer(pairs["user_a"]), u.index.get_indexer(pairs["user_b"])
+    if not u.index.is_unique: ia, ib = u.index.get_indexer(pairs["user_a"]), u.index.get_indexer(pairs["user_b"])
     W, P = _profile(u, cats, medians)
     Wa, Wb, Pa, Pb = W[ia], W[ib], P[ia], P[ib]
     both = np.sqrt(Wa * Wb)

@@ -662,7 +662,8 @@ def score_window(matcher: dict, # `scoring_models(run)["matcher"]`
                 ) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
     "(pair features, probabilities, failed mask) of `pairs`; rows naming unknown users fail (NaN) instead of stopping the batch."
     from thinkalike_ml.features import pair_features
-    known = pairs["user_a"].isin(users["user_id"]) & pairs["user_b"].isin(users["user_id"])
+    ids = pd.Index(users["user_id"]).unique()  # a hash lookup (`isin` on text ids converts every user id to a Python object, per window)
+    known = pd.Series((ids.get_indexer(pairs["user_a"]) >= 0) & (ids.get_indexer(pairs["user_b"]) >= 0), index=pairs.index)
     p = np.full(len(pairs), np.nan)
     cols = list(matcher["columns"])
     feats = pd.DataFrame(np.nan, index=pairs.index, columns=cols)
