@@ -626,11 +626,12 @@ def stratified_sample_rows(strata: pd.DataFrame, # one row per candidate row: th
     from sklearn.model_selection import train_test_split
     n = len(strata)
     if not max_rows or max_rows >= n: return np.arange(n)
-    key = strata.astype(str).agg("|".join, axis=1) if strata.shape[1] > 1 else strata.iloc[:, 0].astype(str)
+    key = strata.iloc[:, 0].astype(str).reset_index(drop=True)
+    for c in strata.columns[1:]: key = key + "|" + strata[c].astype(str).reset_index(drop=True)
     counts = key.map(key.value_counts())
     key = key.where(counts >= 2, "rare")  # single-row strata pooled
     if (key == "rare").sum() == 1: key = key.where(key != "rare", key.value_counts().index[0])
-    if key.nunique() > max_rows: key = strata.iloc[:, 0].astype(str)  # more strata than rows: stratify by the label only
+    if key.nunique() > max_rows: key = strata.iloc[:, 0].astype(str).reset_index(drop=True)  # more strata than rows: stratify by the label only
     if key.value_counts().min() < 2: key = None  # a label with a single row: a plain seeded draw
     keep = train_test_split(np.arange(n), train_size=max_rows, stratify=key, random_state=seed)[0]
     if present is not None:
@@ -639,7 +640,7 @@ def stratified_sample_rows(strata: pd.DataFrame, # one row per candidate row: th
             have = set(present[col].iloc[keep].astype(str))
             for value, where in present[col].astype(str).groupby(present[col].astype(str), sort=True).groups.items():
                 if value not in have: extra.append(int(rng.choice(present.index.get_indexer(where))))
-        keep = np.union1d(keep, extra)
+        keep = np.union1d(keep, np.asarray(extra, int))
     return np.sort(keep)
 
 def sample_matcher_data(data: MatcherData, # the matcher's rows
