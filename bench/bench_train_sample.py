@@ -44,9 +44,10 @@ def child(run_dir: str, matcher_rows: int, recommender_users: int) -> dict:
     run = RunDirectory(run_dir)
     params = dict(run.params, dataset_store="", matcher_train_max_rows=coerce("matcher_train_max_rows", matcher_rows),
                   recommender_train_max_users=coerce("recommender_train_max_users", recommender_users))
-    t = time.perf_counter()
+    t, c = time.perf_counter(), time.process_time()
     m = execute_stage(run, "models", params)
-    return {"seconds": time.perf_counter() - t, "peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    return {"seconds": time.perf_counter() - t, "cpu_seconds": time.process_time() - c,
+            "peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
             "metrics": {k: m[k] for k in SHOWN if k in m}}
 
 
@@ -78,7 +79,7 @@ def main(argv=None):
         results.append(res)
         m = res["metrics"]
         print(f"\n== matcher_train_max_rows={rows} recommender_train_max_users={users} (load average {res['load_start']:.1f} -> {res['load_end']:.1f})")
-        print(f"   models stage {res['seconds']:.1f} s, peak resident {res['peak_mib']:.0f} MiB")
+        print(f"   models stage {res['seconds']:.1f} s ({res.get('cpu_seconds', float('nan')):.1f} s of CPU), peak resident {res['peak_mib']:.0f} MiB")
         print(f"   matcher: {m.get('matcher_train_rows_used', 0):,.0f} of {m.get('matcher_train_rows_available', 0):,.0f} training pairs; "
               f"search logreg {m.get('matcher_logreg_search_seconds', 0):.1f} s, hgb {m.get('matcher_hgb_search_seconds', 0):.1f} s; "
               f"fit logreg {m.get('matcher_logreg_fit_seconds', 0):.2f} s ({m.get('matcher_logreg_fit_peak_mib', 0):.0f} MiB), "
