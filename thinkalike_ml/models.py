@@ -1126,9 +1126,10 @@ class RecommenderModel:
         return pd.DataFrame(out, columns=["user_id", "rank", "item_id", "score", "path"])
 
 def package_recommender(fitted: dict, selected: str, data: InteractionData, k: int) -> RecommenderModel:
-    "The selected model packaged with its data, the value-profile cold-start model and the popularity fallback."
+    "The selected model packaged with its data (the seen-items matrix and indexes, not the raw interaction rows), the value-profile cold-start model and the popularity fallback."
     cols = list(data.user_features.columns) if data.user_features is not None else []
-    return RecommenderModel(fitted[selected], data, fitted.get("value_profile"), fitted["most_popular"].popularity_, k, cols)
+    served = InteractionData(data.X, data.users, data.items, pd.DataFrame(), data.user_features)  # serving needs no raw rows: smaller to pickle, log and load
+    return RecommenderModel(fitted[selected], served, fitted.get("value_profile"), fitted["most_popular"].popularity_, k, cols)
 
 # %% ../nbs/04_models.ipynb #1b40b16e
 def recommender_metrics(scores: pd.DataFrame, cv: dict, cold: dict, selected: str, k: int) -> dict:
@@ -1371,6 +1372,8 @@ def _log_params(params: dict):
         warnings.warn("MLflow parameters already logged with other values (stage re-executed on the same run); recorded as tags 'latest.<name>'")
         mlflow.set_tags({f"latest.{k}": str(v) for k, v in params.items()})
 
+_TRIAL_TAGS: dict = {}  # MLflow's context tags (source, user, git commit) by parent run: resolved once, not once per trial
+
 def _log_trial(name: str, params: dict, metrics: dict):
     "One search trial as a nested MLflow run of the active run: created, logged in one batch and ended (what `start_run(nested=True)` records, in three calls)."
     import mlflow
@@ -1378,7 +1381,9 @@ def _log_trial(name: str, params: dict, metrics: dict):
     from mlflow.tracking.context.registry import resolve_tags
     from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
     parent, client = mlflow.active_run(), mlflow.MlflowClient()
-    r = client.create_run(parent.info.experiment_id, run_name=name, tags=resolve_tags({MLFLOW_PARENT_RUN_ID: parent.info.run_id}))
+    pid = parent.info.run_id
+    if pid not in _TRIAL_TAGS: _TRIAL_TAGS.clear(); _TRIAL_TAGS[pid] = resolve_tags({MLFLOW_PARENT_RUN_ID: pid})  # asks git each time
+    r = client.create_run(parent.info.experiment_id, run_name=name, tags=dict(_TRIAL_TAGS[pid]))
     now = int(time.time() * 1000)
     client.log_batch(r.info.run_id, metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items() if np.isfinite(v)],
                      params=[Param(k, str(v)) for k, v in params.items()])
