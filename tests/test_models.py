@@ -273,3 +273,125 @@ def test_recommender_model_serves_known_and_new_users(small_models_run):
     for u in known:  # nothing already seen
         seen = set(rec.data.items[rec.data.X[rec.data.users.get_loc(u)].indices])
         assert not seen & set(out.loc[out.user_id == u, "item_id"])
+
+
+# -- training on a sample (matcher_train_max_rows, recommender_train_max_users)
+
+def _labelled_pairs(n=6000, seed=0):
+    """A pair table (train 4000 rows in 4 folds, validation 1000, test 1000) with a 12% acceptance rate and a tiny user group."""
+    from thinkalike_ml.models import matcher_data
+    rng = np.random.default_rng(seed)
+    X = pd.DataFrame(rng.normal(size=(n, 3)), columns=["value_cosine", "a", "b"])
+    split = np.select([np.arange(n) < 4000, np.arange(n) < 5000], ["train", "validation"], "test")
+    t = pd.DataFrame({"suggestion_id": [f"s{i:05d}" for i in range(n)], "accepted": (rng.random(n) < 0.12).astype(int), "split": split,
+                      "fold": np.where(split == "train", np.arange(n) % 4, -1)})
+    groups = pd.DataFrame({"region_a": np.where(np.arange(n) % 997 == 5, "tiny", rng.choice(["north", "south", "east"], n)),
+                           "gender_b": rng.choice(["f", "m", "x"], n, p=[0.49, 0.49, 0.02])}, index=t["suggestion_id"])
+    table = pd.concat([t, X], axis=1)
+    return table, matcher_data(table, ["value_cosine", "a", "b"]), groups
+
+
+def test_matcher_sample_is_the_size_asked_stratified_keeps_every_group_and_is_seeded():
+    from thinkalike_ml.models import sample_matcher_data
+    table, md, groups = _labelled_pairs()
+    present = groups.reindex(md.tables["train"]["suggestion_id"]).reset_index(drop=True)
+    assert (present["region_a"] == "tiny").sum() == 5  # 5 of 4000 training rows
+    s, info = sample_matcher_data(md, 400, seed=7, present=present)
+    kept = present.set_index(md.tables["train"]["suggestion_id"]).reindex(s.tables["train"]["suggestion_id"])
+    assert 400 <= info["train_rows_used"] <= 400 + 2 and info["train_rows_available"] == 4000 == len(md.tables["train"])
+    assert len(s.tables["train"]) == info["train_rows_used"] and s.tables["train"]["suggestion_id"].is_unique
+    y, ys = md.y("train"), s.y("train")
+    assert abs(ys.mean() - y.mean()) < 0.01 and info["label_rate_used"] == pytest.approx(ys.mean())  # stratified by label
+    assert all(abs(c - 100) <= 3 for c in np.bincount(s.folds)), np.bincount(s.folds)  # and by fold
+    for col in present.columns:  # every group of each attribute present (the 4-row 'tiny' region included)
+        assert set(kept[col]) == set(present[col]), col
+    for split in ("validation", "test"):  # never sampled
+        pd.testing.assert_frame_equal(s.tables[split], md.tables[split])
+    again = sample_matcher_data(md, 400, seed=7, present=present)[0]
+    assert again.tables["train"]["suggestion_id"].tolist() == s.tables["train"]["suggestion_id"].tolist()
+    assert sample_matcher_data(md, 400, seed=8, present=present)[0].tables["train"]["suggestion_id"].tolist() != s.tables["train"]["suggestion_id"].tolist()
+    assert sample_matcher_data(md, 0)[0] is md and sample_matcher_data(md, 10_000)[0] is md
+
+
+def test_zero_or_a_cap_above_the_rows_leaves_the_matcher_and_recommender_unchanged(small_models_run):
+    """0 (the default) or a cap above the rows: the matcher's data are the very same object (so its training is unchanged), the
+    default run trained on everything, and the recommender's metrics and lists are identical with the parameter absent or 0."""
+    from thinkalike_ml.models import _toy_log, sample_matcher_data, train_recommender
+    _, md, _ = _labelled_pairs()
+    assert sample_matcher_data(md, 0)[0] is md and sample_matcher_data(md, 4000)[0] is md
+    _, m = small_models_run
+    assert m["matcher_train_rows_used"] == m["matcher_train_rows_available"] > 0
+    assert m["recommender_train_users_used"] == m["recommender_train_users_available"] > 0
+    log = _toy_log()
+    p = {"seed": 0, "top_k": 5, "n_trials": 2}
+    drop = lambda m: {k: v for k, v in m.items() if "seconds" not in k}
+    r0 = train_recommender(log["interactions"], log["splits"], log["user_features"], p)
+    r1 = train_recommender(log["interactions"], log["splits"], log["user_features"], p | {"recommender_train_max_users": 0})
+    assert drop(r0.metrics()) == drop(r1.metrics())
+    pd.testing.assert_frame_equal(r0.lists, r1.lists)
+
+
+def test_recommender_fits_on_a_user_sample_but_evaluates_every_user():
+    from thinkalike_ml.models import _toy_log, train_recommender
+    log = _toy_log(n_users=200)
+    p = {"seed": 0, "top_k": 5, "n_trials": 2}
+    full = train_recommender(log["interactions"], log["splits"], log["user_features"], p)
+    samp = train_recommender(log["interactions"], log["splits"], log["user_features"], p | {"recommender_train_max_users": 60})
+    m = samp.metrics()
+    assert m["recommender_train_users_used"] == 60 < m["recommender_train_users_available"] == full.metrics()["recommender_train_users_available"]
+    hist = pd.concat([samp.data.train, samp.data.validation])
+    assert m["recommender_train_interactions_used"] == hist["user_id"].isin(samp.data.fit_users).sum()  # whole histories
+    assert set(samp.lists["user_id"]) == set(full.lists["user_id"]) and set(samp.relevant["user_id"]) == set(full.relevant["user_id"])
+    assert samp.fitted["most_popular"].popularity_.sum() < full.fitted["most_popular"].popularity_.sum()  # fitted on fewer users
+    again = train_recommender(log["interactions"], log["splits"], log["user_features"], p | {"recommender_train_max_users": 60})
+    assert list(again.data.fit_users) == list(samp.data.fit_users)
+    pd.testing.assert_frame_equal(again.lists, samp.lists)
+
+
+def test_recommendation_lists_in_blocks_equal_one_block(monkeypatch):
+    import thinkalike_ml.models as M
+    log = M._toy_log(n_users=120)
+    split = M.evaluation_split(log["interactions"], log["interactions"].sample(300, random_state=0))
+    for model in (M.RandomRecommender(3), M.EASERecommender(5.0)):
+        model.fit(split.data)
+        whole = M.recommendation_lists(model, split.data, split.rows, 5)
+        monkeypatch.setattr(M, "SCORING_BLOCK_USERS", 7)
+        pd.testing.assert_frame_equal(M.recommendation_lists(model, split.data, split.rows, 5), whole)
+        np.testing.assert_array_equal(M.recommend(model, split.data, split.rows, 5), split.data.items.get_indexer(whole["item_id"]).reshape(-1, 5))
+        monkeypatch.undo()
+
+
+@pytest.mark.parametrize("name,value,message", [
+    ("matcher_train_max_rows", 50, "'matcher_train_max_rows': expected 0 (everything) or at least 100"),
+    ("matcher_train_max_rows", -1, "parameter 'matcher_train_max_rows'"),
+    ("matcher_train_max_rows", "many", "parameter 'matcher_train_max_rows': expected an integer"),
+    ("recommender_train_max_users", 5, "'recommender_train_max_users': expected 0 (everything) or at least 20"),
+    ("recommender_train_max_users", 2.5, "parameter 'recommender_train_max_users'"),
+])
+def test_bad_sample_sizes_are_refused_naming_the_parameter(name, value, message):
+    from thinkalike_ml.config import ParamError, resolve_params
+    with pytest.raises(ParamError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        resolve_params(overrides={name: value}, small=True)
+
+
+def test_models_report_says_what_trained_on_a_sample(tmp_path, monkeypatch):
+    """A small run with both caps: the stage's metrics carry the counts, and its executed report says what trained on a sample."""
+    from thinkalike_ml.config import resolve_params
+    from thinkalike_ml.models import TRAINING_SAMPLE
+    from thinkalike_ml.pipeline import run_stage
+    from thinkalike_ml.stages import execute_stage, stage
+    monkeypatch.setenv("THINKALIKE_PSEUDONYM_KEY", "test-pseudonym-key")
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    params = resolve_params(overrides=dict(n_users=400, n_trials=2, matcher_train_max_rows=600, recommender_train_max_users=150), small=True)
+    run = RunDirectory.create(params, tmp_path)
+    for s in ("data", "splits", "features"): execute_stage(run, s, params)
+    run_stage(run, stage("models"), progress=False)
+    m = json.loads(run.file("metrics.json").read_text())["models"]
+    assert 600 <= m["matcher_train_rows_used"] <= 600 + 20 < m["matcher_train_rows_available"]
+    assert m["recommender_train_users_used"] == 150 < m["recommender_train_users_available"]
+    t = run.read_table(TRAINING_SAMPLE).set_index("model")
+    assert t.loc["matcher", "trained on"] == t.loc["recommender", "trained on"] == "a sample"
+    text = run.file("notebooks/04_models.ipynb").read_text()
+    assert f"matcher: trained on a sample ({m['matcher_train_rows_used']:,.0f} of {m['matcher_train_rows_available']:,.0f} training pairs" in text
+    assert f"recommender: trained on a sample (150 of {m['recommender_train_users_available']:,.0f} users with history" in text
+    assert "scored and evaluated on all" in text

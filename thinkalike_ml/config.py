@@ -142,6 +142,12 @@ PARAMS: dict[str, Param] = {p.name: p for p in [
           "the edge, Optuna ranges extend by half their width and the study continues with half of n_trials more trials); 0 only warns.",
           low=0, high=20),
     Param("top_k", int, 10, "Length of each recommendation list, and the cut-off of ranking metrics.", low=1, high=1000),
+    Param("matcher_train_max_rows", int, 0, "Most training pairs the matcher's tuning and final fits see: a seeded sample stratified by label and "
+          "tuning fold, with every fold and every sensitive group of both users kept present. 0 (the default): every training pair. "
+          "Validation and test are always scored whole; the models report says what trained on a sample.", low=0, high=2**31 - 1),
+    Param("recommender_train_max_users", int, 0, "Most users whose histories the recommenders are fitted on: a seeded sample stratified by "
+          "activity, each user's history whole. 0 (the default): every user. Every user is still scored from their own history and every "
+          "evaluated user is evaluated.", low=0, high=2**31 - 1),
     Param("mlflow_experiment", str, "thinkalike-ml", "Name of the MLflow experiment the run is tracked in."),
     # -- evaluation
     Param("n_bootstrap", int, 1000, "Bootstrap resamples behind every confidence interval and paired test of the evaluation stage.", small=200, low=50, high=100_000),
@@ -292,6 +298,10 @@ def validate_params(params: dict) -> dict:
         raise ParamError(f"parameter 'dask_scheduler': expected a scheduler address like 'tcp://host:8786' or 'host:8786' (empty: a local cluster), got {addr!r}")
     if addr and params.get("engine") != "dask":
         raise ParamError(f"parameter 'dask_scheduler' is set ({addr!r}) but parameter 'engine' is {params.get('engine')!r}; set engine to 'dask' or leave the address empty")
+    for name, least in (("matcher_train_max_rows", 100), ("recommender_train_max_users", 20)):
+        if 0 < params.get(name, 0) < least:
+            raise ParamError(f"parameter '{name}': expected 0 (everything) or at least {least} (a sample smaller than that cannot be "
+                             f"stratified and tuned), got {params[name]}")
     if params["source"] == "files" and not params["files"]:
         raise ParamError("parameter 'files' must name at least one table file when 'source' is 'files'")
     return params

@@ -21,30 +21,31 @@ from .splits import SPLITS
 from .tracking import measured, tracked_run
 
 # %% auto #0
-__all__ = ['EDGE_SHARE', 'NATURAL_BOUNDS', 'SEARCH_STATUSES', 'LOGREG_GRID', 'HGB_SEARCH_SPACE', 'MIN_LOG_LOSS_GAIN',
-           'HGB_TUNING_MAX_ROWS', 'HGB_TUNING_MAX_FOLDS', 'PREDICTION_COLUMNS', 'ITEM_KNN_NEIGHBORS_GRID',
-           'ITEM_KNN_SHRINK', 'TRENDING_HALF_LIFE_GRID', 'EASE_L2_RANGE', 'EASE_MAX_ITEMS', 'RECOMMENDER_CANDIDATES',
-           'LIST_COLUMNS', 'RELEVANT_COLUMNS', 'MODELS_DIR', 'MATCHER_MODEL', 'RECOMMENDER_MODEL',
-           'MATCHER_PREDICTIONS', 'RECOMMENDER_LISTS', 'RECOMMENDER_RELEVANT', 'MATCHER_SUMMARY', 'RECOMMENDER_SUMMARY',
-           'MATCHER_SCORES', 'MATCHER_LOGREG_GRID', 'MATCHER_HGB_TRIALS', 'RECOMMENDER_SCORES', 'RECOMMENDER_TUNING',
-           'SEARCH_EDGES', 'MOVIETWEETINGS_PROTOCOL', 'top_k_items', 'ranking_metrics', 'InteractionData',
-           'interaction_data', 'Recommender', 'RandomRecommender', 'MostPopularRecommender',
-           'TimeDecayedPopularityRecommender', 'ItemKNNRecommender', 'EASERecommender', 'ValueProfileRecommender',
-           'recommend', 'EvaluationSplit', 'evaluation_split', 'evaluate_on_split', 'evaluate_recommender',
-           'movietweetings_split', 'evaluate_movietweetings_protocol', 'tune_recommender_on_validation',
-           'ValueSimilarityBaseline', 'classification_scores', 'is_range', 'grid_position', 'edge_side', 'widen_space',
-           'search_edge', 'widening_grid_search', 'widen_study', 'check_widenings', 'make_logreg', 'make_hgb',
-           'cv_splits', 'grid_search_logreg', 'optuna_search_hgb', 'calibrate_on_validation', 'MatcherData',
-           'matcher_data', 'MatcherTuning', 'tune_matcher', 'fit_matcher_candidates', 'calibrate_candidates',
-           'matcher_predictions', 'matcher_scores', 'select_matcher', 'matcher_metrics', 'MatcherResult',
-           'train_matcher', 'RecommenderData', 'recommender_data', 'cv_ndcg', 'grid_trials', 'optuna_ease',
-           'RecommenderTuning', 'tune_recommender', 'select_recommender', 'recommendation_lists', 'relevant_items',
-           'OracleRecommender', 'ranking_metrics_from_lists', 'recommender_makers', 'list_recommendations',
-           'recommender_scores', 'cold_start_metrics', 'RecommenderModel', 'package_recommender', 'recommender_metrics',
-           'RecommenderResult', 'train_recommender', 'persist_matcher', 'persist_recommender', 'load_models',
-           'load_predictions', 'plot_matcher_calibration', 'plot_matcher_search', 'plot_recommender_scores',
-           'track_dataset', 'track_matcher', 'track_recommender', 'track_figures', 'run_movietweetings',
-           'track_models_stage', 'run_models_stage']
+__all__ = ['SCORING_BLOCK_USERS', 'EDGE_SHARE', 'NATURAL_BOUNDS', 'SEARCH_STATUSES', 'LOGREG_GRID', 'HGB_SEARCH_SPACE',
+           'MIN_LOG_LOSS_GAIN', 'HGB_TUNING_MAX_ROWS', 'HGB_TUNING_MAX_FOLDS', 'PREDICTION_COLUMNS',
+           'ITEM_KNN_NEIGHBORS_GRID', 'ITEM_KNN_SHRINK', 'TRENDING_HALF_LIFE_GRID', 'EASE_L2_RANGE', 'EASE_MAX_ITEMS',
+           'RECOMMENDER_CANDIDATES', 'LIST_COLUMNS', 'RELEVANT_COLUMNS', 'MODELS_DIR', 'MATCHER_MODEL',
+           'RECOMMENDER_MODEL', 'MATCHER_PREDICTIONS', 'RECOMMENDER_LISTS', 'RECOMMENDER_RELEVANT', 'MATCHER_SUMMARY',
+           'RECOMMENDER_SUMMARY', 'MATCHER_SCORES', 'MATCHER_LOGREG_GRID', 'MATCHER_HGB_TRIALS', 'RECOMMENDER_SCORES',
+           'RECOMMENDER_TUNING', 'SEARCH_EDGES', 'MOVIETWEETINGS_PROTOCOL', 'TRAINING_SAMPLE', 'top_k_items',
+           'ranking_metrics', 'InteractionData', 'interaction_data', 'user_subset', 'Recommender', 'RandomRecommender',
+           'MostPopularRecommender', 'TimeDecayedPopularityRecommender', 'ItemKNNRecommender', 'EASERecommender',
+           'ValueProfileRecommender', 'recommend', 'EvaluationSplit', 'evaluation_split', 'evaluate_on_split',
+           'evaluate_recommender', 'movietweetings_split', 'evaluate_movietweetings_protocol',
+           'tune_recommender_on_validation', 'ValueSimilarityBaseline', 'classification_scores', 'is_range',
+           'grid_position', 'edge_side', 'widen_space', 'search_edge', 'widening_grid_search', 'widen_study',
+           'check_widenings', 'make_logreg', 'make_hgb', 'cv_splits', 'grid_search_logreg', 'optuna_search_hgb',
+           'calibrate_on_validation', 'MatcherData', 'matcher_data', 'stratified_sample_rows', 'sample_matcher_data',
+           'MatcherTuning', 'tune_matcher', 'fit_matcher_candidates', 'calibrate_candidates', 'matcher_predictions',
+           'matcher_scores', 'select_matcher', 'matcher_metrics', 'MatcherResult', 'train_matcher', 'RecommenderData',
+           'sample_users', 'recommender_data', 'cv_ndcg', 'grid_trials', 'optuna_ease', 'RecommenderTuning',
+           'tune_recommender', 'select_recommender', 'recommendation_lists', 'relevant_items', 'OracleRecommender',
+           'ranking_metrics_from_lists', 'recommender_makers', 'list_recommendations', 'recommender_scores',
+           'cold_start_metrics', 'RecommenderModel', 'package_recommender', 'recommender_metrics', 'RecommenderResult',
+           'train_recommender', 'persist_matcher', 'persist_recommender', 'load_models', 'load_predictions',
+           'plot_matcher_calibration', 'plot_matcher_search', 'plot_recommender_scores', 'track_dataset',
+           'track_matcher', 'track_recommender', 'track_figures', 'run_movietweetings', 'pair_groups',
+           'training_sample_table', 'track_models_stage', 'run_models_stage']
 
 # %% ../nbs/04_models.ipynb #abd6df77
 def top_k_items(scores: np.ndarray, # users x items scores (-inf marks items that must not be recommended)
@@ -113,6 +114,19 @@ def interaction_data(interactions: pd.DataFrame, # rows with user_id, item_id (a
     rows = interactions.loc[ok].assign(user_idx=ui[ok], item_idx=ii[ok])
     return InteractionData(X, users, items, rows, user_features)
 
+# %% ../nbs/04_models.ipynb #8a6df31c
+def user_subset(data: InteractionData, # the full data
+                rows, # row indices of the users to keep
+               ) -> InteractionData:
+    "The users `rows` of `data` with all their interactions, the same items (indices unchanged) and user features."
+    rows = np.sort(np.asarray(rows, int))
+    inter = data.interactions
+    if len(inter) and "user_idx" in inter:
+        at = np.full(data.n_users, -1); at[rows] = np.arange(len(rows))
+        ui = at[inter["user_idx"].to_numpy()]
+        inter = inter[ui >= 0].assign(user_idx=ui[ui >= 0])
+    return InteractionData(data.X[rows], data.users[rows], data.items, inter, data.user_features)
+
 # %% ../nbs/04_models.ipynb #c6f07b63
 def _modelled_items(popularity: np.ndarray, min_count: int = 1, max_items: int | None = None) -> np.ndarray:
     "Indices of the items a model keeps: seen at least `min_count` times, and at most the `max_items` most popular."
@@ -129,11 +143,13 @@ class Recommender:
     def score(self, data: InteractionData, rows: np.ndarray) -> np.ndarray: raise NotImplementedError
 
 class RandomRecommender(Recommender):
-    "Baseline: a random ranking for every user (seeded)."
+    "Baseline: a random ranking for every user (seeded); `offset` continues the same stream, so scoring in blocks gives the same rankings."
     name = "random"
     def __init__(self, seed: int = 0): self.seed = seed
-    def score(self, data, rows):
-        return np.random.default_rng(self.seed).random((len(rows), data.n_items))
+    def score(self, data, rows, offset: int = 0):
+        bits = np.random.PCG64(self.seed)  # what default_rng(seed) uses; one draw per score
+        if offset: bits.advance(offset * data.n_items)
+        return np.random.Generator(bits).random((len(rows), data.n_items))
 
 class MostPopularRecommender(Recommender):
     "Baseline: items ranked by how many training users interacted with them."
@@ -227,9 +243,11 @@ class ValueProfileRecommender(Recommender):
     def score(self, data, rows): return self.score_features(data.user_features.reindex(data.users[rows]))
 
 # %% ../nbs/04_models.ipynb #8055934e
-def _masked_scores(model: Recommender, data: InteractionData, rows: np.ndarray, exclude_seen: bool = True) -> np.ndarray:
-    "Users `rows` x items scores of a fitted model, -inf where the user already interacted (if `exclude_seen`)."
-    S = np.array(model.score(data, rows), dtype=float)
+SCORING_BLOCK_USERS = 20_000  # users scored at once (a users x items score matrix per block bounds the memory of listing everyone)
+
+def _masked_scores(model: Recommender, data: InteractionData, rows: np.ndarray, exclude_seen: bool = True, offset: int = 0) -> np.ndarray:
+    "Users `rows` x items scores of a fitted model, -inf where the user already interacted (if `exclude_seen`); `offset`: the block's first position."
+    S = np.array(model.score(data, rows, offset) if isinstance(model, RandomRecommender) else model.score(data, rows), dtype=float)
     if exclude_seen: S[data.X[rows].nonzero()] = -np.inf
     return S
 
@@ -239,8 +257,11 @@ def recommend(model: Recommender, # a fitted recommender
               k: int, # list length
               exclude_seen: bool = True, # never recommend an item the user already interacted with
              ) -> np.ndarray:
-    "Top-k item indices for users `rows`, best first, seen items excluded."
-    return top_k_items(_masked_scores(model, data, rows, exclude_seen), k)
+    "Top-k item indices for users `rows`, best first, seen items excluded (scored in blocks of `SCORING_BLOCK_USERS` users)."
+    rows = np.asarray(rows)
+    if len(rows) <= SCORING_BLOCK_USERS: return top_k_items(_masked_scores(model, data, rows, exclude_seen), k)
+    return np.concatenate([top_k_items(_masked_scores(model, data, rows[i:i + SCORING_BLOCK_USERS], exclude_seen, i), k)
+                           for i in range(0, len(rows), SCORING_BLOCK_USERS)])
 
 # %% ../nbs/04_models.ipynb #d0cd374e
 @dataclass
@@ -249,22 +270,32 @@ class EvaluationSplit:
     data: InteractionData
     relevant: sp.csr_matrix  # evaluated users x items
     rows: np.ndarray  # evaluated users' rows in data.users
+    fit_rows: np.ndarray | None = None  # the users (rows of data.users) models are fitted on; None: every user
+    _fit: InteractionData | None = field(default=None, repr=False)
+
+    def fit_data(self) -> InteractionData:
+        "What models are fitted on: every user's history, or only that of the users `fit_rows` (built once)."
+        if self.fit_rows is None: return self.data
+        if self._fit is None: self._fit = user_subset(self.data, self.fit_rows)
+        return self._fit
 
 def evaluation_split(train: pd.DataFrame, # training interactions (user_id, item_id, timestamp)
                      test: pd.DataFrame, # evaluation-period interactions
                      user_features: pd.DataFrame | None = None, # for the value-profile model
+                     fit_users=None, # fit models on these users' histories only (None: every user); evaluation covers every user
                     ) -> EvaluationSplit:
     "Training matrix plus the test relevance of users seen in training, restricted to items seen in training."
     data = interaction_data(train, user_features=user_features)
     test = test[test["user_id"].isin(data.users) & test["item_id"].isin(data.items)]
     rel = interaction_data(test, users=data.users, items=data.items).X
     rows = np.flatnonzero(np.asarray(rel.sum(1)).ravel() > 0)
-    return EvaluationSplit(data, rel[rows], rows)
+    fit_rows = None if fit_users is None else np.flatnonzero(data.users.isin(fit_users))
+    return EvaluationSplit(data, rel[rows], rows, fit_rows)
 
 def evaluate_on_split(model: Recommender, split: EvaluationSplit, k: int = 10, fitted: bool = False) -> dict:
-    "Fit `model` on the split's training data (unless `fitted`), recommend k unseen items to its users, score them."
+    "Fit `model` on the split's training data (unless `fitted`), recommend k unseen items to all its evaluated users, score them."
     if not fitted:
-        with measured() as m: model.fit(split.data)
+        with measured() as m: model.fit(split.fit_data())
     with measured() as p: top = recommend(model, split.data, split.rows, k)
     res = ranking_metrics(top, split.relevant, k)
     if not fitted: res["fit_seconds"] = m.seconds
@@ -585,6 +616,52 @@ def matcher_data(pair_features: pd.DataFrame, # the features stage's pair table:
             if len(at("train")) and len(at("validation")): cv.append((at("train"), at("validation")))
     return MatcherData(tables, list(columns), folds, cv)
 
+# %% ../nbs/04_models.ipynb #891cc671
+def stratified_sample_rows(strata: pd.DataFrame, # one row per candidate row: the columns to stratify by (the label first)
+                           max_rows: int, # at most this many rows (0: all)
+                           seed: int = 0, # seed of the draw
+                           present: pd.DataFrame | None = None, # columns each of whose values must keep at least one row
+                          ) -> np.ndarray:
+    "Sorted positions of a seeded sample of about `max_rows` rows stratified by `strata`, plus a row for any value of `present` the draw missed."
+    from sklearn.model_selection import train_test_split
+    n = len(strata)
+    if not max_rows or max_rows >= n: return np.arange(n)
+    key = strata.iloc[:, 0].astype(str).reset_index(drop=True)
+    for c in strata.columns[1:]: key = key + "|" + strata[c].astype(str).reset_index(drop=True)
+    counts = key.map(key.value_counts())
+    key = key.where(counts >= 2, "rare")  # single-row strata pooled
+    if (key == "rare").sum() == 1: key = key.where(key != "rare", key.value_counts().index[0])
+    if key.nunique() > max_rows: key = strata.iloc[:, 0].astype(str).reset_index(drop=True)  # more strata than rows: stratify by the label only
+    if key.value_counts().min() < 2: key = None  # a label with a single row: a plain seeded draw
+    keep = train_test_split(np.arange(n), train_size=max_rows, stratify=key, random_state=seed)[0]
+    if present is not None:
+        rng, extra = np.random.default_rng(seed), []
+        for col in present.columns:
+            have = set(present[col].iloc[keep].astype(str))
+            for value, where in present[col].astype(str).groupby(present[col].astype(str), sort=True).groups.items():
+                if value not in have: extra.append(int(rng.choice(present.index.get_indexer(where))))
+        keep = np.union1d(keep, np.asarray(extra, int))
+    return np.sort(keep)
+
+def sample_matcher_data(data: MatcherData, # the matcher's rows
+                        max_rows: int, # at most this many training rows (0: all)
+                        seed: int = 0, # seed of the draw
+                        present: pd.DataFrame | None = None, # per training row, group columns whose every value must stay present
+                       ) -> tuple[MatcherData, dict]:
+    "The matcher's rows with the training split cut to a stratified sample (label x fold; folds remapped) and what was kept."
+    train, y = data.tables["train"], data.y("train")
+    strata = pd.DataFrame({"label": y, "fold": data.folds})
+    groups = pd.DataFrame({"fold": data.folds}) if present is None else pd.concat([pd.DataFrame({"fold": data.folds}), present.reset_index(drop=True)], axis=1)
+    keep = stratified_sample_rows(strata, max_rows, seed, groups)
+    info = {"train_rows_used": int(len(keep)), "train_rows_available": int(len(train)), "train_max_rows": int(max_rows),
+            "label_rate_available": float(y.mean()) if len(y) else float("nan"),
+            "label_rate_used": float(y[keep].mean()) if len(keep) else float("nan"),
+            "stratified_by": "label x fold" if len(keep) < len(train) else "", "kept_present": list(groups.columns) if len(keep) < len(train) else []}
+    if len(keep) == len(train): return data, info
+    at = np.full(len(train), -1); at[keep] = np.arange(len(keep))
+    cv = None if data.cv is None else [(at[tr][at[tr] >= 0], at[va][at[va] >= 0]) for tr, va in data.cv]
+    return MatcherData({**data.tables, "train": train.iloc[keep].reset_index(drop=True)}, data.columns, data.folds[keep], cv), info
+
 # %% ../nbs/04_models.ipynb #5caf1069
 @dataclass
 class MatcherTuning:
@@ -717,26 +794,32 @@ class MatcherResult:
     scores: pd.DataFrame  # `matcher_scores(predictions)`
     selected: str  # 'logreg' or 'hgb'
     timing: dict  # searches, fits, prediction throughput
+    sample: dict = field(default_factory=dict)  # what the tuning and fits saw: `sample_matcher_data`'s record
 
     @property
     def model(self): return self.calibrated[self.selected]
-    def metrics(self) -> dict: return matcher_metrics(self.scores, self.selected, self.timing)
+    def metrics(self) -> dict:
+        return matcher_metrics(self.scores, self.selected, self.timing) | {
+            f"matcher_{k}": float(v) for k, v in self.sample.items() if k.startswith("train_") and isinstance(v, (int, float))}
 
 def train_matcher(pair_features: pd.DataFrame, # the features stage's pair table
                   columns, # its feature columns
                   params: dict, # run parameters: seed, n_trials, n_folds
                   truth: dict | None = None, # the ground truth of synthetic data (for the oracle)
                   fold_roles: pd.DataFrame | None = None, # the splits stage's suggestion folds (their `role` column, when present, defines the folds)
+                  groups: pd.DataFrame | None = None, # group columns indexed by suggestion id, each of whose values a training sample keeps
                  ) -> MatcherResult:
-    "Split, tune, fit, calibrate, predict, score and select the matcher."
+    "Split, (sample the training pairs if `matcher_train_max_rows`), tune, fit, calibrate, predict, score and select the matcher."
     data = matcher_data(pair_features, columns, params.get("n_folds", 3), fold_roles)
+    present = None if groups is None else groups.reindex(data.tables["train"]["suggestion_id"]).reset_index(drop=True)
+    data, sample = sample_matcher_data(data, params.get("matcher_train_max_rows", 0), params["seed"], present)
     tuning = tune_matcher(data, params["seed"], params["n_trials"], max_widenings=params.get("max_grid_widenings", 2))
     models, fit_timing = fit_matcher_candidates(data, tuning, params["seed"])
     calibrated = calibrate_candidates(models, data)
     predictions, predict_timing = matcher_predictions(data, models, calibrated, truth)
     scores = matcher_scores(predictions)
     return MatcherResult(data, tuning, models, calibrated, predictions, scores, select_matcher(scores),
-                         {**tuning.seconds, **fit_timing, **predict_timing})
+                         {**tuning.seconds, **fit_timing, **predict_timing}, sample)
 
 # %% ../nbs/04_models.ipynb #37d05b37
 def _toy_log(n_users: int = 80, n_items: int = 20, per_user: int = 8, seed: int = 0) -> dict:
@@ -764,6 +847,8 @@ class RecommenderData:
     test: pd.DataFrame
     folds: list  # an `EvaluationSplit` per time fold
     user_features: pd.DataFrame | None  # numeric features indexed by user id, or None
+    fit_users: pd.Index | None = None  # the users whose histories models are fitted on (None: every user)
+    sample: dict = field(default_factory=dict)  # users and interactions used / available for fitting
 
 def _time_folds(splits: dict, inter: pd.DataFrame):
     "Forward-chaining time folds as a list of (train rows, validation rows) of `inter`."
@@ -776,17 +861,34 @@ def _time_folds(splits: dict, inter: pd.DataFrame):
         if len(tr) and len(va): out.append((tr, va))
     return out
 
+def sample_users(history: pd.DataFrame, # training interactions (user_id, ...)
+                 max_users: int, # at most this many users (0: all)
+                 seed: int = 0, # seed of the draw
+                ) -> tuple[pd.Index | None, dict]:
+    "A seeded sample of the users with history, stratified by activity quartile (None: every user), and the users and interactions used / available."
+    counts = history["user_id"].value_counts(sort=False)
+    info = {"train_users_available": int(len(counts)), "train_interactions_available": int(len(history)), "train_max_users": int(max_users)}
+    if not max_users or max_users >= len(counts):
+        return None, info | {"train_users_used": int(len(counts)), "train_interactions_used": int(len(history)), "stratified_by": ""}
+    band = pd.DataFrame({"activity": pd.qcut(counts.rank(method="first").to_numpy(), min(4, len(counts)), labels=False)})
+    users = pd.Index(counts.index[stratified_sample_rows(band, max_users, seed)])
+    return users, info | {"train_users_used": int(len(users)), "train_interactions_used": int(history["user_id"].isin(users).sum()),
+                          "stratified_by": "activity quartile"}
+
 def recommender_data(interactions: pd.DataFrame, # the dataset's interactions
                      splits: dict, # the splits stage's tables: interactions (split by id), interaction_time_folds
                      user_features: pd.DataFrame | None = None, # the features stage's user table (user_id + features)
+                     max_users: int = 0, # fit models on a seeded sample of at most this many users' histories (0: every user)
+                     seed: int = 0, # seed of that sample
                     ) -> RecommenderData:
-    "The interactions of each period, the time folds as evaluation splits, and the user features (None if there are none)."
+    "The interactions of each period, the time folds as evaluation splits (fitted on the sampled users, if any), and the user features (None if there are none)."
     inter = _to_time(interactions.merge(splits["interactions"][["interaction_id", "split"]], on="interaction_id"))
     train, val, test = (inter[inter["split"] == s] for s in SPLITS)
     uf = user_features.set_index("user_id") if user_features is not None and len(user_features) else None
     if uf is not None and uf.shape[1] == 0: uf = None
-    folds = [evaluation_split(a, b, uf) for a, b in (_time_folds(splits, inter) or [(train, val)])]
-    return RecommenderData(train, val, test, folds, uf)
+    fit_users, sample = sample_users(pd.concat([train, val]), max_users, seed)
+    folds = [evaluation_split(a, b, uf, fit_users) for a, b in (_time_folds(splits, inter) or [(train, val)])]
+    return RecommenderData(train, val, test, folds, uf, fit_users, sample)
 
 # %% ../nbs/04_models.ipynb #1f2522c0
 ITEM_KNN_NEIGHBORS_GRID = (10, 25, 50, 100)  # neighbourhood sizes searched for item-kNN
@@ -882,13 +984,17 @@ def recommendation_lists(model: Recommender, # a fitted recommender
                          k: int, # list length
                          name: str | None = None, # the model's name in the table (default `model.name`)
                         ) -> pd.DataFrame:
-    "Each user's top-k unseen items with their scores, as a long table of `LIST_COLUMNS`."
-    S = _masked_scores(model, data, rows)
-    top = top_k_items(S, k)
-    n, kk = top.shape
-    return pd.DataFrame({"user_id": np.repeat(data.users[rows].to_numpy(), kk), "model": name or model.name,
-                         "rank": np.tile(np.arange(1, kk + 1), n), "item_id": data.items[top.ravel()].to_numpy(),
-                         "score": np.take_along_axis(S, top, 1).ravel()})
+    "Each user's top-k unseen items with their scores, as a long table of `LIST_COLUMNS` (scored in blocks of `SCORING_BLOCK_USERS` users)."
+    rows, parts = np.asarray(rows), []
+    for i in range(0, max(len(rows), 1), SCORING_BLOCK_USERS):
+        block = rows[i:i + SCORING_BLOCK_USERS]
+        S = _masked_scores(model, data, block, offset=i)
+        top = top_k_items(S, k)
+        n, kk = top.shape
+        parts.append(pd.DataFrame({"user_id": np.repeat(data.users[block].to_numpy(), kk), "model": name or model.name,
+                                   "rank": np.tile(np.arange(1, kk + 1), n), "item_id": data.items[top.ravel()].to_numpy(),
+                                   "score": np.take_along_axis(S, top, 1).ravel()}))
+    return pd.concat(parts, ignore_index=True)
 
 def relevant_items(split: EvaluationSplit) -> pd.DataFrame:
     "The evaluation-period items of each evaluated user, as a table of `RELEVANT_COLUMNS` (users in evaluation order)."
@@ -946,7 +1052,7 @@ def list_recommendations(models: dict, # unfitted (or, with fit=False, fitted) r
     for name, m in models.items():
         row = {"model": name}
         if fit:
-            with measured() as f: m.fit(split.data)
+            with measured() as f: m.fit(split.fit_data())
             row["fit_seconds"] = f.seconds
         with measured() as p: lists.append(recommendation_lists(m, split.data, split.rows, k, name))
         timing.append(row | {"users_per_second": len(split.rows) / max(p.seconds, 1e-9)})
@@ -1020,9 +1126,10 @@ class RecommenderModel:
         return pd.DataFrame(out, columns=["user_id", "rank", "item_id", "score", "path"])
 
 def package_recommender(fitted: dict, selected: str, data: InteractionData, k: int) -> RecommenderModel:
-    "The selected model packaged with its data, the value-profile cold-start model and the popularity fallback."
+    "The selected model packaged with its data (the seen-items matrix and indexes, not the raw interaction rows), the value-profile cold-start model and the popularity fallback."
     cols = list(data.user_features.columns) if data.user_features is not None else []
-    return RecommenderModel(fitted[selected], data, fitted.get("value_profile"), fitted["most_popular"].popularity_, k, cols)
+    served = InteractionData(data.X, data.users, data.items, pd.DataFrame(), data.user_features)  # serving needs no raw rows: smaller to pickle, log and load
+    return RecommenderModel(fitted[selected], served, fitted.get("value_profile"), fitted["most_popular"].popularity_, k, cols)
 
 # %% ../nbs/04_models.ipynb #1b40b16e
 def recommender_metrics(scores: pd.DataFrame, cv: dict, cold: dict, selected: str, k: int) -> dict:
@@ -1053,7 +1160,9 @@ class RecommenderResult:
     package: RecommenderModel
     k: int
 
-    def metrics(self) -> dict: return recommender_metrics(self.scores, self.tuning.cv, self.cold, self.selected, self.k)
+    def metrics(self) -> dict:
+        return recommender_metrics(self.scores, self.tuning.cv, self.cold, self.selected, self.k) | {
+            f"recommender_{k}": float(v) for k, v in self.data.sample.items() if k.startswith("train_") and isinstance(v, (int, float))}
 
 def train_recommender(interactions: pd.DataFrame, # the dataset's interactions
                       splits: dict, # the splits stage's tables
@@ -1063,10 +1172,10 @@ def train_recommender(interactions: pd.DataFrame, # the dataset's interactions
                      ) -> RecommenderResult:
     "Tune, select, fit, list, score and package the recommender; the test period is scored by models fitted on training + validation."
     seed, k = params["seed"], params["top_k"]
-    data = recommender_data(interactions, splits, user_features)
+    data = recommender_data(interactions, splits, user_features, params.get("recommender_train_max_users", 0), seed)
     tuning = tune_recommender(data, k, seed, params["n_trials"], params.get("max_grid_widenings", 2))
     selected = select_recommender(tuning.cv)
-    final = evaluation_split(pd.concat([data.train, data.validation]), data.test, data.user_features)
+    final = evaluation_split(pd.concat([data.train, data.validation]), data.test, data.user_features, data.fit_users)
     makers = recommender_makers(tuning.best, seed, data.user_features is not None)
     fitted, lists, timing = list_recommendations({n: make() for n, make in makers.items()}, final, k)
     oracle = _oracle_lists(truth, final, k)
@@ -1092,6 +1201,7 @@ RECOMMENDER_SCORES = "tables/recommender_scores.parquet"
 RECOMMENDER_TUNING = "tables/recommender_tuning.parquet"
 SEARCH_EDGES = "tables/search_edges.parquet"  # every searched parameter: initial and final space, chosen value, position, widenings, status
 MOVIETWEETINGS_PROTOCOL = "tables/movietweetings_protocol.parquet"
+TRAINING_SAMPLE = "tables/training_sample.parquet"  # per model: trained on a sample or on everything, rows used / available, how drawn
 
 def _write_verified_table(run, relpath: str, df: pd.DataFrame):
     "Write `df` as Parquet with its sha256 recorded."
@@ -1125,7 +1235,7 @@ def persist_matcher(run, # the run's `RunDirectory`
     run.write_table(MATCHER_HGB_TRIALS, result.tuning.trials)
     run.write_table(SEARCH_EDGES, pd.concat([result.tuning.edges, _read_edges(run, "recommender ")], ignore_index=True))
     run.write_json(MATCHER_SUMMARY, {"selected": result.selected, "columns": result.data.columns, "logreg_best": result.tuning.logreg_best,
-                                     "hgb_best": result.tuning.hgb_best, "timing": result.timing})
+                                     "hgb_best": result.tuning.hgb_best, "timing": result.timing, "training_sample": result.sample})
 
 def _read_edges(run, prefix: str) -> pd.DataFrame:
     "The stored search-edge rows of one family (models starting with `prefix`), or none."
@@ -1156,7 +1266,7 @@ def persist_recommender(run, # the run's `RunDirectory`
     run.write_json(RECOMMENDER_SUMMARY, {"selected": result.selected, "ease_l2": result.tuning.best["ease_l2"],
                                          "item_knn_n_neighbors": result.tuning.best["item_knn_n_neighbors"],
                                          "trending_half_life_days": result.tuning.best["trending_half_life_days"],
-                                         "k": result.k, **result.cold})
+                                         "k": result.k, **result.cold, "training_sample": result.data.sample})
 
 # %% ../nbs/04_models.ipynb #3a8d6746
 def load_models(run, # a run whose models stage has finished
@@ -1262,6 +1372,8 @@ def _log_params(params: dict):
         warnings.warn("MLflow parameters already logged with other values (stage re-executed on the same run); recorded as tags 'latest.<name>'")
         mlflow.set_tags({f"latest.{k}": str(v) for k, v in params.items()})
 
+_TRIAL_TAGS: dict = {}  # MLflow's context tags (source, user, git commit) by parent run: resolved once, not once per trial
+
 def _log_trial(name: str, params: dict, metrics: dict):
     "One search trial as a nested MLflow run of the active run: created, logged in one batch and ended (what `start_run(nested=True)` records, in three calls)."
     import mlflow
@@ -1269,7 +1381,9 @@ def _log_trial(name: str, params: dict, metrics: dict):
     from mlflow.tracking.context.registry import resolve_tags
     from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
     parent, client = mlflow.active_run(), mlflow.MlflowClient()
-    r = client.create_run(parent.info.experiment_id, run_name=name, tags=resolve_tags({MLFLOW_PARENT_RUN_ID: parent.info.run_id}))
+    pid = parent.info.run_id
+    if pid not in _TRIAL_TAGS: _TRIAL_TAGS.clear(); _TRIAL_TAGS[pid] = resolve_tags({MLFLOW_PARENT_RUN_ID: pid})  # asks git each time
+    r = client.create_run(parent.info.experiment_id, run_name=name, tags=dict(_TRIAL_TAGS[pid]))
     now = int(time.time() * 1000)
     client.log_batch(r.info.run_id, metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items() if np.isfinite(v)],
                      params=[Param(k, str(v)) for k, v in params.items()])
@@ -1310,7 +1424,8 @@ def track_matcher(result: MatcherResult) -> None:
         _log_trial(f"matcher-hgb-trial-{r['trial']}", {"model": "hgb", **{p: r[p] for p in HGB_SEARCH_SPACE}},
                    {"cv_log_loss": r["cv_log_loss"], "folds_run": float(r["folds_run"]), "seconds": r["seconds"]})
     _log_params({"matcher.selected": result.selected, "matcher.logreg.C": result.tuning.logreg_best["logisticregression__C"],
-                 **{f"matcher.hgb.{k}": v for k, v in result.tuning.hgb_best.items()}, **_edge_params(result.tuning.edges)})
+                 **{f"matcher.hgb.{k}": v for k, v in result.tuning.hgb_best.items()}, **_edge_params(result.tuning.edges),
+                 **{f"matcher.{k}": v for k, v in result.sample.items() if k.startswith("train_") or k == "stratified_by"}})
     model, ex = result.model, result.data.X("test").head(5)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=_INT_SCHEMA_HINT, category=UserWarning)
@@ -1334,7 +1449,7 @@ def track_recommender(result: RecommenderResult) -> None:
     best = result.tuning.best
     _log_params({"recommender.selected": result.selected, "recommender.ease.l2": best["ease_l2"],
                  "recommender.item_knn.n_neighbors": best["item_knn_n_neighbors"], "recommender.trending.half_life_days": best["trending_half_life_days"],
-                 **_edge_params(result.tuning.edges)})
+                 **_edge_params(result.tuning.edges), **{f"recommender.{k}": v for k, v in result.data.sample.items()}})
     rec = result.package
     ex = pd.DataFrame({"user_id": [str(u) for u in rec.data.users[:3]]})
     if rec.data.user_features is not None:
@@ -1384,6 +1499,38 @@ def _stage_inputs(run) -> dict:
     from thinkalike_ml.splits import load_splits
     return {"data": load_dataset(run), "truth": load_truth(run), "splits": load_splits(run), "features": load_features(run)}
 
+def pair_groups(pairs: pd.DataFrame, # suggestion_id, user_a, user_b
+                users: pd.DataFrame, # the dataset's users (user_id and the attribute columns)
+                attributes, # the sensitive attributes (those missing from `users` are skipped)
+               ) -> pd.DataFrame | None:
+    "Both users' group of each sensitive attribute, by suggestion id (missing values as '(missing)'), or None without attributes or user columns."
+    cols = [a for a in attributes or [] if a in users.columns]
+    if not cols or not {"suggestion_id", "user_a", "user_b"} <= set(pairs.columns): return None
+    u = users.set_index("user_id")[cols].astype("string").fillna("(missing)")
+    out = {f"{a}_{side}": u[a].reindex(pairs[f"user_{side}"]).fillna("(missing)").to_numpy() for a in cols for side in ("a", "b")}
+    return pd.DataFrame(out, index=pd.Index(pairs["suggestion_id"], name="suggestion_id"))
+
+def training_sample_table(matcher: MatcherResult | None, recommender: RecommenderResult | None) -> pd.DataFrame:
+    "What each model's tuning and fits saw (a sample or everything) and what every evaluation scored (all rows), one row per model."
+    rows = []
+    if matcher is not None:
+        m, val = matcher.sample, len(matcher.data.tables["validation"]) + len(matcher.data.tables["test"])
+        sampled = m["train_rows_used"] < m["train_rows_available"]
+        rows.append({"model": "matcher", "trained on": "a sample" if sampled else "everything",
+                     "rows used": m["train_rows_used"], "rows available": m["train_rows_available"], "unit": "training pairs",
+                     "how": (f"stratified by {m['stratified_by']}, seeded; every value of {', '.join(m['kept_present'])} kept present; "
+                             f"acceptance rate {m['label_rate_used']:.4f} (all: {m['label_rate_available']:.4f})") if sampled else "all training pairs",
+                     "scored and evaluated on": f"all {val:,} validation and test pairs"})
+    if recommender is not None:
+        r = recommender.data.sample
+        sampled = r["train_users_used"] < r["train_users_available"]
+        rows.append({"model": "recommender", "trained on": "a sample" if sampled else "everything",
+                     "rows used": r["train_users_used"], "rows available": r["train_users_available"], "unit": "users with history",
+                     "how": (f"seeded, stratified by {r['stratified_by']}, whole histories: {r['train_interactions_used']:,} of "
+                             f"{r['train_interactions_available']:,} interactions") if sampled else "every user's whole history",
+                     "scored and evaluated on": f"all {recommender.relevant['user_id'].nunique():,} evaluated test users (and every fold's)"})
+    return pd.DataFrame(rows)
+
 def track_models_stage(run, inputs: dict, matcher: MatcherResult | None, recommender: RecommenderResult | None) -> None:
     "Log the dataset, the models that were trained, the figures and the feature dictionary to the run's MLflow run."
     import mlflow
@@ -1402,12 +1549,15 @@ def run_models_stage(run, # the run's `RunDirectory`
     t0 = time.perf_counter()
     inputs = _stage_inputs(run)
     feats = inputs["features"]
-    matcher = (train_matcher(feats["pair_features"], feats["pair_columns"], params, inputs["truth"], inputs["splits"].get("suggestion_folds"))
+    groups = (pair_groups(feats["pair_features"], inputs["data"]["users"], params.get("sensitive_attributes"))
+              if params.get("matcher_train_max_rows") and "users" in inputs["data"] else None)
+    matcher = (train_matcher(feats["pair_features"], feats["pair_columns"], params, inputs["truth"], inputs["splits"].get("suggestion_folds"), groups)
                if len(feats["pair_features"]) else None)
     recommender = (train_recommender(inputs["data"]["interactions"], inputs["splits"], feats["user_features"], params, inputs["truth"])
                    if len(inputs["data"]["interactions"]) else None)
     persist_matcher(run, matcher)
     persist_recommender(run, recommender)
+    run.write_table(TRAINING_SAMPLE, training_sample_table(matcher, recommender))
     metrics = ((matcher.metrics() if matcher is not None else {"matcher_skipped": 1.0})
                | (recommender.metrics() if recommender is not None else {"recommender_skipped": 1.0}))
     if params.get("source") == "movietweetings":
