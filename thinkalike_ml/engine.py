@@ -246,8 +246,9 @@ def _column_slice(df: pd.DataFrame, col: str) -> tuple[bytes, bytes, int]:
 
 HASH_AHEAD = 4  # partitions whose column slice is computed ahead of the one being hashed
 
-def stream_partitions(client, fn, futures: list, *args, ahead: int = HASH_AHEAD):
-    "The results of `fn(partition, *args)` over the partitions, in order: at most `ahead` computed at a time, each released once read."
+def stream_partitions(client, fn, futures: list, *args, ahead: int | None = None):
+    "The results of `fn(partition, *args)` over the partitions, in order: at most `ahead` (default `HASH_AHEAD`) computed at a time, each released once read."
+    ahead = max(1, ahead or HASH_AHEAD)
     pending, it = [], iter(futures)
     for f in it:
         pending.append(client.submit(fn, f, *args, pure=False))
