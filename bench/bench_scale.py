@@ -7,9 +7,14 @@ and written as Parquet datasets (a folder of part files per table), then read ba
 
 - pandas: read, conform, consent, pseudonymize, quality checks, finalize and hash, one process;
 - dask: the same steps on a local cluster of 2 single-threaded worker processes (`thinkalike_ml.engine`); the cluster's
-  start includes the workers' one-time imports;
+  start includes the workers' one-time imports. The final tables stay on the workers: they write the dataset version
+  themselves (step "write version": a folder of Parquet parts per big table, manifest and datasheet from partition
+  summaries, as `data.run_data_stage` does), and the pair features, the sample and the scores are computed on the
+  partitions too, so the client holds summaries, one partition's column (hash) and the training sample;
 - then, on the cleaned tables, pair features of every suggestion, and batch scoring of every pair with a logistic
-  matcher fitted on a stratified sample of at most --train-sample pairs (what trains on a sample is said in the output).
+  matcher fitted on a stratified sample of at most --train-sample pairs (what trains on a sample is said in the output;
+  pandas draws it with train_test_split over the whole table, dask per partition with the same share of each class, so
+  above --train-sample pairs the two matchers, and their score sums, differ).
 
 For each engine and step it prints seconds, peak resident memory per process (the client, and for dask each worker:
 ru_maxrss) and throughput (rows per second), and fits the scaling exponent b of time ~ rows^b over the sizes.
@@ -78,6 +83,37 @@ def _score_block(model, X):
     return model.predict_proba(X)[:, 1]
 
 
+def _profile(users):
+    from thinkalike_ml.features import value_categories
+    cats = value_categories(users)
+    prof = [f"value_importance_{c}" for c in cats] + [f"value_position_{c}" for c in cats]
+    return {k: float(v) for k, v in users[prof].median().fillna(0.0).items()}
+
+
+def _concat_parts(parts):
+    import pandas as pd
+    return pd.concat(parts, ignore_index=True)
+
+
+def _features_part(users, pairs, medians):
+    from thinkalike_ml.engine import _pair_block
+    return _pair_block(users, pairs, medians, {}).assign(accepted=pairs["accepted"].to_numpy())
+
+
+def _sample_part(table, share, seed):
+    """Rows of one partition of pair features: the same share of each class (all rows when share >= 1), seeded per partition."""
+    import numpy as np
+    if share >= 1: return table
+    rng = np.random.default_rng(seed)
+    keep = np.concatenate([rng.choice(np.flatnonzero(table["accepted"].to_numpy() == v), int(round(share * k)), replace=False)
+                           for v, k in table["accepted"].value_counts().sort_index().items()])
+    return table.iloc[np.sort(keep)]
+
+
+def _score_sum(table, model, cols):
+    return float(_score_block(model, table[cols].fillna(0.0).to_numpy()).sum())
+
+
 def run_engine(engine: str, files: dict, train_sample: int) -> dict:
     """The data stage on `engine` over the Parquet datasets, then pair features and scoring; seconds and memory per step."""
     os.environ.setdefault("THINKALIKE_PSEUDONYM_KEY", "bench-key")
@@ -89,8 +125,8 @@ def run_engine(engine: str, files: dict, train_sample: int) -> dict:
     key, steps, out = D.pseudonym_key(), {}, {"engine": engine}
     cluster = client = None
     if engine == "dask":
-        from distributed import Client, LocalCluster
-        from thinkalike_ml.engine import build_dataset_dask, pair_features_dask
+        from distributed import Client, LocalCluster, wait
+        from thinkalike_ml.engine import build_dataset_dask
         t = time.perf_counter()
         cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None,
                                worker_dashboard_address=None, silence_logs=40)
@@ -98,8 +134,40 @@ def run_engine(engine: str, files: dict, train_sample: int) -> dict:
         client.run(_warm)  # the workers' one-time imports, counted with the cluster's start, not with the first step
         steps["cluster start"] = time.perf_counter() - t
         params["dask_scheduler"] = cluster.scheduler_address
-        built = build_dataset_dask(params, key, timings=steps)
+        built = build_dataset_dask(params, key, timings=steps, client=client)
         steps.pop("cluster", None)
+        t = time.perf_counter()
+        with tempfile.TemporaryDirectory(prefix="bench-store-") as store:
+            v = D.version_dataset(Path(store), built, params)
+            steps["write version"] = time.perf_counter() - t
+            out["version_layout"] = sorted(p.name for p in Path(v["path"]).iterdir())
+        tables = built["tables"]
+        out["hash"], out["rows"] = built["hash"], {n: s["rows"] for n, s in v["summaries"].items()}
+        users, pairs = tables["users"], tables["suggestions"]
+        t = time.perf_counter()
+        users_all = client.submit(_concat_parts, users.futures)  # the profiles on a worker, never in the client
+        medians = client.submit(_profile, users_all).result()
+        feats = client.map(_features_part, [users_all] * len(pairs.futures), pairs.futures, [medians] * len(pairs.futures))
+        wait(feats)
+        steps["pair features"] = time.perf_counter() - t
+        n_pairs = sum(client.gather(client.map(len, feats)))
+        cols = [c for c in client.submit(lambda d: list(d.columns), feats[0]).result() if c != "accepted"]
+        t = time.perf_counter()
+        share = train_sample / n_pairs if n_pairs > train_sample else 1.0
+        import pandas as pd
+        sample = pd.concat(client.gather(client.map(_sample_part, feats, [share] * len(feats), list(range(len(feats))))), ignore_index=True)
+        model, n_fit = _sample_fit(sample, cols, len(sample))
+        steps["fit on sample"] = time.perf_counter() - t
+        t = time.perf_counter()
+        m = client.scatter(model, broadcast=True)
+        total = sum(client.gather(client.map(_score_sum, feats, [m] * len(feats), [cols] * len(feats))))
+        steps["score all pairs"] = time.perf_counter() - t
+        out["score_checksum"] = float(np.round(total, 6))
+        out.update(steps=steps, fit_rows=n_fit, pairs=n_pairs, client_peak_mib=_peak_mib())
+        out["worker_peak_mib"] = sorted(v / 1024 for v in client.run(lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss).values())
+        client.close()
+        cluster.close()
+        return out
     else:
         t = time.perf_counter()
         raw = D.read_files(files)
@@ -122,7 +190,7 @@ def run_engine(engine: str, files: dict, train_sample: int) -> dict:
     prof = [f"value_importance_{c}" for c in cats] + [f"value_position_{c}" for c in cats]
     medians = {k: float(v) for k, v in users[prof].median().fillna(0.0).items()}
     t = time.perf_counter()
-    feats = (pair_features_dask(client, PART_ROWS) if engine == "dask" else pair_features)(users, pairs, medians=medians)
+    feats = pair_features(users, pairs, medians=medians)
     steps["pair features"] = time.perf_counter() - t
     table = feats.assign(accepted=pairs["accepted"].to_numpy())
     cols = list(feats.columns)
@@ -131,23 +199,15 @@ def run_engine(engine: str, files: dict, train_sample: int) -> dict:
     steps["fit on sample"] = time.perf_counter() - t
     X = table[cols].fillna(0.0).to_numpy()
     t = time.perf_counter()
-    if engine == "dask":
-        m = client.scatter(model, broadcast=True)
-        blocks = client.scatter([X[i:i + PART_ROWS] for i in range(0, len(X), PART_ROWS)])
-        p = np.concatenate(client.gather(client.map(_score_block, [m] * len(blocks), blocks)))
-    else:
-        p = np.concatenate([_score_block(model, X[i:i + PART_ROWS]) for i in range(0, len(X), PART_ROWS)])
+    p = np.concatenate([_score_block(model, X[i:i + PART_ROWS]) for i in range(0, len(X), PART_ROWS)])
     steps["score all pairs"] = time.perf_counter() - t
     out["score_checksum"] = float(np.round(p.sum(), 6))
     out.update(steps=steps, fit_rows=n_fit, pairs=len(pairs), client_peak_mib=_peak_mib())
-    if client is not None:
-        out["worker_peak_mib"] = sorted(v / 1024 for v in client.run(lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss).values())
-        client.close()
-        cluster.close()
     return out
 
 
 ROWS_OF = {"pair features": "pairs", "fit on sample": "fit", "score all pairs": "pairs"}  # other steps: all rows of the data stage
+NOT_IN_TOTAL = ("cluster start", "write version")  # the data stage total compares the engines' common steps (pandas writes no version here)
 
 
 def _rows(r: dict, step: str) -> int:
@@ -164,6 +224,8 @@ def main(argv=None):
                     help="communities at every size (0: 300 x the size). The generator's draws cost users x communities, so at 100x "
                          "and beyond a fixed number keeps generation linear; the engines' steps depend on rows, not on communities")
     ap.add_argument("--train-sample", type=int, default=50_000, help="most pairs the matcher is fitted on (stratified sample)")
+    ap.add_argument("--results", help="a JSON-lines file: each engine's result per size is appended to it, and the exponents are fitted "
+                                      "over every result in it (so sizes run in several invocations on the same machine fit together)")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     ap.add_argument("--arg", help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
@@ -198,6 +260,8 @@ def main(argv=None):
                 r.update(scale=scale, raw_rows=raw_rows)
                 by_engine[engine] = r
                 results.append(r)
+                if a.results:
+                    with open(a.results, "a", encoding="utf-8") as f: f.write(json.dumps(r) + "\n")
                 workers = f", workers {' / '.join(f'{w:.0f}' for w in r['worker_peak_mib'])} MiB" if "worker_peak_mib" in r else ""
                 print(f"   {engine} (load average {os.getloadavg()[0]:.1f}): total {sum(r['steps'].values()):.1f} s; peak memory: client {r['client_peak_mib']:.0f} MiB{workers}; "
                       f"matcher fitted on {r['fit_rows']:,} of {r['pairs']:,} pairs", flush=True)
@@ -209,7 +273,10 @@ def main(argv=None):
                 close = abs(by_engine["pandas"]["score_checksum"] - by_engine["dask"]["score_checksum"]) < 1e-6
                 print(f"   same dataset hash on both engines: {same}; same scores: {close}", flush=True)
     import numpy as np
-    if len(a.sizes) >= 2:
+    if a.results:
+        results = [json.loads(line) for line in Path(a.results).read_text(encoding="utf-8").splitlines() if line.strip()]
+        print(f"\nfitted over the {len(results)} results in {a.results} (sizes {sorted({r['scale'] for r in results})})")
+    if len({r["scale"] for r in results}) >= 2:
         print("\nscaling exponent b (time ~ rows^b, least squares over the sizes; 1 = linear):")
         for engine in a.engines:
             rs = [r for r in results if r["engine"] == engine]
@@ -217,7 +284,7 @@ def main(argv=None):
             steps = [s for s in rs[0]["steps"] if all(s in r["steps"] for r in rs) and s != "fit on sample"]  # the sample's size is capped
             for step in steps + ["data stage total"]:
                 xs = [_rows(r, step if step != "data stage total" else "") for r in rs]
-                ys = [sum(v for k, v in r["steps"].items() if k not in ROWS_OF and k != "cluster start") if step == "data stage total"
+                ys = [sum(v for k, v in r["steps"].items() if k not in ROWS_OF and k not in NOT_IN_TOTAL) if step == "data stage total"
                       else r["steps"][step] for r in rs]
                 if min(ys) <= 0 or len(set(xs)) < 2: continue
                 b = np.polyfit(np.log(xs), np.log(ys), 1)[0]

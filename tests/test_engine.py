@@ -1,14 +1,17 @@
 """The Dask engine gives what the pandas engine gives: the same dataset hash, quality table, splits, features and scores."""
 from __future__ import annotations
 
+import json
 import re
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
 from thinkalike_ml.config import resolve_params
-from thinkalike_ml.data import (DataError, DataQualityError, dataset_version, export_data, load_dataset, run_data_stage)
+from thinkalike_ml.data import (DataError, DataQualityError, dataset_hash, dataset_version, export_data, load_dataset, read_version,
+                                run_data_stage, table_summary, write_version)
 from thinkalike_ml.features import load_features, run_features_stage
 from thinkalike_ml.runs import RunDirectory
 from thinkalike_ml.splits import load_splits, run_splits_stage
@@ -57,6 +60,13 @@ def test_data_splits_and_features_are_identical_on_both_engines(tmp_path, schedu
     for t in ta: pd.testing.assert_frame_equal(ta[t], tb[t])
     sheet = lambda run: re.sub(r"created [^\n]*", "", (run.path/"datasheet.md").read_text(encoding="utf-8"))
     assert sheet(pr) == sheet(dr)
+    # the dask engine's workers wrote the big tables as folders of parts; the manifests (counts, schema) agree
+    pv, dv = Path(a["path"]), Path(b["path"])
+    for t in ("users", "interactions", "suggestions"):
+        assert (pv/f"{t}.parquet").is_file() and not (dv/f"{t}.parquet").exists()
+        assert len(list((dv/t).glob("part-*.parquet"))) > 1, t
+    manifest = lambda v: {k: x for k, x in json.loads((v/"manifest.json").read_text()).items() if k != "created"}
+    assert manifest(pv) == manifest(dv)
     drop = ("seconds",)
     assert {k: v for k, v in m["pandas"].items() if k not in drop} == {k: v for k, v in m["dask"].items() if k not in drop}
     for run, p in runs.values(): run_splits_stage(run, p)
@@ -158,3 +168,46 @@ def test_batch_scoring_on_dask_writes_what_the_one_process_command_writes(tmp_pa
     score_file(served, tmp_path/"pairs.parquet", tmp_path/"small.parquet", chunk_rows=1000, progress=False)
     a, b = pd.read_parquet(tmp_path/"small.parquet")["probability"], pd.read_parquet(tmp_path/"dask.parquet")["probability"]
     assert np.nanmax(np.abs(a - b)) < 1e-12
+
+
+def _awkward_parts() -> list[pd.DataFrame]:
+    """Partitions of one id-sorted table where partition-wise typing differs: a text column missing in all rows of the first
+    partition, an integer column that is float (with a missing value) in another, and an empty partition."""
+    ts = pd.to_datetime(["2024-01-02", "2024-03-01", "2023-12-31", "2024-06-30", "2024-02-02", "2024-05-05"])
+    a = pd.DataFrame({"interaction_id": ["i0", "i1"], "note": [None, None], "rating": [1, 2], "event": ["view", "join"], "timestamp": ts[:2]})
+    b = pd.DataFrame({"interaction_id": ["i2", "i3"], "note": ["x", None], "rating": [np.nan, 4.5], "event": ["view", "view"], "timestamp": ts[2:4]})
+    c = a.iloc[:0]
+    d = pd.DataFrame({"interaction_id": ["i4", "i5"], "note": ["y", "z"], "rating": [5, 3], "event": ["engage", "view"], "timestamp": ts[4:]})
+    return [a, b, c, d]
+
+
+def test_a_partitioned_table_is_written_by_the_workers_and_read_back_as_the_one_file_of_its_concatenation(tmp_path, scheduler):
+    from distributed import Client
+    from thinkalike_ml.engine import PartitionedTable, dataset_hash_partitioned, stream_partitions
+    parts = _awkward_parts()
+    whole = pd.concat(parts, ignore_index=True)
+    items = pd.DataFrame({"item_id": ["c1", "c2"]})
+    with Client(scheduler) as c:
+        pt = PartitionedTable(c, "interactions", c.scatter(parts))
+        assert len(pt) == len(whole) == 6
+        s, w = pt.summary(), table_summary(whole)
+        for k in ("rows", "dtypes", "missing", "timestamp", "events"): assert s[k] == w[k], k
+        assert s["rating"][:3] == w["rating"][:3] and abs(s["rating"][3] - w["rating"][3]) < 1e-9
+        # the hash streamed in order, whatever the number of partitions computed ahead, is the pandas engine's
+        for ahead in (1, 3): assert list(stream_partitions(c, len, pt.futures, ahead=ahead)) == [2, 2, 0, 2]
+        assert dataset_hash_partitioned(c, {"interactions": pt, "items": items}) == dataset_hash({"interactions": whole, "items": items})
+        path, new = write_version(tmp_path/"store", {"interactions": pt, "items": items}, {"version": "v1", "row_counts": {"interactions": 6, "items": 2}}, "sheet")
+        assert new and sorted(p.name for p in path.iterdir()) == ["datasheet.md", "interactions", "items.parquet", "manifest.json"]
+        assert sorted(p.name for p in (path/"interactions").iterdir()) == [f"part-{k:05d}.parquet" for k in range(4)]
+        whole.to_parquet(tmp_path/"one.parquet", index=False)
+        back = read_version(path)
+        pd.testing.assert_frame_equal(back["interactions"], pd.read_parquet(tmp_path/"one.parquet"))
+        pd.testing.assert_frame_equal(back["items"], items)
+        # a partition that cannot be stored (an object in a text column): nothing of the version is left, not even its temporary folder
+        bad = [p.copy() for p in parts]
+        bad[3]["note"] = [object(), "z"]
+        with pytest.raises(Exception): write_version(tmp_path/"store", {"interactions": PartitionedTable(c, "interactions", c.scatter(bad))},
+                                                     {"version": "v2", "row_counts": {"interactions": 6}}, "sheet")
+        assert sorted(p.name for p in (tmp_path/"store").iterdir()) == ["v1"]
+    for f in (path/"interactions").iterdir(): f.unlink()
+    with pytest.raises(FileNotFoundError, match="table 'interactions' is missing"): read_version(path)

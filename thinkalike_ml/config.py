@@ -70,9 +70,12 @@ PARAMS: dict[str, Param] = {p.name: p for p in [
           small=""),
     Param("engine", str, "pandas", "Engine of the heavy data steps (reading own files, consent, pseudonymization, quality checks, the dataset hash), "
           "the pair features and batch scoring: 'pandas' (one process) or 'dask' (Dask dataframes partitioned by user; same results, "
-          "for data that outgrow one process). Generation and the splits stay in pandas.", choices=("pandas", "dask")),
+          "for data that outgrow one process; the workers write the dataset version's users, interactions and suggestions as "
+          "folders of Parquet parts). The generator's users, communities and suggestions (its interaction draws run on the "
+          "workers) and the splits stay in pandas.", choices=("pandas", "dask")),
     Param("dask_scheduler", str, "", "With engine 'dask': the address of a running Dask scheduler (e.g. 'tcp://10.0.0.5:8786'); "
-          "empty: the run starts a local cluster of 2 single-threaded worker processes on 127.0.0.1 and closes it when done."),
+          "empty: the run starts a local cluster of 2 single-threaded worker processes on 127.0.0.1 and closes it when done. "
+          "The workers write the dataset version into 'dataset_store', so with a remote cluster it must be a folder they share."),
     Param("dask_partition_rows", int, 250_000, "With engine 'dask': target rows per partition of the largest table (bounds each worker's memory).",
           small=2_000, low=100, high=100_000_000),
     # -- problem definition: the success criteria's thresholds, fixed before any data is read

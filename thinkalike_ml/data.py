@@ -5,6 +5,7 @@
 # %% ../nbs/01_data.ipynb #1bd73acc
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import glob
 import hashlib
@@ -29,15 +30,16 @@ __all__ = ['VALUE_CATEGORIES', 'IMPORTANCE_COLUMNS', 'POSITION_COLUMNS', 'TOPIC_
            'BIAS_GROUP', 'TIME_START', 'TIME_END', 'MAX_DROP_SHARE', 'RAW_SCHEMA', 'PREFERENCE_WEIGHT',
            'POPULARITY_WEIGHT', 'TASTE_DIMS', 'TASTE_WEIGHT', 'ACTIVITY_SPREAD', 'GEN_BLOCK_USERS', 'RATING_SCALE',
            'RATING_NOISE_SD', 'RATING_CENTRE', 'RATING_SPREAD', 'TREE_BRANCHING', 'TREE_EXPANSIONS', 'ACCEPTANCE',
-           'ACCEPTANCE_TERMS', 'VALUE_PREFIXES', 'DATA_PARAMS', 'GENERATOR_PARAMS', 'DATASET_RECORD', 'TRUTH_DIR',
-           'category_slug', 'DataError', 'DataQualityError', 'map_blocks', 'ItemTree', 'build_item_tree', 'tree_sample',
-           'tree_probabilities', 'marginal_acceptance', 'acceptance_terms', 'generate_raw', 'resolve_path',
-           'read_table_file', 'apply_column_mapping', 'check_files_params', 'read_files', 'check_input_files',
-           'read_movietweetings', 'declared_columns', 'conform', 'read_withdrawn_ids', 'apply_consent', 'pseudonym_key',
-           'synthetic_pseudonym_key', 'dataset_pseudonym_key', 'pseudonymize', 'apply_privacy', 'age_band',
-           'check_quality', 'finalize', 'empty_interactions', 'empty_suggestions', 'dataset_hash', 'store_root',
-           'write_version', 'read_version', 'make_datasheet', 'collect_raw', 'build_dataset', 'value_similarity',
-           'run_data_stage', 'export_data', 'dataset_version', 'load_dataset', 'load_truth', 'true_item_scores']
+           'ACCEPTANCE_TERMS', 'VALUE_PREFIXES', 'DATA_PARAMS', 'PART_FILES', 'GENERATOR_PARAMS', 'DATASET_RECORD',
+           'TRUTH_DIR', 'category_slug', 'DataError', 'DataQualityError', 'map_blocks', 'ItemTree', 'build_item_tree',
+           'tree_sample', 'tree_probabilities', 'marginal_acceptance', 'acceptance_terms', 'generate_raw',
+           'resolve_path', 'read_table_file', 'apply_column_mapping', 'check_files_params', 'read_files',
+           'check_input_files', 'read_movietweetings', 'declared_columns', 'conform', 'read_withdrawn_ids',
+           'apply_consent', 'pseudonym_key', 'synthetic_pseudonym_key', 'dataset_pseudonym_key', 'pseudonymize',
+           'apply_privacy', 'age_band', 'check_quality', 'finalize', 'empty_interactions', 'empty_suggestions',
+           'dataset_hash', 'store_root', 'write_version', 'read_version', 'table_summary', 'combine_summaries',
+           'make_datasheet', 'collect_raw', 'build_dataset', 'value_similarity', 'version_dataset', 'run_data_stage',
+           'export_data', 'dataset_version', 'load_dataset', 'load_truth', 'true_item_scores']
 
 # %% ../nbs/01_data.ipynb #2122c8d0
 VALUE_CATEGORIES = ["Transparency", "Empowerment", "Privacy", "Ethical AI", "Community", "Authenticity", "Innovation", "Efficiency"]
@@ -1025,12 +1027,16 @@ def store_root(params: dict, run: RunDirectory | None = None) -> Path:
     return resolve_path(s)
 
 def write_version(root: Path, tables: dict, manifest: dict, datasheet: str) -> tuple[Path, bool]:
-    "Write a version into the store atomically unless it is already there; return its folder and whether it was new."
+    """Write a version into the store atomically unless it is already there; return its folder and whether it was new.
+    A pandas table becomes `<table>.parquet`; a table held in partitions (the dask engine's, with a `write_parquet` method)
+    is written by the workers as a folder `<table>/` of part files, in order, inside the same temporary folder."""
     path = Path(root)/manifest["version"]
     if (path/"manifest.json").is_file(): return path, False
     try:
         with atomic_dir(path) as tmp:
-            for name, df in tables.items(): df.to_parquet(tmp/f"{name}.parquet", index=False)
+            for name, df in tables.items():
+                if isinstance(df, pd.DataFrame): df.to_parquet(tmp/f"{name}.parquet", index=False)
+                else: df.write_parquet(tmp/name)
             (tmp/"datasheet.md").write_text(datasheet, encoding="utf-8")
             (tmp/"manifest.json").write_text(to_json(manifest), encoding="utf-8")
     except (FileExistsError, OSError):
@@ -1038,16 +1044,66 @@ def write_version(root: Path, tables: dict, manifest: dict, datasheet: str) -> t
         raise
     return path, True
 
+PART_FILES = "part-*.parquet"  # the part files of a table written as a folder, read in the order of their names
+
+def _read_stored_table(path: Path, name: str) -> pd.DataFrame:
+    "One table of a version: `<name>.parquet`, or the folder `<name>/` of part files read in order as one frame."
+    if (path/f"{name}.parquet").is_file(): return pd.read_parquet(path/f"{name}.parquet")
+    parts = sorted(str(f) for f in (path/name).glob(PART_FILES)) if (path/name).is_dir() else []
+    if not parts: raise FileNotFoundError(f"dataset version '{path}': table '{name}' is missing (neither {name}.parquet nor {name}/{PART_FILES})")
+    return pd.read_parquet(parts)
+
 def read_version(path) -> dict:
-    "The tables of a stored version."
+    "The tables of a stored version, each as one pandas frame, whether stored as one file or as a folder of parts."
     path = Path(path)
     if not (path/"manifest.json").is_file(): raise FileNotFoundError(f"'{path}' is not a dataset version (no manifest.json)")
-    return {n: pd.read_parquet(path/f"{n}.parquet") for n in json.loads((path/"manifest.json").read_text())["row_counts"]}
+    return {n: _read_stored_table(path, n) for n in json.loads((path/"manifest.json").read_text())["row_counts"]}
 
 # %% ../nbs/01_data.ipynb #60b00b4d
+def table_summary(df: pd.DataFrame) -> dict:
+    """What the manifest and the datasheet need of a table, or of one partition of it: rows, dtypes, missing values per column,
+    and the range of `timestamp`, counts of `event`, sum and count of `accepted`, and count, range and sum of `rating`.
+    The summaries of a table's partitions add up to the table's (`combine_summaries`)."""
+    s = {"rows": len(df), "dtypes": {c: str(t) for c, t in df.dtypes.items()}, "missing": {c: int(df[c].isna().sum()) for c in df.columns}}
+    if "timestamp" in df:
+        ts = df["timestamp"].dropna()
+        s["timestamp"] = (ts.min(), ts.max()) if len(ts) else None
+    if "event" in df: s["events"] = {k: int(v) for k, v in df["event"].value_counts().items()}
+    if "accepted" in df:
+        a = df["accepted"].dropna()
+        s["accepted"] = (float(a.sum()), len(a))
+    if "rating" in df:
+        r = df["rating"].dropna()
+        s["rating"] = (len(r), r.min() if len(r) else None, r.max() if len(r) else None, float(r.sum()))
+    return s
+
+def combine_summaries(parts: list[dict]) -> dict:
+    "The summary of a table from its partitions' summaries (in order; the dtypes are the first non-empty partition's)."
+    first = next((p for p in parts if p["rows"]), parts[0])
+    out = {"rows": sum(p["rows"] for p in parts), "dtypes": dict(first["dtypes"]),
+           "missing": {c: sum(p["missing"].get(c, 0) for p in parts) for c in first["missing"]}}
+    if "timestamp" in first:
+        ts = [p["timestamp"] for p in parts if p.get("timestamp") is not None]
+        out["timestamp"] = (min(t[0] for t in ts), max(t[1] for t in ts)) if ts else None
+    if "events" in first:
+        ev = {}
+        for p in parts:
+            for k, v in p["events"].items(): ev[k] = ev.get(k, 0) + v
+        out["events"] = ev
+    if "accepted" in first: out["accepted"] = (sum(p["accepted"][0] for p in parts), sum(p["accepted"][1] for p in parts))
+    if "rating" in first:
+        rs = [p["rating"] for p in parts if p["rating"][0]]
+        out["rating"] = (sum(r[0] for r in rs), min(r[1] for r in rs) if rs else None, max(r[2] for r in rs) if rs else None,
+                         sum(r[3] for r in rs))
+    return out
+
+def _summaries(tables: dict) -> dict:
+    "Each table's summary: `table_summary` of a pandas frame, or the partitions' combined summary (a `summary` method)."
+    return {n: (t if isinstance(t, dict) else table_summary(t) if isinstance(t, pd.DataFrame) else t.summary()) for n, t in tables.items()}
+
 def _missing_table(tables: dict) -> str:
-    "Markdown table of columns with missing values."
-    rows = [(t, c, df[c].isna().mean()) for t, df in tables.items() for c in df.columns if len(df) and df[c].isna().any()]
+    "Markdown table of columns with missing values (from the tables' summaries)."
+    rows = [(t, c, k / s["rows"]) for t, s in tables.items() for c, k in s["missing"].items() if s["rows"] and k]
     if not rows: return "No column has missing values."
     return "| table | column | missing |\n|---|---|---|\n" + "\n".join(f"| {t} | {c} | {r:.1%} |" for t, c, r in rows)
 
@@ -1070,17 +1126,19 @@ _SOURCE_TEXT = {
 }
 
 def make_datasheet(manifest: dict, tables: dict) -> str:
-    "A datasheet (Gebru et al.) for a dataset version, in markdown, from the version's own numbers."
+    """A datasheet (Gebru et al.) for a dataset version, in markdown, from the version's own numbers: `tables` holds the tables
+    (pandas frames, or partitioned tables with a `summary` method) or their summaries (`table_summary`)."""
     m, c, q = manifest, manifest["consent"], manifest["quality"]
+    tables = _summaries(tables)
     motivation, collection, licence = _SOURCE_TEXT[m["source"]]
     counts = "\n".join(f"| {t} | {n:,} |" for t, n in m["row_counts"].items())
     inter, sugg = tables.get("interactions"), tables.get("suggestions")
-    span = (f"{inter.timestamp.min():%Y-%m-%d} to {inter.timestamp.max():%Y-%m-%d}" if inter is not None and len(inter) else "n/a")
-    acc = f"{sugg.accepted.mean():.1%}" if sugg is not None and len(sugg) else "n/a (no suggestions)"
-    events = ", ".join(f"{k}: {v:,}" for k, v in inter.event.value_counts().sort_index().items()) if inter is not None and "event" in inter else "n/a"
-    rated = inter["rating"].notna() if inter is not None and "rating" in inter else pd.Series(dtype=bool)
-    ratings = (f"{int(rated.sum()):,} interactions carry a numeric rating (from {inter.loc[rated, 'rating'].min():g} to {inter.loc[rated, 'rating'].max():g}, "
-               f"mean {inter.loc[rated, 'rating'].mean():.2f})" if rated.any() else "No interaction carries a rating")
+    ts = inter.get("timestamp") if inter is not None and inter["rows"] else None
+    span = f"{ts[0]:%Y-%m-%d} to {ts[1]:%Y-%m-%d}" if ts is not None else "n/a"
+    acc = f"{sugg['accepted'][0] / sugg['accepted'][1] if sugg['accepted'][1] else float('nan'):.1%}" if sugg is not None and sugg["rows"] else "n/a (no suggestions)"
+    events = ", ".join(f"{k}: {v:,}" for k, v in sorted(inter["events"].items())) if inter is not None and "events" in inter else "n/a"
+    n, lo, hi, total = inter["rating"] if inter is not None and "rating" in inter else (0, None, None, 0.0)
+    ratings = (f"{n:,} interactions carry a numeric rating (from {lo:g} to {hi:g}, mean {total / n:.2f})" if n else "No interaction carries a rating")
     return f"""# Datasheet: dataset version `{m['version']}`
 
 Source: **{m['source']}**; content hash `{m['hash']}`; created {m['created']}.
@@ -1146,12 +1204,14 @@ def _pseudonymize_truth(truth: dict, kept: dict, key: bytes) -> dict:
             "item_factors": truth["item_factors"][truth["item_factors"].item_id.isin(kept["items"].item_id)].reset_index(drop=True),
             "info": truth["info"]}
 
-def build_dataset(params: dict, key: bytes | None = None) -> dict:
+def build_dataset(params: dict, key: bytes | None = None,
+                  client=None, # engine 'dask' only: a Dask client; the big tables then stay on its workers, in partitions
+                 ) -> dict:
     "Raw data -> consent -> privacy -> quality -> final tables (nothing is written); with `engine` 'dask', on Dask partitions."
     key = key or dataset_pseudonym_key(params)
     if params.get("engine", "pandas") == "dask":
         from thinkalike_ml.engine import build_dataset_dask  # the engine module builds on this one
-        return build_dataset_dask(params, key)
+        return build_dataset_dask(params, key, client=client)
     raw, truth = collect_raw(params)
     checks = []
     conformed = {}
@@ -1178,18 +1238,21 @@ def _quality_summary(quality: pd.DataFrame) -> dict:
     affected = int(quality.loc[(quality.status == "warn") & quality.action.isin(["drop", "blank"]), "count"].sum())
     return {"pass": int(vc.get("pass", 0)), "warn": int(vc.get("warn", 0)), "fail": int(vc.get("fail", 0)), "rows_affected": affected}
 
-def _schema_of(tables: dict) -> dict:
-    "Column -> dtype of each table."
-    return {n: {c: str(t) for c, t in df.dtypes.items()} for n, df in tables.items()}
+def _frame(t, columns: list[str] | None = None) -> pd.DataFrame:
+    "A table as one pandas frame (a partitioned table's columns gathered; used for the synthetic source's ground truth only)."
+    return t if isinstance(t, pd.DataFrame) else t.to_pandas(columns)
 
 def _oracle_metrics(tables: dict, truth: dict | None) -> dict:
     "Oracle AUC and the AUC of a hand-written value-similarity score (synthetic data only)."
-    s = tables["suggestions"]
-    if truth is None or len(s) == 0 or s.accepted.nunique() < 2: return {}
+    if truth is None: return {}
+    s = _frame(tables["suggestions"], ["suggestion_id", "user_a", "user_b", "accepted"])
+    if len(s) == 0 or s.accepted.nunique() < 2: return {}
     from sklearn.metrics import roc_auc_score
     p = truth["suggestions"].set_index("suggestion_id").p_accept.reindex(s.suggestion_id)
+    users = tables["users"] if isinstance(tables["users"], pd.DataFrame) else tables["users"].to_pandas(
+        [c for c in tables["users"].columns if c == "user_id" or c.startswith(VALUE_PREFIXES[1])])
     return {"oracle_auc": float(roc_auc_score(s.accepted, p)),
-            "value_similarity_auc": float(roc_auc_score(s.accepted, value_similarity(tables["users"], s)))}
+            "value_similarity_auc": float(roc_auc_score(s.accepted, value_similarity(users, s)))}
 
 def value_similarity(users: pd.DataFrame, pairs: pd.DataFrame) -> np.ndarray:
     "A hand-written baseline: mean agreement of positions (missing as 0) between user_a and user_b."
@@ -1198,33 +1261,50 @@ def value_similarity(users: pd.DataFrame, pairs: pd.DataFrame) -> np.ndarray:
     return np.nan_to_num((a * b).mean(axis=1))
 
 # %% ../nbs/01_data.ipynb #7a847be8
+def version_dataset(root: Path, built: dict, params: dict) -> dict:
+    """The manifest and datasheet of a built dataset (from each table's summary: partition summaries on the dask engine,
+    nothing gathered), and the version written into the store `root`; returns path, new, manifest, datasheet, summaries."""
+    tables, quality = built["tables"], built["quality"]
+    digest = built.get("hash") or dataset_hash(tables)  # the dask engine hashes on its partitions
+    summaries = _summaries(tables)
+    manifest = {"version": digest[:16], "hash": digest, "source": params["source"], "created": utcnow(),
+                "row_counts": {n: s["rows"] for n, s in summaries.items()}, "schema": {n: s["dtypes"] for n, s in summaries.items()},
+                "parameters": {k: params.get(k) for k in DATA_PARAMS}, "consent": built["consent"], "quality": _quality_summary(quality)}
+    datasheet = make_datasheet(manifest, summaries)
+    path, new = write_version(root, tables, manifest, datasheet)
+    if not new: datasheet = (path/"datasheet.md").read_text(encoding="utf-8")
+    return {"path": path, "new": new, "manifest": manifest, "datasheet": datasheet, "summaries": summaries}
+
+def _engine_client(params: dict):
+    "A Dask client for the data stage with `engine` 'dask' (its tables stay on the workers until written), else no client."
+    if params.get("engine", "pandas") != "dask": return contextlib.nullcontext(None)
+    from thinkalike_ml.engine import dask_client
+    return dask_client(params.get("dask_scheduler") or "")
+
 def run_data_stage(run: RunDirectory, params: dict) -> dict:
     "Build, check, version and document the dataset of a run; write its records into the run; return headline metrics."
     t0 = time.perf_counter()
-    try: built = build_dataset(params)
-    except DataQualityError as e:  # keep the quality table for the report; no version is written
-        run.write_table("tables/data_quality.parquet", e.quality)
-        raise
-    tables, quality, consent = built["tables"], built["quality"], built["consent"]
-    run.write_table("tables/data_quality.parquet", quality)
-    digest = built.get("hash") or dataset_hash(tables)  # the dask engine hashes on its partitions
-    manifest = {"version": digest[:16], "hash": digest, "source": params["source"], "created": utcnow(),
-                "row_counts": {n: len(df) for n, df in tables.items()}, "schema": _schema_of(tables),
-                "parameters": {k: params.get(k) for k in DATA_PARAMS}, "consent": consent, "quality": _quality_summary(quality)}
-    datasheet = make_datasheet(manifest, tables)
-    path, new = write_version(store_root(params, run), tables, manifest, datasheet)
-    if not new: datasheet = (path/"datasheet.md").read_text(encoding="utf-8")
-    run.write_text("datasheet.md", datasheet)
+    with _engine_client(params) as client:
+        try: built = build_dataset(params, client=client)
+        except DataQualityError as e:  # keep the quality table for the report; no version is written
+            run.write_table("tables/data_quality.parquet", e.quality)
+            raise
+        tables, quality, consent = built["tables"], built["quality"], built["consent"]
+        run.write_table("tables/data_quality.parquet", quality)
+        v = version_dataset(store_root(params, run), built, params)
+        oracle = _oracle_metrics(tables, built["truth"])
+    path, new, manifest, rows = v["path"], v["new"], v["manifest"], v["summaries"]
+    run.write_text("datasheet.md", v["datasheet"])
     record = {**{k: manifest[k] for k in ("version", "hash", "source", "row_counts", "consent", "quality")},
               "path": str(path), "store": str(path.parent), "new_version": new}
     if built["truth"] is not None: _write_truth(run, built["truth"])
     run.write_json(DATASET_RECORD, record)
-    s = tables["suggestions"]
-    return {"n_users": len(tables["users"]), "n_items": len(tables["items"]), "n_interactions": len(tables["interactions"]),
-            "n_suggestions": len(s), "acceptance_rate": float(s.accepted.mean()) if len(s) else float("nan"),
+    acc, n_acc = rows["suggestions"].get("accepted", (0.0, 0))
+    return {"n_users": rows["users"]["rows"], "n_items": rows["items"]["rows"], "n_interactions": rows["interactions"]["rows"],
+            "n_suggestions": rows["suggestions"]["rows"], "acceptance_rate": acc / n_acc if rows["suggestions"]["rows"] and n_acc else float("nan"),
             "users_without_consent": consent["users_without_consent"], "users_withdrawn": consent["users_withdrawn"],
             "quality_warnings": manifest["quality"]["warn"], "new_version": int(new),
-            **_oracle_metrics(tables, built["truth"]), "seconds": round(time.perf_counter() - t0, 3)}
+            **oracle, "seconds": round(time.perf_counter() - t0, 3)}
 
 def _write_truth(run: RunDirectory, truth: dict) -> None:
     "Write the ground truth apart from the dataset (`TRUTH_DIR`)."

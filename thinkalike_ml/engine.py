@@ -19,12 +19,13 @@ import pandas as pd
 from .data import (ID_COLUMNS, IDENTIFIER_COLUMNS, TABLES, USER_ID_COLUMNS, DataError, DataQualityError, _Checker,
                                 _check, _check_references, _check_table, _coerce, _column_bytes, _conform_columns, _first_rows,
                                 _pseudonymize_truth, _rule_outcome, _type_message, apply_privacy, collect_raw, declared_columns,
-                                finalize, pseudonymize, read_withdrawn_ids, resolve_path, RAW_SCHEMA)
+                                finalize, pseudonymize, read_withdrawn_ids, resolve_path, RAW_SCHEMA, _frame, combine_summaries, table_summary)
 
 # %% auto #0
-__all__ = ['LOCAL_WORKERS', 'USER_KEYS', 'dask_client', 'user_partition', 'regroup', 'read_table_dask', 'conform_partitions',
-           'combine_rules', 'sort_partitions', 'dataset_hash_partitioned', 'read_files_dask', 'map_blocks_dask',
-           'build_dataset_dask', 'pair_features_dask', 'score_file_dask']
+__all__ = ['LOCAL_WORKERS', 'HASH_AHEAD', 'USER_KEYS', 'dask_client', 'user_partition', 'regroup', 'read_table_dask',
+           'conform_partitions', 'combine_rules', 'sort_partitions', 'stream_partitions', 'dataset_hash_partitioned',
+           'PartitionedTable', 'read_files_dask', 'map_blocks_dask', 'build_dataset_dask', 'pair_features_dask',
+           'score_file_dask']
 
 # %% ../nbs/01b_engine.ipynb #c51c3cd6
 LOCAL_WORKERS = 2  # worker processes of the local cluster (one thread each)
@@ -238,32 +239,104 @@ def sort_partitions(client, futures: list, col: str, n: int) -> list:
     bounds = sample[(np.arange(1, n) * len(sample)) // n] if len(sample) else np.array([], dtype=object)
     return client.map(_sorted_part, regroup(client, futures, _cut_by_range, n, col, bounds), [col] * n)
 
-def _column_slices(df: pd.DataFrame, cols: list[str]) -> list[tuple[bytes, bytes, int]]:
-    "Per column: the type prefix and payload of `_column_bytes` for this partition, and its row count."
-    return [(b[:1], b[1:], len(df)) for b in (_column_bytes(df[c]) for c in cols)]
+def _column_slice(df: pd.DataFrame, col: str) -> tuple[bytes, bytes, int]:
+    "The type prefix and payload of `_column_bytes` of one column of this partition, and its row count."
+    b = _column_bytes(df[col])
+    return b[:1], b[1:], len(df)
+
+HASH_AHEAD = 4  # partitions whose column slice is computed ahead of the one being hashed
+
+def stream_partitions(client, fn, futures: list, *args, ahead: int | None = None):
+    "The results of `fn(partition, *args)` over the partitions, in order: at most `ahead` (default `HASH_AHEAD`) computed at a time, each released once read."
+    ahead = max(1, ahead or HASH_AHEAD)
+    pending, it = [], iter(futures)
+    for f in it:
+        pending.append(client.submit(fn, f, *args, pure=False))
+        if len(pending) >= ahead: break
+    while pending:
+        fut = pending.pop(0)
+        out = fut.result()
+        fut.release()
+        nxt = next(it, None)
+        if nxt is not None: pending.append(client.submit(fn, nxt, *args, pure=False))
+        yield out
 
 def dataset_hash_partitioned(client, tables: dict) -> str:
-    "`data.dataset_hash` of tables given as futures of partitions sorted by id (or as pandas frames)."
+    """`data.dataset_hash` of tables given as futures of partitions sorted by id, `PartitionedTable`s or pandas frames: the
+    column slices are streamed partition by partition, in order, so the client holds one partition's column at a time."""
     h = hashlib.sha256(b"thinkalike-dataset-v1\n")
     for name in sorted(tables):
-        parts = tables[name] if isinstance(tables[name], list) else [client.scatter(_sorted_part(tables[name], ID_COLUMNS[name]))]
-        n = sum(client.gather(client.map(len, parts)))
-        cols = sorted(c for c in client.submit(lambda d: list(d.columns), parts[0]).result() if not c.startswith("_"))
+        t = tables[name]
+        if isinstance(t, PartitionedTable): t = t.futures
+        if isinstance(t, pd.DataFrame):
+            local = _sorted_part(t, ID_COLUMNS[name])
+            n, columns = len(local), list(local.columns)
+            pieces_of = lambda c: iter([_column_slice(local, c)])
+        else:
+            n = sum(client.gather(client.map(len, t)))
+            columns = client.submit(lambda d: list(d.columns), t[0]).result()
+            pieces_of = lambda c, t=t: stream_partitions(client, _column_slice, t, c)
         h.update(f"{name}|{n}\n".encode())
-        slices = client.map(_column_slices, parts, [cols] * len(parts))
-        for j, c in enumerate(cols):
+        for c in sorted(c for c in columns if not c.startswith("_")):
             h.update(f"{c}\n".encode())
-            pieces = client.gather(_item(client, slices, j))
-            prefixes = {p for p, _, k in pieces if k}
-            if len(prefixes) > 1: raise DataError(f"table '{name}', column '{c}': partitions disagree on the column's type ({prefixes})")
-            h.update(prefixes.pop() if prefixes else pieces[0][0])
-            started = False
-            for p, payload, k in pieces:
+            prefix, first = None, None
+            for p, payload, k in pieces_of(c):
+                if first is None: first = p
                 if not k: continue
-                if started and p == b"s": h.update(b"\x1f")
+                if prefix is None: h.update(p)
+                elif p != prefix: raise DataError(f"table '{name}', column '{c}': partitions disagree on the column's type ({prefix}, {p})")
+                elif p == b"s": h.update(b"\x1f")
                 h.update(payload)
-                started = True
+                prefix = p
+            if prefix is None: h.update(first)
     return h.hexdigest()
+
+def _head(df: pd.DataFrame) -> pd.DataFrame:
+    return df.head(1)
+
+def _arrow_schema(df: pd.DataFrame):
+    import pyarrow as pa
+    return pa.Schema.from_pandas(df, preserve_index=False)
+
+def _write_part(df: pd.DataFrame, path: str, schema) -> int:
+    "Write one partition as a Parquet file with the table's schema; its row count."
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    pq.write_table(pa.Table.from_pandas(df, schema=schema, preserve_index=False), path)
+    return len(df)
+
+class PartitionedTable:
+    "A final table held on the Dask workers as partitions that, read in order, hold its rows sorted by id; nothing of it is in the client."
+    def __init__(self, client, name: str, futures: list):
+        self.client, self.name, self.futures = client, name, list(futures)
+        self._rows = None
+    def __len__(self) -> int:
+        if self._rows is None: self._rows = int(sum(self.client.gather(self.client.map(len, self.futures))))
+        return self._rows
+    @property
+    def columns(self) -> list[str]: return list(self.client.submit(lambda d: list(d.columns), self.futures[0]).result())
+    def summary(self) -> dict:
+        "`data.table_summary` of the whole table from its partitions' summaries; the dtypes those of the partitions concatenated."
+        parts = self.client.gather(self.client.map(table_summary, self.futures))
+        s = combine_summaries(parts)
+        heads = self.client.gather(self.client.map(_head, self.futures))
+        s["dtypes"] = {c: str(t) for c, t in _concat([h for h in heads if len(h)] or heads).dtypes.items()}
+        self._rows = s["rows"]
+        return s
+    def write_parquet(self, folder) -> None:
+        "The workers write the partitions, in order, as `part-00000.parquet`, ... in `folder`, all with one schema (the partitions' unified)."
+        import pyarrow as pa
+        schemas = self.client.gather(self.client.map(_arrow_schema, self.futures))
+        nonempty = [sc for sc, k in zip(schemas, self.client.gather(self.client.map(len, self.futures))) if k] or schemas
+        schema = pa.unify_schemas(nonempty, promote_options="permissive").with_metadata(nonempty[0].metadata)
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=False)
+        paths = [str(folder/f"part-{k:05d}.parquet") for k in range(len(self.futures))]
+        self.client.gather(self.client.map(_write_part, self.futures, paths, [schema] * len(paths), pure=False))
+    def to_pandas(self, columns: list[str] | None = None) -> pd.DataFrame:
+        "The table (or some of its columns) gathered into one pandas frame: for small tables and tests only."
+        futures = self.futures if columns is None else self.client.map(lambda d, c: d[c], self.futures, [columns] * len(self.futures))
+        return _gather(self.client, futures)
 
 # %% ../nbs/01b_engine.ipynb #393aed24
 def read_files_dask(files: dict, column_mapping: dict | None = None) -> dict:
@@ -346,8 +419,16 @@ def _quality_dask(client, parts: dict, items: pd.DataFrame | None, order: list[s
 
 def build_dataset_dask(params: dict, key: bytes,
                        timings: dict | None = None, # if given, filled with the seconds of each step (for bench/bench_scale.py)
+                       client=None, # a Dask client: the big tables stay on its workers (`PartitionedTable`); None: a client of its own, tables gathered
                       ) -> dict:
-    "`data.build_dataset` with the heavy steps on Dask partitions by user; the same tables, quality table and consent report, and the hash."
+    """`data.build_dataset` with the heavy steps on Dask partitions by user; the same tables, quality table and consent report, and the hash.
+    Given a `client`, users, interactions and suggestions are returned as `PartitionedTable`s on its workers (what `data.run_data_stage`
+    writes into the store without gathering them); without one, the tables are gathered into pandas frames."""
+    if client is None:
+        with dask_client(params.get("dask_scheduler") or "") as own:
+            out = build_dataset_dask(params, key, timings, own)
+            out["tables"] = {n: (t.to_pandas() if isinstance(t, PartitionedTable) else t) for n, t in out["tables"].items()}
+            return out
     rows_per_part = int(params.get("dask_partition_rows") or 250_000)
     now = pd.Timestamp.now(tz="UTC").tz_localize(None)
     timings = {} if timings is None else timings
@@ -357,69 +438,68 @@ def build_dataset_dask(params: dict, key: bytes,
         timings[step] = timings.get(step, 0.0) + t - clock[0]
         clock[0] = t
     from distributed import wait
-    with dask_client(params.get("dask_scheduler") or "") as client:
-        lap("cluster")
-        if params["source"] == "files": raw, truth = read_files_dask(params.get("files") or {}, params.get("column_mapping") or {}), None
-        else:  # generated (the interactions drawn on the workers, in blocks of users), or the bundled ratings; then handed to partitions
-            raw, truth = collect_raw(params, map_blocks_dask(client))
-            lap("generate")
-        declared = declared_columns(params) if params.get("source") == "files" else {t: {} for t in TABLES}
-        checks, conformed = [], {}
-        for name in TABLES:
-            if name in raw:
-                conformed[name], warns = conform_partitions(client, name, _to_futures(client, raw[name], rows_per_part), declared[name])
-                checks += warns
-        del raw
-        lap("read and conform")
-        if "items" in conformed: items = _gather(client, conformed.pop("items"))
-        elif "interactions" in conformed:
-            ids = pd.unique(_gather(client, client.map(lambda d: d[["item_id"]], conformed["interactions"]))["item_id"].dropna())
-            items = pd.DataFrame({"item_id": ids, "_row": np.arange(len(ids))})
-        else: items = None
-        n = max(1, -(-max(sum(client.gather(client.map(len, f))) for f in conformed.values()) // rows_per_part))
-        parts = {name: regroup(client, f, _cut_by_user, n, USER_KEYS[name]) for name, f in conformed.items()}
-        # consent: the removed users are decided on the user partitions, then applied everywhere
-        withdrawn = read_withdrawn_ids(params.get("withdrawn_ids_file"))
-        found = client.gather(client.map(_removed_users, parts["users"], [withdrawn] * n, [key] * n))
-        removed = set(np.concatenate([r for r, _ in found])) if found else set()
-        consent = {"users_without_consent": sum(c["users_without_consent"] for _, c in found),
-                   "users_withdrawn": sum(c["users_withdrawn"] for _, c in found), "withdrawn_ids_listed": len(withdrawn)}
-        lap("partition by user")
-        removed_f = client.scatter(removed, broadcast=True)
-        order = ["users"] + [t for t in ("interactions", "suggestions") if t in parts]
-        for name in order:
-            done = client.map(_consent_part, parts[name], [name] * n, [removed_f] * n, [withdrawn] * n, [key] * n)
-            if name != "users": consent[f"{name}_removed_for_consent"] = sum(client.gather(_item(client, done, 1)))
-            parts[name] = client.map(_private_part, _item(client, done, 0), [name] * n, [key] * n)
-        if items is not None:
-            items = items.copy()
-            if "creator_id" in items:
-                items["_former_creator"] = items["creator_id"].isin(removed)
-                consent["items_with_former_creator"] = int(items["_former_creator"].sum())
-            items = apply_privacy({"items": items}, key)["items"]
-            order.append("items")
-        lap("consent and pseudonymize")
-        parts, rows, items = _quality_dask(client, parts, items, order, n, now)
-        lap("quality checks")
-        quality = pd.concat([pd.DataFrame(checks), pd.DataFrame(rows, columns=list(_check("", "", "", "", 0, 0, 0, "", "")))], ignore_index=True)
-        final = {}
-        for name in [t for t in TABLES if t in parts]:
-            fin = client.map(_finalize_part, parts[name], [name] * n)
-            final[name] = sort_partitions(client, fin, ID_COLUMNS[name], n)
-        tables = finalize({"items": items} if items is not None else {})  # items, and the empty tables of a source without them
-        for name in ("interactions", "suggestions"):
-            if name in final: tables.pop(name, None)
-        hashed = {**{k: v for k, v in tables.items() if k not in final}, **final}
-        wait([f for v in final.values() for f in v])
-        lap("finalize and sort")
-        digest = dataset_hash_partitioned(client, hashed)
-        lap("hash")
-        have = [t for t in TABLES if t in final or (t == "items" and items is not None)]  # the pandas engine's order of tables
-        names = have + [t for t in ("suggestions", "interactions", "items") if t not in have]
-        tables = {name: (_gather(client, final[name]) if name in final else tables[name]) for name in names}
-        lap("gather")
-    return {"tables": tables, "truth": _pseudonymize_truth(truth, tables, key) if truth else None,
-            "quality": quality, "consent": consent, "hash": digest}
+    lap("cluster")
+    if params["source"] == "files": raw, truth = read_files_dask(params.get("files") or {}, params.get("column_mapping") or {}), None
+    else:  # generated (the interactions drawn on the workers, in blocks of users), or the bundled ratings; then handed to partitions
+        raw, truth = collect_raw(params, map_blocks_dask(client))
+        lap("generate")
+    declared = declared_columns(params) if params.get("source") == "files" else {t: {} for t in TABLES}
+    checks, conformed = [], {}
+    for name in TABLES:
+        if name in raw:
+            conformed[name], warns = conform_partitions(client, name, _to_futures(client, raw[name], rows_per_part), declared[name])
+            checks += warns
+    del raw
+    lap("read and conform")
+    if "items" in conformed: items = _gather(client, conformed.pop("items"))
+    elif "interactions" in conformed:
+        ids = pd.unique(_gather(client, client.map(lambda d: d[["item_id"]], conformed["interactions"]))["item_id"].dropna())
+        items = pd.DataFrame({"item_id": ids, "_row": np.arange(len(ids))})
+    else: items = None
+    n = max(1, -(-max(sum(client.gather(client.map(len, f))) for f in conformed.values()) // rows_per_part))
+    parts = {name: regroup(client, f, _cut_by_user, n, USER_KEYS[name]) for name, f in conformed.items()}
+    # consent: the removed users are decided on the user partitions, then applied everywhere
+    withdrawn = read_withdrawn_ids(params.get("withdrawn_ids_file"))
+    found = client.gather(client.map(_removed_users, parts["users"], [withdrawn] * n, [key] * n))
+    removed = set(np.concatenate([r for r, _ in found])) if found else set()
+    consent = {"users_without_consent": sum(c["users_without_consent"] for _, c in found),
+               "users_withdrawn": sum(c["users_withdrawn"] for _, c in found), "withdrawn_ids_listed": len(withdrawn)}
+    lap("partition by user")
+    removed_f = client.scatter(removed, broadcast=True)
+    order = ["users"] + [t for t in ("interactions", "suggestions") if t in parts]
+    for name in order:
+        done = client.map(_consent_part, parts[name], [name] * n, [removed_f] * n, [withdrawn] * n, [key] * n)
+        if name != "users": consent[f"{name}_removed_for_consent"] = sum(client.gather(_item(client, done, 1)))
+        parts[name] = client.map(_private_part, _item(client, done, 0), [name] * n, [key] * n)
+    if items is not None:
+        items = items.copy()
+        if "creator_id" in items:
+            items["_former_creator"] = items["creator_id"].isin(removed)
+            consent["items_with_former_creator"] = int(items["_former_creator"].sum())
+        items = apply_privacy({"items": items}, key)["items"]
+        order.append("items")
+    lap("consent and pseudonymize")
+    parts, rows, items = _quality_dask(client, parts, items, order, n, now)
+    lap("quality checks")
+    quality = pd.concat([pd.DataFrame(checks), pd.DataFrame(rows, columns=list(_check("", "", "", "", 0, 0, 0, "", "")))], ignore_index=True)
+    final = {}
+    for name in [t for t in TABLES if t in parts]:
+        fin = client.map(_finalize_part, parts[name], [name] * n)
+        final[name] = sort_partitions(client, fin, ID_COLUMNS[name], n)
+    tables = finalize({"items": items} if items is not None else {})  # items, and the empty tables of a source without them
+    for name in ("interactions", "suggestions"):
+        if name in final: tables.pop(name, None)
+    hashed = {**{k: v for k, v in tables.items() if k not in final}, **final}
+    wait([f for v in final.values() for f in v])
+    lap("finalize and sort")
+    digest = dataset_hash_partitioned(client, hashed)
+    lap("hash")
+    have = [t for t in TABLES if t in final or (t == "items" and items is not None)]  # the pandas engine's order of tables
+    names = have + [t for t in ("suggestions", "interactions", "items") if t not in have]
+    tables = {name: (PartitionedTable(client, name, final[name]) if name in final else tables[name]) for name in names}
+    if truth:  # the synthetic source's ground truth, for the rows kept (their ids gathered: the generator's tables are in the client anyway)
+        truth = _pseudonymize_truth(truth, {n: _frame(t, [ID_COLUMNS[n]]) for n, t in tables.items()}, key)
+    return {"tables": tables, "truth": truth or None, "quality": quality, "consent": consent, "hash": digest}
 
 # %% ../nbs/01b_engine.ipynb #3444d3b2
 def _pair_block(users: pd.DataFrame, pairs: pd.DataFrame, medians: dict | None, kw: dict) -> pd.DataFrame:
