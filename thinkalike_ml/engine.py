@@ -262,7 +262,7 @@ def stream_partitions(client, fn, futures: list, *args, ahead: int | None = None
         yield out
 
 def dataset_hash_partitioned(client, tables: dict) -> str:
-    """`data.dataset_hash` of tables given as futures of partitions sorted by id, `PartitionedTable`s or pandas frames: the
+    """`data.dataset_hash` of tables given as futures of partitions sorted by id, `PartitionedTable` objects or pandas frames: the
     column slices are streamed partition by partition, in order, so the client holds one partition's column at a time."""
     h = hashlib.sha256(b"thinkalike-dataset-v1\n")
     for name in sorted(tables):
