@@ -157,6 +157,13 @@ _TEMPLATE = """{%- extends 'index.html.j2' -%}
 {% block html_head_js_mermaidjs %}{% endblock html_head_js_mermaidjs %}
 {% block extra_css %}<style type="text/css">""" + _CSS + """</style>{% endblock extra_css %}
 {% block any_cell %}{{ cell.metadata.get('report_before', '') }}{{ super() }}{{ cell.metadata.get('report_after', '') }}{% endblock any_cell %}
+{% block input %}
+<div class="jp-CodeMirrorEditor jp-Editor jp-InputArea-editor" data-type="inline">
+     <div class="cm-editor cm-s-jupyter">
+{{ cell.source | highlight_code(metadata=cell.metadata) }}
+     </div>
+</div>
+{%- endblock input %}
 """
 
 def _exporter():
