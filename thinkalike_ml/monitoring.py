@@ -372,10 +372,17 @@ def bias_by_window(frame: pd.DataFrame, # labelled rows with window, accepted, p
                    gap_threshold: float = 0.05, # widening that alerts
                    alpha: float = 0.05, # level of the widening test
                    min_group_size: int = 30, n_bootstrap: int = 200, seed: int = 0,
+                   intervals: bool = True, # False: no bootstrap intervals (NaN), for callers that read only the verdicts
                   ) -> pd.DataFrame:
     "One row per window, attribute and metric: value with interval, reference gap, widening, p-value of the widening, alert."
     rows = []
     ref_d = (reference["p"].to_numpy() >= threshold).astype(int)
+    windows = list(frame[frame["window"] >= 0].groupby("window", sort=True))
+    cal_boot = {}  # per window, the calibration difference of every attribute over the same resamples (drawn once, not once per attribute)
+    for w, g in (windows if intervals else []):
+        y, p_win, grps = g["accepted"].to_numpy(int), g["p"].to_numpy(float), {a: group_labels(g[a]) for a in attributes}
+        cal_boot[w] = bootstrap(lambda W: {a: calibration_difference(y, p_win, grps[a], min_group_size, W) for a in attributes},
+                                len(y), n_bootstrap, seed + int(w))
     for a in attributes:
         rl, rc = confusion_cells(reference["accepted"].to_numpy(int), ref_d, group_labels(reference[a]))
         ref_point = summaries_from_cells(rc, rc.sum(1) >= min_group_size)
@@ -384,18 +391,17 @@ def bias_by_window(frame: pd.DataFrame, # labelled rows with window, accepted, p
         ref_point = dict(ref_point) | {"calibration_difference": float(calibration_difference(reference["accepted"], reference["p"], reference[a], min_group_size)[0])}
         pooled = _group_rates(rc.sum(0, keepdims=True))
         ref_rates = pd.DataFrame(np.column_stack(_group_rates(rc)), index=rl, columns=["tpr", "fpr"])
-        for w, g in frame[frame["window"] >= 0].groupby("window", sort=True):
+        for w, g in windows:
             y, d, grp = g["accepted"].to_numpy(int), (g["p"].to_numpy() >= threshold).astype(int), group_labels(g[a])
             labels, cells = confusion_cells(y, d, grp)
             judged = cells.sum(1) >= min_group_size
-            s = fairness_summary(y, d, grp, min_group_size, n_bootstrap, seed + int(w)).set_index("metric")
+            s = fairness_summary(y, d, grp, min_group_size, n_bootstrap if intervals else 0, seed + int(w)).set_index("metric")
             r = ref_rates.reindex(labels)
             rates = (r["tpr"].fillna(float(pooled[0][0])).to_numpy(), r["fpr"].fillna(float(pooled[1][0])).to_numpy())
             null = gap_null(cells, rates, judged, BIAS_NULL_SIMULATIONS, seed + int(w))
             p_win = g["p"].to_numpy(float)
             cal = calibration_difference(y, p_win, grp, min_group_size)[0]
-            boot = bootstrap(lambda W: {"m": calibration_difference(y, p_win, grp, min_group_size, W)}, len(y), n_bootstrap, seed + int(w))["m"]
-            s.loc["calibration_difference", ["value", "ci_low", "ci_high"]] = [cal, *percentile_interval(boot)]
+            s.loc["calibration_difference", ["value", "ci_low", "ci_high"]] = [cal, *(percentile_interval(cal_boot[w][a]) if intervals else (np.nan, np.nan))]
             null["calibration_difference"] = calibration_null(p_win, grp, ref_offsets, ref_pooled, min_group_size, BIAS_NULL_SIMULATIONS, seed + int(w))
             for m in BIAS_METRICS:
                 v, ref = float(s.loc[m, "value"]), float(ref_point[m])
@@ -547,6 +553,7 @@ def monitor_period(reference: pd.DataFrame, # training rows: features and p
                    timings: pd.DataFrame | None = None, # per window: rows, seconds, rss_mib, failed_share (the scoring job)
                    recommender: pd.DataFrame | None = None, # per window: users, ndcg, ndcg_low, ndcg_high, degraded
                    recommender_reference: float = float("nan"), # the recommender's reference NDCG
+                   intervals: bool = True, # False: the bias table without its bootstrap intervals (verdicts and alerts unchanged)
                   ) -> dict:
     "Drift (pairs, score, new users), performance, bias and system tables of one production period, and its alerts."
     s, prod = settings, production[production["window"] >= 0]
@@ -562,7 +569,7 @@ def monitor_period(reference: pd.DataFrame, # training rows: features and p
     if attributes and reference_labelled["accepted"].nunique() == 2:
         t = choose_threshold(reference_labelled["accepted"], reference_labelled["p"])
         labelled = prod[prod["held_out"] & prod["accepted"].notna() & prod["window"].isin(windows.loc[windows["labelled"], "window"])]
-        bias = bias_by_window(labelled, reference_labelled, attributes, t, s.gap_threshold, s.family_alpha, s.min_rows, s.n_bootstrap, s.seed)
+        bias = bias_by_window(labelled, reference_labelled, attributes, t, s.gap_threshold, s.family_alpha, s.min_rows, s.n_bootstrap, s.seed, intervals)
     sysm = system_by_window(timings, s)
     alerts = raise_alerts(windows, drift, perf, bias, sysm, recommender, {**ref_perf, "ndcg": recommender_reference})
     return {"drift": drift, "performance": perf, "reference_performance": ref_perf, "bias": bias, "system": sysm, "alerts": alerts}
@@ -777,7 +784,7 @@ def calibrate_detectors(matcher: dict, # the stored matcher
             windows = window_table(sim["start"], prod["timestamp"].max(), settings.window_days, settings.label_delay_days)
             prod = prod.assign(window=assign_windows(prod["timestamp"], windows))
             mon = monitor_period(sim["reference"], sim["reference_labelled"], prod, sim["features"], windows, settings, sim["attributes"],
-                                 new_user_source(sim["user_rows"], sim["user_columns"], sim["start"], windows))
+                                 new_user_source(sim["user_rows"], sim["user_columns"], sim["start"], windows), intervals=False)
             parts.append(window_alarms(windows, mon["alerts"]).assign(scenario=name, seed=int(seed), rows=windows["window"].map(prod["window"].value_counts()).fillna(0).to_numpy()))
     return pd.concat(parts, ignore_index=True)
 

@@ -166,12 +166,50 @@ _TEMPLATE = """{%- extends 'index.html.j2' -%}
 {%- endblock input %}
 """
 
+_NO_ALT = "No description has been provided for this image"  # nbconvert's alternative text for an image without one
+_TABINDEX_CLASSES = {"jp-Cell-inputWrapper", "jp-OutputArea-output"}  # the divs nbconvert makes focusable
+_ATTR = r"""\s+([^\s/>"'=]+)(?:\s*=\s*("[^"]*"|'[^']*'|[^\s"'=<>`]+))?"""  # one attribute of a start tag: name, value
+
+def _with_attribute(tag: str, name: str, value: str) -> str:
+    "A start tag with attribute `name` set to `value`: where it is if present (as BeautifulSoup does), else added last."
+    start = len(re.match(r"<[^\s/>]+", tag).group(0))
+    found = [a for a in re.finditer(_ATTR, tag[start:]) if a.group(1).lower() == name]
+    if found: a = found[-1]; return tag[:start + a.start()] + f' {name}="{value}"' + tag[start + a.end():]
+    end = len(tag) - (2 if tag.endswith("/>") else 1)
+    return tag[:end].rstrip() + f' {name}="{value}"' + tag[end:]
+
+def _accessible(page: str) -> str:
+    """What nbconvert's `HTMLExporter` does after its template, without parsing and rewriting the whole page with BeautifulSoup:
+    every image without alternative text gets nbconvert's, every cell input and output div gets `tabindex="0"`. The start tags are
+    found by a pattern (the template writes them, and Pygments escapes the code); the inline test compares with nbconvert's page."""
+    def tag(m):
+        t = m.group(0)
+        attrs = {a.group(1).lower(): (a.group(2) or "").strip("\"'") for a in re.finditer(_ATTR, t[len(m.group(1)) + 1:])}
+        if m.group(1).lower() == "img": return t if "alt" in attrs else _with_attribute(t, "alt", _NO_ALT)
+        return _with_attribute(t, "tabindex", "0") if set(attrs.get("class", "").split()) & _TABINDEX_CLASSES else t
+    return re.sub(rf"(?i)<(img|div)(?=[\s/>])(?:{_ATTR})*\s*/?>", tag, page)
+
 def _exporter():
     "nbconvert's HTML exporter with the report template: lab look, no prompts, no network scripts."
     import jinja2
     from nbconvert import HTMLExporter
-    return HTMLExporter(template_name="lab", template_file="thinkalike_report.html.j2", exclude_input_prompt=True,
-                        exclude_output_prompt=True, extra_loaders=[jinja2.DictLoader({"thinkalike_report.html.j2": _TEMPLATE})])
+    from nbconvert.exporters.templateexporter import TemplateExporter
+    from nbconvert.filters.highlight import Highlight2HTML
+    from nbconvert.filters.widgetsdatatypefilter import WidgetsDataTypeFilter
+
+    class ReportExporter(HTMLExporter):
+        def from_notebook_node(self, nb, resources=None, **kw):
+            "As `HTMLExporter.from_notebook_node` (nbconvert 7), with `_accessible` instead of its BeautifulSoup pass."
+            langinfo = nb.metadata.get("language_info", {})
+            lexer = langinfo.get("pygments_lexer", langinfo.get("name", None))
+            self.register_filter("highlight_code", self.filters.get("highlight_code", Highlight2HTML(pygments_lexer=lexer, parent=self)))
+            resources = self._init_resources(resources)
+            self.register_filter("filter_data_type", WidgetsDataTypeFilter(notebook_metadata=self._nb_metadata, parent=self, resources=resources))
+            page, resources = TemplateExporter.from_notebook_node(self, nb, resources, **kw)
+            return _accessible(page), resources
+
+    return ReportExporter(template_name="lab", template_file="thinkalike_report.html.j2", exclude_input_prompt=True,
+                          exclude_output_prompt=True, extra_loaders=[jinja2.DictLoader({"thinkalike_report.html.j2": _TEMPLATE})])
 
 def _offline(page: str) -> str:
     "`page` without scripts or stylesheets loaded from the network (a safety net under the template)."
