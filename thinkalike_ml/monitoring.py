@@ -1127,5 +1127,6 @@ def format_retraining(run) -> str:
     lines = [f"retraining run {run.id} ({run.path}) from run {r['from_run']}: {r['reason']}"]
     if a: lines.append(f"  answering: {a['kind']} [{a['severity']}] window {a['window']} ({a['where']}): {a['how_much']}")
     if r["changed_parameters"]: lines.append(f"  changed parameters: {', '.join(r['changed_parameters'])}")
-    lines += [f"  registered {m['name']} version {m['version']} ({m['semver']}) as {m['alias']}: {m['decision']}" for m in r["registered"].values()]
+    lines += [f"  registered {m['name']} version {m['version']} ({m['semver']}) " + (f"as {m['alias']}" if m["alias"] else "holding no alias")
+              + f": {m['decision']}" for m in r["registered"].values()]
     return "\n".join(lines)

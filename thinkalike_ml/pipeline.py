@@ -411,7 +411,7 @@ def show_run(entry: dict) -> str:
     if m.get("mlflow"): lines.append(f"  mlflow     run {m['mlflow'].get('run_id')} at {m['mlflow'].get('tracking_uri')}")
     for fam, r in ((m.get("lineage") or {}).get("registry") or {}).items():  # what the registry stage recorded when it registered
         before = r.get("champion_before") or {}
-        lines += [f"  model      {r['name']} version {r['version']} ({r['semver']}), {r['alias']} at registration",
+        lines += [f"  model      {r['name']} version {r['version']} ({r['semver']}), {r['alias'] or 'no alias'} at registration",
                   f"             dataset {r.get('dataset_version')}   code {r.get('code_commit')}{' (uncommitted changes)' if r.get('code_dirty') == 'true' else ''}"
                   f"   params hash {r.get('params_hash')}",
                   f"             upstream champion: " + (f"version {before['version']} ({before['semver']}) from run {before['thinkalike_run']}" if before else "none")]

@@ -14,7 +14,6 @@ import re
 from pathlib import Path
 
 import latex2mathml.converter
-import nbformat
 
 from .runs import RunDirectory
 
@@ -270,6 +269,7 @@ def render_stage_html(nb_path, # an executed stage notebook
                       title: str, # the page's title, e.g. "splits — run 20261127T101500Z-ab12cd"
                      ) -> str:
     "An executed notebook as one standalone HTML page: title, results, the run (code hidden), then the definitions folded."
+    import nbformat  # here, not at the top: the stages' kernel imports this module for `figure`, `table` and `results`, and nbformat's jsonschema costs 2 s of CPU to import
     nb = nbformat.read(nb_path, as_version=4)
     nb.cells = _marked(_report_parts(nb.cells))
     nb.nbformat_minor = max(nb.nbformat_minor, 5)  # cell ids
