@@ -27,25 +27,25 @@ __all__ = ['SCORING_BLOCK_USERS', 'EDGE_SHARE', 'NATURAL_BOUNDS', 'SEARCH_STATUS
            'RECOMMENDER_CANDIDATES', 'LIST_COLUMNS', 'RELEVANT_COLUMNS', 'MODELS_DIR', 'MATCHER_MODEL',
            'RECOMMENDER_MODEL', 'MATCHER_PREDICTIONS', 'RECOMMENDER_LISTS', 'RECOMMENDER_RELEVANT', 'MATCHER_SUMMARY',
            'RECOMMENDER_SUMMARY', 'MATCHER_SCORES', 'MATCHER_LOGREG_GRID', 'MATCHER_HGB_TRIALS', 'RECOMMENDER_SCORES',
-           'RECOMMENDER_TUNING', 'SEARCH_EDGES', 'MOVIETWEETINGS_PROTOCOL', 'TRAINING_SAMPLE', 'top_k_items',
-           'ranking_metrics', 'InteractionData', 'ids_in', 'interaction_data', 'user_subset', 'Recommender',
-           'RandomRecommender', 'MostPopularRecommender', 'TimeDecayedPopularityRecommender', 'ItemKNNRecommender',
-           'EASERecommender', 'ValueProfileRecommender', 'recommend', 'EvaluationSplit', 'evaluation_split',
-           'evaluate_on_split', 'evaluate_recommender', 'movietweetings_split', 'evaluate_movietweetings_protocol',
-           'tune_recommender_on_validation', 'ValueSimilarityBaseline', 'classification_scores', 'is_range',
-           'grid_position', 'edge_side', 'widen_space', 'search_edge', 'widening_grid_search', 'widen_study',
-           'check_widenings', 'make_logreg', 'make_hgb', 'cv_splits', 'grid_search_logreg', 'optuna_search_hgb',
-           'calibrate_on_validation', 'MatcherData', 'matcher_data', 'stratified_sample_rows', 'sample_matcher_data',
-           'MatcherTuning', 'tune_matcher', 'fit_matcher_candidates', 'calibrate_candidates', 'matcher_predictions',
-           'matcher_scores', 'select_matcher', 'matcher_metrics', 'MatcherResult', 'train_matcher', 'RecommenderData',
-           'sample_users', 'recommender_data', 'cv_ndcg', 'grid_trials', 'optuna_ease', 'RecommenderTuning',
-           'tune_recommender', 'select_recommender', 'recommendation_lists', 'relevant_items', 'OracleRecommender',
-           'ranking_metrics_from_lists', 'recommender_makers', 'list_recommendations', 'recommender_scores',
-           'cold_start_metrics', 'RecommenderModel', 'package_recommender', 'recommender_metrics', 'RecommenderResult',
-           'train_recommender', 'persist_matcher', 'persist_recommender', 'load_models', 'load_predictions',
-           'plot_matcher_calibration', 'plot_matcher_search', 'plot_recommender_scores', 'track_dataset',
-           'track_matcher', 'track_recommender', 'track_figures', 'run_movietweetings', 'pair_groups',
-           'training_sample_table', 'track_models_stage', 'run_models_stage']
+           'RECOMMENDER_TUNING', 'SEARCH_EDGES', 'MOVIETWEETINGS_PROTOCOL', 'TRAINING_SAMPLE', 'MODELS_FIGURES',
+           'top_k_items', 'ranking_metrics', 'InteractionData', 'ids_in', 'interaction_data', 'user_subset',
+           'Recommender', 'RandomRecommender', 'MostPopularRecommender', 'TimeDecayedPopularityRecommender',
+           'ItemKNNRecommender', 'EASERecommender', 'ValueProfileRecommender', 'recommend', 'EvaluationSplit',
+           'evaluation_split', 'evaluate_on_split', 'evaluate_recommender', 'movietweetings_split',
+           'evaluate_movietweetings_protocol', 'tune_recommender_on_validation', 'ValueSimilarityBaseline',
+           'classification_scores', 'is_range', 'grid_position', 'edge_side', 'widen_space', 'search_edge',
+           'widening_grid_search', 'widen_study', 'check_widenings', 'make_logreg', 'make_hgb', 'cv_splits',
+           'grid_search_logreg', 'optuna_search_hgb', 'calibrate_on_validation', 'MatcherData', 'matcher_data',
+           'stratified_sample_rows', 'sample_matcher_data', 'MatcherTuning', 'tune_matcher', 'fit_matcher_candidates',
+           'calibrate_candidates', 'matcher_predictions', 'matcher_scores', 'select_matcher', 'matcher_metrics',
+           'MatcherResult', 'train_matcher', 'RecommenderData', 'sample_users', 'recommender_data', 'cv_ndcg',
+           'grid_trials', 'optuna_ease', 'RecommenderTuning', 'tune_recommender', 'select_recommender',
+           'recommendation_lists', 'relevant_items', 'OracleRecommender', 'ranking_metrics_from_lists',
+           'recommender_makers', 'list_recommendations', 'recommender_scores', 'cold_start_metrics', 'RecommenderModel',
+           'package_recommender', 'recommender_metrics', 'RecommenderResult', 'train_recommender', 'persist_matcher',
+           'persist_recommender', 'load_models', 'load_predictions', 'plot_matcher_calibration', 'plot_matcher_search',
+           'plot_recommender_scores', 'track_dataset', 'track_matcher', 'track_recommender', 'track_report_figures',
+           'run_movietweetings', 'pair_groups', 'training_sample_table', 'track_models_stage', 'run_models_stage']
 
 # %% ../nbs/04_models.ipynb #abd6df77
 def top_k_items(scores: np.ndarray, # users x items scores (-inf marks items that must not be recommended)
@@ -1467,18 +1467,18 @@ def track_recommender(result: RecommenderResult) -> None:
         mlflow.pyfunc.log_model(name="recommender", python_model=py, signature=infer_signature(ex, py.predict(None, ex)), input_example=ex,
                                 pip_requirements=_pip_requirements("thinkalike-ml"))
 
-def track_figures(matcher: MatcherResult | None, recommender: RecommenderResult | None) -> None:
-    "Log the stage's figures, drawn from its results, under `figures/` in MLflow."
-    import matplotlib.pyplot as plt
+MODELS_FIGURES = ("matcher_search", "matcher_calibration", "recommender_scores")  # the report's figures (`figures/<name>.png`), logged by `track_report_figures`
+
+def track_report_figures(run, # the run's `RunDirectory`
+                         params: dict, # resolved run parameters
+                        ) -> list:
+    "Log the figures the report drew and saved (`figures/<name>.png` of `MODELS_FIGURES`) under `figures/` in the run's MLflow run; the file names logged."
     import mlflow
-    figs = {"matcher_calibration": lambda: plot_matcher_calibration(matcher.predictions),
-            "matcher_search": lambda: plot_matcher_search(matcher.tuning.grid, matcher.tuning.trials)} if matcher is not None else {}
-    if recommender is not None:
-        figs["recommender_scores"] = lambda: plot_recommender_scores(recommender.tuning.table, recommender.scores, recommender.k)
-    for name, draw in figs.items():
-        fig = draw()
-        mlflow.log_figure(fig, f"figures/{name}.png")
-        plt.close(fig)
+    paths = [run.file(f"figures/{n}.png") for n in MODELS_FIGURES if run.exists(f"figures/{n}.png")]
+    if paths:
+        with tracked_run(run, params, "models"):
+            for p in paths: mlflow.log_artifact(str(p), "figures")
+    return [p.name for p in paths]
 
 # %% ../nbs/04_models.ipynb #d77475de
 def run_movietweetings(params: dict, interactions: pd.DataFrame) -> tuple[dict, pd.DataFrame]:
@@ -1538,12 +1538,11 @@ def training_sample_table(matcher: MatcherResult | None, recommender: Recommende
     return pd.DataFrame(rows)
 
 def track_models_stage(run, inputs: dict, matcher: MatcherResult | None, recommender: RecommenderResult | None) -> None:
-    "Log the dataset, the models that were trained, the figures and the feature dictionary to the run's MLflow run."
+    "Log the dataset, the models that were trained and the feature dictionary to the run's MLflow run (the report logs its figures: `track_report_figures`)."
     import mlflow
     track_dataset(run, inputs["data"])
     if matcher is not None: track_matcher(matcher)
     if recommender is not None: track_recommender(recommender)
-    track_figures(matcher, recommender)
     mlflow.log_text(inputs["features"]["dictionary"].to_csv(index=False), "features/feature_dictionary.csv")
 
 def run_models_stage(run, # the run's `RunDirectory`
