@@ -221,7 +221,7 @@ def test_models_stage_is_tracked_in_the_run_directory(small_models_run):
     children = client.search_runs([rec["experiment_id"]], f"tags.mlflow.parentRunId = '{rec['run_id']}'")
     assert len(children) >= 2 + 5  # Optuna trials and grid points as nested runs
     arts = {a.path for a in client.list_artifacts(rec["run_id"])}
-    assert {"figures", "features"} <= arts
+    assert "features" in arts  # the figures are logged by the report, once drawn: test_the_reports_figures_are_logged_to_mlflow
     logged = mlflow.search_logged_models(experiment_ids=[rec["experiment_id"]], output_format="list")
     names = {lm.name for lm in logged}
     assert {"matcher", "recommender"} <= names
@@ -238,6 +238,39 @@ def test_models_stage_is_tracked_in_the_run_directory(small_models_run):
     np.testing.assert_allclose(p[:, 1], test.p.head(20), rtol=1e-9)  # the logged model is the one whose predictions are stored
     # the project's store was not touched
     assert not (run.path.parent / "mlruns").exists()
+
+
+def test_the_reports_figures_are_logged_to_mlflow(small_models_run, tmp_path):
+    """The report's figures, drawn from the stored tables as the notebook draws them, land in MLflow as the very files saved in the run."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import mlflow
+    src, _ = small_models_run
+    before = mlflow.get_tracking_uri()  # tracking the copy points this process at its store: the other tests read the stage's
+    try: _log_the_reports_figures(src, tmp_path)
+    finally: mlflow.set_tracking_uri(before)
+
+
+def _log_the_reports_figures(src, tmp_path):
+    import matplotlib.pyplot as plt
+    import mlflow
+
+    from thinkalike_ml.models import (MATCHER_HGB_TRIALS, MATCHER_LOGREG_GRID, MODELS_FIGURES, RECOMMENDER_SCORES, RECOMMENDER_TUNING,
+                                      plot_matcher_calibration, plot_matcher_search, plot_recommender_scores, track_report_figures)
+    run = RunDirectory(shutil.copytree(src.path, tmp_path / "run", ignore=shutil.ignore_patterns("mlruns", "tracking.json")))  # a copy with a store of its own
+    assert track_report_figures(run, run.params) == []  # nothing drawn yet: nothing logged
+    figs = {"matcher_search": plot_matcher_search(run.read_table(MATCHER_LOGREG_GRID), run.read_table(MATCHER_HGB_TRIALS)),
+            "matcher_calibration": plot_matcher_calibration(load_predictions(run)["matcher"]),
+            "recommender_scores": plot_recommender_scores(run.read_table(RECOMMENDER_TUNING), run.read_table(RECOMMENDER_SCORES), run.params["top_k"])}
+    for name, fig in figs.items():
+        run.save_figure(name, fig); plt.close(fig)
+    assert track_report_figures(run, run.params) == [f"{n}.png" for n in MODELS_FIGURES]
+    rec = json.loads((run.path / "artifacts/tracking.json").read_text())
+    client = mlflow.MlflowClient(rec["tracking_uri"])
+    logged = {f.path for f in client.list_artifacts(rec["run_id"], "figures")}
+    assert logged == {f"figures/{n}.png" for n in MODELS_FIGURES}
+    got = client.download_artifacts(rec["run_id"], "figures/matcher_calibration.png", str(tmp_path))
+    assert open(got, "rb").read() == run.file("figures/matcher_calibration.png").read_bytes()
 
 
 def test_every_search_ends_inside_or_says_why(small_models_run):

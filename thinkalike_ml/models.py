@@ -27,25 +27,25 @@ __all__ = ['SCORING_BLOCK_USERS', 'EDGE_SHARE', 'NATURAL_BOUNDS', 'SEARCH_STATUS
            'RECOMMENDER_CANDIDATES', 'LIST_COLUMNS', 'RELEVANT_COLUMNS', 'MODELS_DIR', 'MATCHER_MODEL',
            'RECOMMENDER_MODEL', 'MATCHER_PREDICTIONS', 'RECOMMENDER_LISTS', 'RECOMMENDER_RELEVANT', 'MATCHER_SUMMARY',
            'RECOMMENDER_SUMMARY', 'MATCHER_SCORES', 'MATCHER_LOGREG_GRID', 'MATCHER_HGB_TRIALS', 'RECOMMENDER_SCORES',
-           'RECOMMENDER_TUNING', 'SEARCH_EDGES', 'MOVIETWEETINGS_PROTOCOL', 'TRAINING_SAMPLE', 'top_k_items',
-           'ranking_metrics', 'InteractionData', 'interaction_data', 'user_subset', 'Recommender', 'RandomRecommender',
-           'MostPopularRecommender', 'TimeDecayedPopularityRecommender', 'ItemKNNRecommender', 'EASERecommender',
-           'ValueProfileRecommender', 'recommend', 'EvaluationSplit', 'evaluation_split', 'evaluate_on_split',
-           'evaluate_recommender', 'movietweetings_split', 'evaluate_movietweetings_protocol',
-           'tune_recommender_on_validation', 'ValueSimilarityBaseline', 'classification_scores', 'is_range',
-           'grid_position', 'edge_side', 'widen_space', 'search_edge', 'widening_grid_search', 'widen_study',
-           'check_widenings', 'make_logreg', 'make_hgb', 'cv_splits', 'grid_search_logreg', 'optuna_search_hgb',
-           'calibrate_on_validation', 'MatcherData', 'matcher_data', 'stratified_sample_rows', 'sample_matcher_data',
-           'MatcherTuning', 'tune_matcher', 'fit_matcher_candidates', 'calibrate_candidates', 'matcher_predictions',
-           'matcher_scores', 'select_matcher', 'matcher_metrics', 'MatcherResult', 'train_matcher', 'RecommenderData',
-           'sample_users', 'recommender_data', 'cv_ndcg', 'grid_trials', 'optuna_ease', 'RecommenderTuning',
-           'tune_recommender', 'select_recommender', 'recommendation_lists', 'relevant_items', 'OracleRecommender',
-           'ranking_metrics_from_lists', 'recommender_makers', 'list_recommendations', 'recommender_scores',
-           'cold_start_metrics', 'RecommenderModel', 'package_recommender', 'recommender_metrics', 'RecommenderResult',
-           'train_recommender', 'persist_matcher', 'persist_recommender', 'load_models', 'load_predictions',
-           'plot_matcher_calibration', 'plot_matcher_search', 'plot_recommender_scores', 'track_dataset',
-           'track_matcher', 'track_recommender', 'track_figures', 'run_movietweetings', 'pair_groups',
-           'training_sample_table', 'track_models_stage', 'run_models_stage']
+           'RECOMMENDER_TUNING', 'SEARCH_EDGES', 'MOVIETWEETINGS_PROTOCOL', 'TRAINING_SAMPLE', 'MODELS_FIGURES',
+           'top_k_items', 'ranking_metrics', 'InteractionData', 'ids_in', 'interaction_data', 'user_subset',
+           'Recommender', 'RandomRecommender', 'MostPopularRecommender', 'TimeDecayedPopularityRecommender',
+           'ItemKNNRecommender', 'EASERecommender', 'ValueProfileRecommender', 'recommend', 'EvaluationSplit',
+           'evaluation_split', 'evaluate_on_split', 'evaluate_recommender', 'movietweetings_split',
+           'evaluate_movietweetings_protocol', 'tune_recommender_on_validation', 'ValueSimilarityBaseline',
+           'classification_scores', 'is_range', 'grid_position', 'edge_side', 'widen_space', 'search_edge',
+           'widening_grid_search', 'widen_study', 'check_widenings', 'make_logreg', 'make_hgb', 'cv_splits',
+           'grid_search_logreg', 'optuna_search_hgb', 'calibrate_on_validation', 'MatcherData', 'matcher_data',
+           'stratified_sample_rows', 'sample_matcher_data', 'MatcherTuning', 'tune_matcher', 'fit_matcher_candidates',
+           'calibrate_candidates', 'matcher_predictions', 'matcher_scores', 'select_matcher', 'matcher_metrics',
+           'MatcherResult', 'train_matcher', 'RecommenderData', 'sample_users', 'recommender_data', 'cv_ndcg',
+           'grid_trials', 'optuna_ease', 'RecommenderTuning', 'tune_recommender', 'select_recommender',
+           'recommendation_lists', 'relevant_items', 'OracleRecommender', 'ranking_metrics_from_lists',
+           'recommender_makers', 'list_recommendations', 'recommender_scores', 'cold_start_metrics', 'RecommenderModel',
+           'package_recommender', 'recommender_metrics', 'RecommenderResult', 'train_recommender', 'persist_matcher',
+           'persist_recommender', 'load_models', 'load_predictions', 'plot_matcher_calibration', 'plot_matcher_search',
+           'plot_recommender_scores', 'track_dataset', 'track_matcher', 'track_recommender', 'track_report_figures',
+           'run_movietweetings', 'pair_groups', 'training_sample_table', 'track_models_stage', 'run_models_stage']
 
 # %% ../nbs/04_models.ipynb #abd6df77
 def top_k_items(scores: np.ndarray, # users x items scores (-inf marks items that must not be recommended)
@@ -98,6 +98,12 @@ class InteractionData:
     def n_users(self): return len(self.users)
     @property
     def n_items(self): return len(self.items)
+
+def ids_in(values, # a Series, Index or array of ids
+         among, # the ids to look for (any collection but a set; repeats are fine)
+        ) -> np.ndarray:
+    "Whether each of `values` is one of `among`, as a boolean array (what `Series.isin` gives, by one hash lookup: pandas 3's `isin` on strings turns each of `among` into a pyarrow scalar first)."
+    return pd.Index(among).unique().get_indexer(values) >= 0
 
 def interaction_data(interactions: pd.DataFrame, # rows with user_id, item_id (and timestamp)
                      users=None, # user ids to index (default: those in `interactions`)
@@ -286,17 +292,17 @@ def evaluation_split(train: pd.DataFrame, # training interactions (user_id, item
                     ) -> EvaluationSplit:
     "Training matrix plus the test relevance of users seen in training, restricted to items seen in training."
     data = interaction_data(train, user_features=user_features)
-    test = test[test["user_id"].isin(data.users) & test["item_id"].isin(data.items)]
+    test = test[ids_in(test["user_id"], data.users) & ids_in(test["item_id"], data.items)]
     rel = interaction_data(test, users=data.users, items=data.items).X
     rows = np.flatnonzero(np.asarray(rel.sum(1)).ravel() > 0)
-    fit_rows = None if fit_users is None else np.flatnonzero(data.users.isin(fit_users))
+    fit_rows = None if fit_users is None else np.flatnonzero(ids_in(data.users, fit_users))
     return EvaluationSplit(data, rel[rows], rows, fit_rows)
 
 def evaluate_on_split(model: Recommender, split: EvaluationSplit, k: int = 10, fitted: bool = False) -> dict:
     "Fit `model` on the split's training data (unless `fitted`), recommend k unseen items to all its evaluated users, score them."
     if not fitted:
-        with measured() as m: model.fit(split.fit_data())
-    with measured() as p: top = recommend(model, split.data, split.rows, k)
+        with measured(memory=False) as m: model.fit(split.fit_data())
+    with measured(memory=False) as p: top = recommend(model, split.data, split.rows, k)
     res = ranking_metrics(top, split.relevant, k)
     if not fitted: res["fit_seconds"] = m.seconds
     res["users_per_second"] = len(split.rows) / max(p.seconds, 1e-9)
@@ -317,7 +323,7 @@ def movietweetings_split(ratings: pd.DataFrame, quantile: float = 0.8):
     ts = pd.to_datetime(ratings["timestamp"]) if not pd.api.types.is_numeric_dtype(ratings["timestamp"]) else ratings["timestamp"]
     cut = ts.quantile(quantile)
     train, test = ratings[ts <= cut], ratings[ts > cut]
-    test = test[test["user_id"].isin(set(train["user_id"])) & test["item_id"].isin(set(train["item_id"]))]
+    test = test[ids_in(test["user_id"], train["user_id"]) & ids_in(test["item_id"], train["item_id"])]
     return train, test
 
 def evaluate_movietweetings_protocol(interactions: pd.DataFrame, # user_id, item_id, timestamp (every rating is an interaction)
@@ -686,12 +692,12 @@ def tune_matcher(data: MatcherData, # the matcher's rows
         cv = pd.DataFrame(grid_search_logreg(X, y, data.cv_folds(), seed, {key: list(values)}).cv_results_)
         parts.append(pd.DataFrame({"C": cv[f"param_{key}"].astype(float), "cv_log_loss": -cv["mean_test_neg_log_loss"], "cv_roc_auc": cv["mean_test_roc_auc"]}))
         return (-parts[-1]["cv_log_loss"]).tolist()
-    with measured() as m:
+    with measured(memory=False) as m:
         _, lr_edge = widening_grid_search((grid or LOGREG_GRID)[key], score, max_widenings, NATURAL_BOUNDS[key], "matcher logreg", "C")
     trials = []
     def on_trial(i, p, loss, losses, secs):
         trials.append({"trial": i, **p, "cv_log_loss": loss, "folds_run": len(losses), "seconds": secs})
-    with measured() as h: study = optuna_search_hgb(X, y, data.cv_folds(), n_trials=n_trials, seed=seed, on_trial=on_trial, max_widenings=max_widenings)
+    with measured(memory=False) as h: study = optuna_search_hgb(X, y, data.cv_folds(), n_trials=n_trials, seed=seed, on_trial=on_trial, max_widenings=max_widenings)
     edges = pd.DataFrame([lr_edge, *study.user_attrs["search_edges"]])
     return MatcherTuning({key: lr_edge["chosen"]}, study.best_params, pd.concat(parts, ignore_index=True), pd.DataFrame(trials),
                          {"logreg_search_seconds": m.seconds, "hgb_search_seconds": h.seconds}, edges)
@@ -739,7 +745,7 @@ def matcher_predictions(data: MatcherData, # the matcher's rows
                   _prediction_rows(rows, split, "value_similarity", False, ValueSimilarityBaseline().predict_proba(X)[:, 1])]
         for name, m in models.items():
             parts.append(_prediction_rows(rows, split, name, True, calibrated[name].predict_proba(X)[:, 1]))
-            with measured() as t: p = m.predict_proba(X)[:, 1]
+            with measured(memory=False) as t: p = m.predict_proba(X)[:, 1]
             if split == "validation": timing[f"{name}_predict_rows_per_second"] = len(X) / max(t.seconds, 1e-9)
             parts.append(_prediction_rows(rows, split, name, False, p))
     oracle = _oracle_probabilities(data.tables["test"], truth)
@@ -856,8 +862,8 @@ def _time_folds(splits: dict, inter: pd.DataFrame):
     if tf is None or len(tf) == 0: return []
     out = []
     for f, g in tf.groupby("fold"):
-        tr = inter[inter["interaction_id"].isin(g.loc[g["role"] == "train", "interaction_id"])]
-        va = inter[inter["interaction_id"].isin(g.loc[g["role"] == "validation", "interaction_id"])]
+        tr = inter[ids_in(inter["interaction_id"], g.loc[g["role"] == "train", "interaction_id"])]
+        va = inter[ids_in(inter["interaction_id"], g.loc[g["role"] == "validation", "interaction_id"])]
         if len(tr) and len(va): out.append((tr, va))
     return out
 
@@ -872,7 +878,7 @@ def sample_users(history: pd.DataFrame, # training interactions (user_id, ...)
         return None, info | {"train_users_used": int(len(counts)), "train_interactions_used": int(len(history)), "stratified_by": ""}
     band = pd.DataFrame({"activity": pd.qcut(counts.rank(method="first").to_numpy(), min(4, len(counts)), labels=False)})
     users = pd.Index(counts.index[stratified_sample_rows(band, max_users, seed)])
-    return users, info | {"train_users_used": int(len(users)), "train_interactions_used": int(history["user_id"].isin(users).sum()),
+    return users, info | {"train_users_used": int(len(users)), "train_interactions_used": int(ids_in(history["user_id"], users).sum()),
                           "stratified_by": "activity quartile"}
 
 def recommender_data(interactions: pd.DataFrame, # the dataset's interactions
@@ -1052,9 +1058,9 @@ def list_recommendations(models: dict, # unfitted (or, with fit=False, fitted) r
     for name, m in models.items():
         row = {"model": name}
         if fit:
-            with measured() as f: m.fit(split.fit_data())
+            with measured(memory=False) as f: m.fit(split.fit_data())
             row["fit_seconds"] = f.seconds
-        with measured() as p: lists.append(recommendation_lists(m, split.data, split.rows, k, name))
+        with measured(memory=False) as p: lists.append(recommendation_lists(m, split.data, split.rows, k, name))
         timing.append(row | {"users_per_second": len(split.rows) / max(p.seconds, 1e-9)})
     return models, pd.concat(lists, ignore_index=True), pd.DataFrame(timing)
 
@@ -1083,7 +1089,7 @@ def cold_start_metrics(data: RecommenderData, # the periods
     cold_users = np.setdiff1d(data.test["user_id"].unique(), seen)
     out = {"n_cold_users": int(len(cold_users))}
     if not len(cold_users) or data.user_features is None: return out
-    ct = data.test[data.test["user_id"].isin(cold_users) & data.test["item_id"].isin(items)]
+    ct = data.test[ids_in(data.test["user_id"], cold_users) & ids_in(data.test["item_id"], items)]
     rel = interaction_data(ct, users=pd.Index(cold_users), items=items).X
     paths = {"most_popular": np.tile(fitted["most_popular"].popularity_, (len(cold_users), 1)),
              "value_profile": fitted["value_profile"].score_features(data.user_features.reindex(cold_users))}
@@ -1461,18 +1467,18 @@ def track_recommender(result: RecommenderResult) -> None:
         mlflow.pyfunc.log_model(name="recommender", python_model=py, signature=infer_signature(ex, py.predict(None, ex)), input_example=ex,
                                 pip_requirements=_pip_requirements("thinkalike-ml"))
 
-def track_figures(matcher: MatcherResult | None, recommender: RecommenderResult | None) -> None:
-    "Log the stage's figures, drawn from its results, under `figures/` in MLflow."
-    import matplotlib.pyplot as plt
+MODELS_FIGURES = ("matcher_search", "matcher_calibration", "recommender_scores")  # the report's figures (`figures/<name>.png`), logged by `track_report_figures`
+
+def track_report_figures(run, # the run's `RunDirectory`
+                         params: dict, # resolved run parameters
+                        ) -> list:
+    "Log the figures the report drew and saved (`figures/<name>.png` of `MODELS_FIGURES`) under `figures/` in the run's MLflow run; the file names logged."
     import mlflow
-    figs = {"matcher_calibration": lambda: plot_matcher_calibration(matcher.predictions),
-            "matcher_search": lambda: plot_matcher_search(matcher.tuning.grid, matcher.tuning.trials)} if matcher is not None else {}
-    if recommender is not None:
-        figs["recommender_scores"] = lambda: plot_recommender_scores(recommender.tuning.table, recommender.scores, recommender.k)
-    for name, draw in figs.items():
-        fig = draw()
-        mlflow.log_figure(fig, f"figures/{name}.png")
-        plt.close(fig)
+    paths = [run.file(f"figures/{n}.png") for n in MODELS_FIGURES if run.exists(f"figures/{n}.png")]
+    if paths:
+        with tracked_run(run, params, "models"):
+            for p in paths: mlflow.log_artifact(str(p), "figures")
+    return [p.name for p in paths]
 
 # %% ../nbs/04_models.ipynb #d77475de
 def run_movietweetings(params: dict, interactions: pd.DataFrame) -> tuple[dict, pd.DataFrame]:
@@ -1532,12 +1538,11 @@ def training_sample_table(matcher: MatcherResult | None, recommender: Recommende
     return pd.DataFrame(rows)
 
 def track_models_stage(run, inputs: dict, matcher: MatcherResult | None, recommender: RecommenderResult | None) -> None:
-    "Log the dataset, the models that were trained, the figures and the feature dictionary to the run's MLflow run."
+    "Log the dataset, the models that were trained and the feature dictionary to the run's MLflow run (the report logs its figures: `track_report_figures`)."
     import mlflow
     track_dataset(run, inputs["data"])
     if matcher is not None: track_matcher(matcher)
     if recommender is not None: track_recommender(recommender)
-    track_figures(matcher, recommender)
     mlflow.log_text(inputs["features"]["dictionary"].to_csv(index=False), "features/feature_dictionary.csv")
 
 def run_models_stage(run, # the run's `RunDirectory`

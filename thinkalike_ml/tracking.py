@@ -123,9 +123,15 @@ class Measurement:
     peak_mib: float = float("nan")
 
 @contextlib.contextmanager
-def measured():
+def measured(memory: bool = True, # also record the peak traced memory (off: only the time, and `peak_mib` stays NaN)
+            ):
     "Context manager yielding a `Measurement` filled in (seconds, peak_mib) when the block ends."
     m = Measurement()
+    if not memory:
+        t0 = time.perf_counter()
+        try: yield m
+        finally: m.seconds = time.perf_counter() - t0
+        return
     started = tracemalloc.is_tracing()
     if not started: tracemalloc.start()
     tracemalloc.reset_peak()
