@@ -299,15 +299,14 @@ def dataset_hash_partitioned(client, tables: dict) -> str:
     h = hashlib.sha256(b"thinkalike-dataset-v1\n")
     for name in sorted(tables):
         t = tables[name]
-        if isinstance(t, PartitionedTable): t = t.futures
         if isinstance(t, pd.DataFrame):
             local = _sorted_part(t, ID_COLUMNS[name])
             n, columns = len(local), list(local.columns)
             pieces_of = lambda c: iter([_column_slice(local, c)])
         else:
-            n = sum(client.gather(client.map(len, t)))
-            columns = client.submit(lambda d: list(d.columns), t[0]).result()
-            pieces_of = lambda c, t=t: stream_partitions(client, _column_slice, t, c)
+            if not isinstance(t, PartitionedTable): t = PartitionedTable(client, name, t)
+            n, columns = len(t), t.columns  # the partitions' lengths asked once, and kept for the version's writing
+            pieces_of = lambda c, t=t.futures: stream_partitions(client, _column_slice, t, c)
         h.update(f"{name}|{n}\n".encode())
         for c in sorted(c for c in columns if not c.startswith("_")):
             h.update(f"{c}\n".encode())
@@ -341,25 +340,28 @@ class PartitionedTable:
     "A final table held on the Dask workers as partitions that, read in order, hold its rows sorted by id; nothing of it is in the client."
     def __init__(self, client, name: str, futures: list):
         self.client, self.name, self.futures = client, name, list(futures)
-        self._rows = None
-    def __len__(self) -> int:
-        if self._rows is None: self._rows = int(sum(self.client.gather(self.client.map(len, self.futures))))
-        return self._rows
+        self._lengths, self._columns = None, None
+    def lengths(self) -> list[int]:
+        "The rows of each partition, asked of the workers once (the partitions never change)."
+        if self._lengths is None: self._lengths = [int(k) for k in self.client.gather(self.client.map(len, self.futures))]
+        return self._lengths
+    def __len__(self) -> int: return sum(self.lengths())
     @property
-    def columns(self) -> list[str]: return list(self.client.submit(lambda d: list(d.columns), self.futures[0]).result())
+    def columns(self) -> list[str]:
+        if self._columns is None: self._columns = list(self.client.submit(lambda d: list(d.columns), self.futures[0]).result())
+        return list(self._columns)
     def summary(self) -> dict:
         "`data.table_summary` of the whole table from its partitions' summaries; the dtypes those of the partitions concatenated."
         parts = self.client.gather(self.client.map(table_summary, self.futures))
         s = combine_summaries(parts)
         heads = self.client.gather(self.client.map(_head, self.futures))
         s["dtypes"] = {c: str(t) for c, t in _concat([h for h in heads if len(h)] or heads).dtypes.items()}
-        self._rows = s["rows"]
         return s
     def write_parquet(self, folder) -> None:
         "The workers write the partitions, in order, as `part-00000.parquet`, ... in `folder`, all with one schema (the partitions' unified)."
         import pyarrow as pa
         schemas = self.client.gather(self.client.map(_arrow_schema, self.futures))
-        nonempty = [sc for sc, k in zip(schemas, self.client.gather(self.client.map(len, self.futures))) if k] or schemas
+        nonempty = [sc for sc, k in zip(schemas, self.lengths()) if k] or schemas
         schema = pa.unify_schemas(nonempty, promote_options="permissive").with_metadata(nonempty[0].metadata)
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=False)
@@ -532,14 +534,14 @@ def _build_on(client, params: dict, key: bytes, timings: dict | None) -> dict:
     tables = finalize({"items": items} if items is not None else {})  # items, and the empty tables of a source without them
     for name in ("interactions", "suggestions"):
         if name in final: tables.pop(name, None)
-    hashed = {**{k: v for k, v in tables.items() if k not in final}, **final}
     wait([f for v in final.values() for f in v])
+    final = {name: PartitionedTable(client, name, f) for name, f in final.items()}
     lap("finalize and sort")
-    digest = dataset_hash_partitioned(client, hashed)
+    digest = dataset_hash_partitioned(client, {**{k: v for k, v in tables.items() if k not in final}, **final})
     lap("hash")
     have = [t for t in TABLES if t in final or (t == "items" and items is not None)]  # the pandas engine's order of tables
     names = have + [t for t in ("suggestions", "interactions", "items") if t not in have]
-    tables = {name: (PartitionedTable(client, name, final[name]) if name in final else tables[name]) for name in names}
+    tables = {name: (final[name] if name in final else tables[name]) for name in names}
     if truth:  # the synthetic source's ground truth, for the rows kept (their ids gathered: the generator's tables are in the client anyway)
         truth = _pseudonymize_truth(truth, {n: _frame(t, [ID_COLUMNS[n]]) for n, t in tables.items()}, key)
     return {"tables": tables, "truth": truth or None, "quality": quality, "consent": consent, "hash": digest}
