@@ -22,10 +22,10 @@ from .data import (ID_COLUMNS, IDENTIFIER_COLUMNS, TABLES, USER_ID_COLUMNS, Data
                                 finalize, pseudonymize, read_withdrawn_ids, resolve_path, RAW_SCHEMA, _frame, combine_summaries, table_summary)
 
 # %% auto #0
-__all__ = ['LOCAL_WORKERS', 'LOCAL_MEMORY_SHARE', 'HASH_AHEAD', 'USER_KEYS', 'local_cluster', 'dask_client', 'user_partition',
-           'regroup', 'read_table_dask', 'conform_partitions', 'combine_rules', 'sort_partitions', 'stream_partitions',
-           'dataset_hash_partitioned', 'PartitionedTable', 'read_files_dask', 'map_blocks_dask', 'build_dataset_dask',
-           'pair_features_dask', 'score_file_dask']
+__all__ = ['LOCAL_WORKERS', 'LOCAL_MEMORY_SHARE', 'NONE_MARK', 'HASH_AHEAD', 'USER_KEYS', 'local_cluster', 'dask_client',
+           'user_partition', 'regroup', 'read_table_dask', 'conform_partitions', 'combine_rules', 'sort_partitions',
+           'stream_partitions', 'dataset_hash_partitioned', 'PartitionedTable', 'read_files_dask', 'map_blocks_dask',
+           'build_dataset_dask', 'pair_features_dask', 'score_file_dask']
 
 # %% ../nbs/01b_engine.ipynb #c51c3cd6
 LOCAL_WORKERS = 2  # worker processes of the local cluster (one thread each)
@@ -79,15 +79,32 @@ def _item(client, futures: list, j: int) -> list:
     "Futures of element `j` of each future's result (a tuple or list)."
     return client.map(operator.getitem, futures, [j] * len(futures))
 
+NONE_MARK = "_none:"  # prefix of the column that marks a text column's None values while its rows move through Arrow
+
 def _tag(df: pd.DataFrame, i: int, where, n: int, *args) -> pd.DataFrame:
-    "Input partition `i` with its rows' output partition (`_to`, from `where(df, *args, n)`) and input position (`_seq`)."
+    """Input partition `i` with its rows' output partition (`_to`, from `where(df, *args, n)`), input position (`_seq`), and for each
+    object column which of its missing values are None (Arrow keeps only "missing", which comes back as NaN)."""
     to = np.asarray(where(df, *args, n), dtype="int64")
-    return df.reset_index(drop=True).assign(_to=to, _seq=(np.int64(i) << np.int64(32)) + np.arange(len(df), dtype="int64"))
+    df = df.reset_index(drop=True)
+    marks = {}
+    for c in df.columns[df.dtypes == object]:
+        miss = df[c].isna().to_numpy()
+        m = np.zeros(len(df), "int8")
+        m[np.flatnonzero(miss)[[v is None for v in df[c].to_numpy()[miss]]]] = 1
+        marks[NONE_MARK + c] = m
+    return df.assign(**marks, _to=to, _seq=(np.int64(i) << np.int64(32)) + np.arange(len(df), dtype="int64"))
 
 def _untag(df: pd.DataFrame) -> pd.DataFrame:
-    "An output partition of the shuffle with its rows back in input order, without the position column."
-    order = np.argsort(df["_seq"].to_numpy(), kind="stable")
-    return df.take(order).drop(columns=["_seq"]).reset_index(drop=True)
+    "An output partition of the shuffle with its rows back in input order and its None values back, without the added columns."
+    df = df.take(np.argsort(df["_seq"].to_numpy(), kind="stable"))
+    marks = [c for c in df.columns if c.startswith(NONE_MARK)]
+    for mark in marks:
+        c, none = mark[len(NONE_MARK):], df[mark].to_numpy() == 1
+        if none.any():
+            v = df[c].to_numpy(dtype=object, copy=True)
+            v[none] = None
+            df[c] = pd.Series(v, index=df.index, dtype=object)  # object: pandas would infer its text dtype from the array
+    return df.drop(columns=marks + ["_seq"]).reset_index(drop=True)
 
 def regroup(client, futures: list, where, n: int, *args) -> list:
     """Futures of `n` partitions: output partition j holds the rows of every input partition for which `where(df, *args, n)` is j,
