@@ -108,7 +108,7 @@ def _untag(df: pd.DataFrame) -> pd.DataFrame:
 
 def regroup(client, futures: list, where, n: int, *args) -> list:
     """Futures of `n` partitions: output partition j holds the rows of every input partition for which `where(df, *args, n)` is j,
-    in input order. The rows move by Dask's peer-to-peer shuffle (disk-backed on the workers, about 2n tasks), not by n x n pieces."""
+    in input order. The rows move by Dask's peer-to-peer shuffle (disk-backed on the workers, about 5n tasks), not by n x n pieces."""
     import dask
     import dask.dataframe as dd
     from dask.dataframe.dask_expr import new_collection
