@@ -44,12 +44,14 @@ def _peak_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
 
 
-def generate(scale: float, folder: str, items: int = 0) -> dict:
-    """Generate the raw tables at `scale` x the default size (`items` communities if given) and write each as a folder of Parquet parts."""
+def generate(scale: float, folder: str, items: int = 0, sampler: str = "exact") -> dict:
+    """Generate the raw tables at `scale` x the default size (`items` communities if given, interactions drawn by `sampler`) and write
+    each as a folder of Parquet parts."""
     os.environ.setdefault("THINKALIKE_PSEUDONYM_KEY", "bench-key")
     from thinkalike_ml import data as D
     from thinkalike_ml.config import resolve_params
-    params = resolve_params(overrides={"n_users": int(DEFAULT["n_users"] * scale), "n_items": items or int(DEFAULT["n_items"] * scale)})
+    params = resolve_params(overrides={"n_users": int(DEFAULT["n_users"] * scale), "n_items": items or int(DEFAULT["n_items"] * scale),
+                                              "interaction_sampler": sampler})
     t = time.perf_counter()
     raw, _ = D.collect_raw(params)
     seconds = time.perf_counter() - t
@@ -125,11 +127,10 @@ def run_engine(engine: str, files: dict, train_sample: int) -> dict:
     key, steps, out = D.pseudonym_key(), {}, {"engine": engine}
     cluster = client = None
     if engine == "dask":
-        from distributed import Client, LocalCluster, wait
-        from thinkalike_ml.engine import build_dataset_dask
+        from distributed import Client, wait
+        from thinkalike_ml.engine import build_dataset_dask, local_cluster
         t = time.perf_counter()
-        cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None,
-                               worker_dashboard_address=None, silence_logs=40)
+        cluster = local_cluster()  # the data stage's own local cluster: 2 single-threaded workers, each with its share of the memory
         client = Client(cluster)
         client.run(_warm)  # the workers' one-time imports, counted with the cluster's start, not with the first step
         steps["cluster start"] = time.perf_counter() - t
@@ -165,6 +166,7 @@ def run_engine(engine: str, files: dict, train_sample: int) -> dict:
         out["score_checksum"] = float(np.round(total, 6))
         out.update(steps=steps, fit_rows=n_fit, pairs=n_pairs, client_peak_mib=_peak_mib())
         out["worker_peak_mib"] = sorted(v / 1024 for v in client.run(lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss).values())
+        out["worker_memory_limit_mib"] = [w["memory_limit"] / 2**20 for w in client.scheduler_info()["workers"].values()]
         client.close()
         cluster.close()
         return out
@@ -223,6 +225,9 @@ def main(argv=None):
     ap.add_argument("--items", type=int, default=0,
                     help="communities at every size (0: 300 x the size). The generator's draws cost users x communities, so at 100x "
                          "and beyond a fixed number keeps generation linear; the engines' steps depend on rows, not on communities")
+    ap.add_argument("--sampler", default="exact", choices=["exact", "tree"],
+                    help="the generator's interaction sampler (parameter interaction_sampler): 'exact' costs users x communities, "
+                         "'tree' grows with interactions")
     ap.add_argument("--train-sample", type=int, default=50_000, help="most pairs the matcher is fitted on (stratified sample)")
     ap.add_argument("--results", help="a JSON-lines file: each engine's result per size is appended to it, and the exponents are fitted "
                                       "over every result in it (so sizes run in several invocations on the same machine fit together)")
@@ -230,8 +235,8 @@ def main(argv=None):
     ap.add_argument("--arg", help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
     if a.child == "generate":
-        scale, folder, items = json.loads(a.arg)
-        print(json.dumps(generate(scale, folder, items)))
+        scale, folder, items, sampler = json.loads(a.arg)
+        print(json.dumps(generate(scale, folder, items, sampler)))
         return
     if a.child:
         print(json.dumps(run_engine(a.child, json.loads(a.arg), a.train_sample)))
@@ -239,31 +244,57 @@ def main(argv=None):
     root = Path(__file__).resolve().parents[1]
     env = {**os.environ, "PYTHONPATH": f"{root}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
     def child(kind, arg):
-        r = subprocess.run([sys.executable, __file__, "--child", kind, "--arg", json.dumps(arg), "--train-sample", str(a.train_sample)],
-                           env=env, capture_output=True, text=True)
-        if r.returncode: raise RuntimeError(f"{kind} failed:\n{r.stderr[-3000:]}")
-        return json.loads(r.stdout.strip().splitlines()[-1])
+        """Run one child process; its result, with the peak of the summed resident memory of its whole process tree (the client, the
+        workers and their nannies), sampled every second."""
+        import threading
+        import psutil
+        with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+            p = subprocess.Popen([sys.executable, __file__, "--child", kind, "--arg", json.dumps(arg), "--train-sample", str(a.train_sample)],
+                                 env=env, stdout=out, stderr=err, text=True)
+            peak, done = [0], threading.Event()
+            def watch():
+                root = psutil.Process(p.pid)
+                while not done.wait(1.0):
+                    try: procs = [root] + root.children(recursive=True)
+                    except psutil.Error: continue
+                    rss = 0
+                    for q in procs:
+                        try: rss += q.memory_info().rss
+                        except psutil.Error: pass
+                    peak[0] = max(peak[0], rss)
+            th = threading.Thread(target=watch, daemon=True)
+            th.start()
+            code = p.wait()
+            done.set()
+            th.join()
+            out.seek(0); err.seek(0)
+            if code: raise RuntimeError(f"{kind} failed (process tree peak {peak[0] / 2**20:,.0f} MiB):\n{err.read()[-3000:]}")
+            r = json.loads(out.read().strip().splitlines()[-1])
+        r["tree_peak_mib"] = peak[0] / 2**20
+        return r
     results = []
     for scale in a.sizes:
         with tempfile.TemporaryDirectory(prefix="bench-scale-") as folder:
             load = os.getloadavg()[0]
-            g = child("generate", [scale, folder, a.items])
+            g = child("generate", [scale, folder, a.items, a.sampler])
             raw_rows = sum(g["rows"].values())
-            print(f"\n== {scale:g}x: {g['rows']} raw rows ({raw_rows:,}); generated in pandas in {g['generate_s']:.1f} s, "
+            print(f"\n== {scale:g}x: {g['rows']} raw rows ({raw_rows:,}); generated in pandas ({a.sampler} sampler) in {g['generate_s']:.1f} s, "
                   f"peak {g['generate_peak_mib']:.0f} MiB; load average {load:.1f} at the start, {os.getloadavg()[0]:.1f} after generating", flush=True)
             by_engine = {}
             for engine in a.engines:
+                load_before = os.getloadavg()[0]
                 try: r = child(engine, g["files"])
                 except RuntimeError as e:
                     print(f"   {engine}: {e}", flush=True)
                     continue
-                r.update(scale=scale, raw_rows=raw_rows)
+                r.update(scale=scale, raw_rows=raw_rows, sampler=a.sampler, items=a.items, load_before=load_before, load_after=os.getloadavg()[0])
                 by_engine[engine] = r
                 results.append(r)
                 if a.results:
                     with open(a.results, "a", encoding="utf-8") as f: f.write(json.dumps(r) + "\n")
                 workers = f", workers {' / '.join(f'{w:.0f}' for w in r['worker_peak_mib'])} MiB" if "worker_peak_mib" in r else ""
-                print(f"   {engine} (load average {os.getloadavg()[0]:.1f}): total {sum(r['steps'].values()):.1f} s; peak memory: client {r['client_peak_mib']:.0f} MiB{workers}; "
+                print(f"   {engine} (load average {load_before:.1f} before, {r['load_after']:.1f} after): total {sum(r['steps'].values()):.1f} s; peak memory: client {r['client_peak_mib']:.0f} MiB{workers}, "
+                      f"whole process tree {r['tree_peak_mib']:,.0f} MiB; "
                       f"matcher fitted on {r['fit_rows']:,} of {r['pairs']:,} pairs", flush=True)
                 for step, s in r["steps"].items():
                     n = _rows(r, step)

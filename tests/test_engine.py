@@ -211,3 +211,28 @@ def test_a_partitioned_table_is_written_by_the_workers_and_read_back_as_the_one_
         assert sorted(p.name for p in (tmp_path/"store").iterdir()) == ["v1"]
     for f in (path/"interactions").iterdir(): f.unlink()
     with pytest.raises(FileNotFoundError, match="table 'interactions' is missing"): read_version(path)
+
+
+def test_regroup_moves_rows_by_p2p_shuffle_in_input_order_with_their_missing_values(scheduler):
+    """Output partition j holds the rows of every input whose partition is j, in input order, with the same dtypes and missing
+    values (None stays None, NaN stays NaN in text columns), moved by Dask's P2P shuffle."""
+    from distributed import Client
+    from thinkalike_ml.engine import _by_user, regroup, user_partition
+    rng = np.random.default_rng(0)
+    frames = []
+    for i, k in enumerate((400, 0, 700, 350, 500)):  # an empty input partition too
+        frames.append(pd.DataFrame({
+            "user_id": pd.Series([f"U{x}" if x % 17 else None for x in rng.integers(0, 300, k)], dtype=object),
+            "t": pd.Series(pd.to_datetime(rng.integers(0, 10**9, k), unit="s")).astype("datetime64[us]"),
+            "x": rng.random(k), "b": pd.array(rng.random(k) > .5, dtype="boolean"),
+            "s": pd.Series([None if x % 5 == 0 else np.nan if x % 7 == 0 else f"v{x}" for x in range(k)], dtype=object),
+            "z": pd.Series([f"w{x}" if x % 3 else np.nan for x in range(k)], dtype="str")}, index=np.arange(k) + 1000 * i))
+    every = pd.concat(frames, ignore_index=True)
+    where = user_partition(every["user_id"], 4)
+    with Client(scheduler) as c:
+        out = c.gather(regroup(c, c.scatter(frames), _by_user, 4, "user_id"))
+    assert len(out) == 4 and sum(map(len, out)) == len(every)
+    for j in range(4):
+        want = every[where == j].reset_index(drop=True)
+        pd.testing.assert_frame_equal(out[j], want)
+        for col in ("user_id", "s"): assert list(map(repr, out[j][col])) == list(map(repr, want[col])), col

@@ -22,21 +22,33 @@ from .data import (ID_COLUMNS, IDENTIFIER_COLUMNS, TABLES, USER_ID_COLUMNS, Data
                                 finalize, pseudonymize, read_withdrawn_ids, resolve_path, RAW_SCHEMA, _frame, combine_summaries, table_summary)
 
 # %% auto #0
-__all__ = ['LOCAL_WORKERS', 'HASH_AHEAD', 'USER_KEYS', 'dask_client', 'user_partition', 'regroup', 'read_table_dask',
-           'conform_partitions', 'combine_rules', 'sort_partitions', 'stream_partitions', 'dataset_hash_partitioned',
-           'PartitionedTable', 'read_files_dask', 'map_blocks_dask', 'build_dataset_dask', 'pair_features_dask',
-           'score_file_dask']
+__all__ = ['LOCAL_WORKERS', 'LOCAL_MEMORY_SHARE', 'NONE_MARK', 'HASH_AHEAD', 'USER_KEYS', 'local_cluster', 'dask_client',
+           'user_partition', 'regroup', 'read_table_dask', 'conform_partitions', 'combine_rules', 'sort_partitions',
+           'stream_partitions', 'dataset_hash_partitioned', 'PartitionedTable', 'read_files_dask', 'map_blocks_dask',
+           'build_dataset_dask', 'pair_features_dask', 'score_file_dask']
 
 # %% ../nbs/01b_engine.ipynb #c51c3cd6
 LOCAL_WORKERS = 2  # worker processes of the local cluster (one thread each)
+LOCAL_MEMORY_SHARE = 0.7  # of the machine's memory, split between the local cluster's workers (the rest: the client, the system)
+
+def local_cluster(n_workers: int = LOCAL_WORKERS, # worker processes (one thread each)
+                  memory_share: float = LOCAL_MEMORY_SHARE, # of the machine's memory, for all workers together
+                 ):
+    """A `LocalCluster` of single-threaded worker processes on 127.0.0.1 without dashboards, each worker limited to its share of
+    `memory_share` of the machine: past 70% of its limit a worker spills data to its local disk, past 80% it pauses, and only past
+    95% does its nanny restart it (Dask's thresholds)."""
+    from distributed import LocalCluster
+    from distributed.system import MEMORY_LIMIT
+    return LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None,
+                        worker_dashboard_address=None, silence_logs=40, memory_limit=int(memory_share * MEMORY_LIMIT / n_workers))
 
 @contextlib.contextmanager
 def dask_client(scheduler: str = "", # a scheduler address such as 'tcp://host:8786'; empty: a local cluster
                 n_workers: int = LOCAL_WORKERS, # local cluster only: worker processes (one thread each)
                ):
-    "A Dask client on `scheduler`, or on a local cluster of single-threaded processes on 127.0.0.1 that is closed on exit."
+    "A Dask client on `scheduler`, or on a `local_cluster` that is closed on exit."
     import dask
-    from distributed import Client, LocalCluster
+    from distributed import Client
     with dask.config.set({"dataframe.convert-string": False}):
         if scheduler:
             try: client = Client(scheduler, timeout="30s")
@@ -46,8 +58,7 @@ def dask_client(scheduler: str = "", # a scheduler address such as 'tcp://host:8
             return
         main = sys.modules["__main__"]
         if not hasattr(main, "__spec__"): main.__spec__ = None  # a papermill kernel's main module lacks it, and spawning workers reads it
-        with LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True, host="127.0.0.1",
-                          dashboard_address=None, worker_dashboard_address=None, silence_logs=40) as cluster, Client(cluster) as client:
+        with local_cluster(n_workers) as cluster, Client(cluster) as client:
             yield client
 
 # %% ../nbs/01b_engine.ipynb #f2d35ed9
@@ -57,12 +68,9 @@ def user_partition(ids: pd.Series, n: int) -> np.ndarray:
     h = pd.util.hash_pandas_object(pd.Series(ids, dtype=object).astype(str).where(pd.Series(ids).notna().to_numpy(), ""), index=False)
     return (h.to_numpy() % np.uint64(n)).astype("int64")
 
-def _pieces(df: pd.DataFrame, where: np.ndarray, n: int) -> list[pd.DataFrame]:
-    "`df` cut into `n` pieces by the partition number of each row (`where`), keeping row order."
-    return [df[where == j] for j in range(n)]
-
-def _cut_by_user(df: pd.DataFrame, col: str, n: int) -> list[pd.DataFrame]:
-    return _pieces(df, user_partition(df[col], n), n)
+def _by_user(df: pd.DataFrame, col: str, n: int) -> np.ndarray:
+    "The output partition of each row: that of its user in column `col`."
+    return user_partition(df[col], n)
 
 def _concat(parts: list[pd.DataFrame]) -> pd.DataFrame:
     return pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0].reset_index(drop=True)
@@ -71,11 +79,49 @@ def _item(client, futures: list, j: int) -> list:
     "Futures of element `j` of each future's result (a tuple or list)."
     return client.map(operator.getitem, futures, [j] * len(futures))
 
-def regroup(client, futures: list, cut, n: int, *args) -> list:
-    "Futures of `n` partitions: piece j of every input partition (cut by `cut(df, *args, n)`), concatenated in input order."
-    cuts = client.map(cut, futures, *[[a] * len(futures) for a in args], [n] * len(futures), pure=False)
-    pieces = [_item(client, cuts, j) for j in range(n)]
-    return [client.submit(_concat, p, pure=False) for p in pieces]
+NONE_MARK = "_none:"  # prefix of the column that marks a text column's None values while its rows move through Arrow
+
+def _tag(df: pd.DataFrame, i: int, where, n: int, *args) -> pd.DataFrame:
+    """Input partition `i` with its rows' output partition (`_to`, from `where(df, *args, n)`), input position (`_seq`), and for each
+    object column which of its missing values are None (Arrow keeps only "missing", which comes back as NaN)."""
+    to = np.asarray(where(df, *args, n), dtype="int64")
+    df = df.reset_index(drop=True)
+    marks = {}
+    for c in df.columns[df.dtypes == object]:
+        miss = df[c].isna().to_numpy()
+        m = np.zeros(len(df), "int8")
+        m[np.flatnonzero(miss)[[v is None for v in df[c].to_numpy()[miss]]]] = 1
+        marks[NONE_MARK + c] = m
+    return df.assign(**marks, _to=to, _seq=(np.int64(i) << np.int64(32)) + np.arange(len(df), dtype="int64"))
+
+def _untag(df: pd.DataFrame) -> pd.DataFrame:
+    "An output partition of the shuffle with its rows back in input order and its None values back, without the added columns."
+    df = df.take(np.argsort(df["_seq"].to_numpy(), kind="stable"))
+    marks = [c for c in df.columns if c.startswith(NONE_MARK)]
+    for mark in marks:
+        c, none = mark[len(NONE_MARK):], df[mark].to_numpy() == 1
+        if none.any():
+            v = df[c].to_numpy(dtype=object, copy=True)
+            v[none] = None
+            df[c] = pd.Series(v, index=df.index, dtype=object)  # object: pandas would infer its text dtype from the array
+    return df.drop(columns=marks + ["_seq"]).reset_index(drop=True)
+
+def regroup(client, futures: list, where, n: int, *args) -> list:
+    """Futures of `n` partitions: output partition j holds the rows of every input partition for which `where(df, *args, n)` is j,
+    in input order. The rows move by Dask's peer-to-peer shuffle (disk-backed on the workers, about 5n tasks), not by n x n pieces."""
+    import dask
+    import dask.dataframe as dd
+    from dask.dataframe.dask_expr import new_collection
+    from dask.dataframe.dask_expr._shuffle import Shuffle
+    tagged = client.map(_tag, futures, range(len(futures)), [where] * len(futures), [n] * len(futures),
+                        *[[a] * len(futures) for a in args], pure=False)
+    if n == 1: return [client.submit(_untag, client.submit(_concat, tagged, pure=False), pure=False)]
+    meta = client.submit(lambda d: d.iloc[:0], tagged[0]).result()
+    with dask.config.set({"dataframe.convert-string": False}):
+        frame = dd.from_delayed(tagged, meta=meta, verify_meta=False)
+        moved = new_collection(Shuffle(frame.expr, "_to", n, True, "p2p", None))  # output partition j: the rows whose `_to` is j
+        out = client.compute(moved.to_delayed(optimize_graph=False))
+    return client.map(_untag, out, pure=False)
 
 # %% ../nbs/01b_engine.ipynb #b18d98d2
 def _matches(path, table: str) -> list[str]:
@@ -212,13 +258,16 @@ def _duplicate_ids(df: pd.DataFrame) -> dict:
     n, first = _first_rows(df, dup)
     return {"n": n, "first": first, "id": df.iloc[:, 0].to_numpy()[dup][0] if n else None}
 
-def _cut_by_id(df: pd.DataFrame, n: int) -> list[pd.DataFrame]:
-    return _cut_by_user(df, df.columns[0], n)
+def _by_id(df: pd.DataFrame, n: int) -> np.ndarray:
+    return user_partition(df.iloc[:, 0], n)
 
 def _references_part(df: pd.DataFrame, table: str, users: pd.DataFrame, items: pd.DataFrame | None):
     chk = _PartitionChecker()
     t = {"users": users, table: df} | ({"items": items} if items is not None else {})
     return _check_references(chk, t)[table], chk.rows
+
+def _columns(df: pd.DataFrame, cols: list[str]) -> pd.DataFrame:
+    return df[[c for c in cols if c in df]]
 
 def _missing_counts(df: pd.DataFrame) -> tuple[int, dict]:
     return len(df), {c: int(df[c].isna().sum()) for c in df.columns}
@@ -227,8 +276,8 @@ def _missing_counts(df: pd.DataFrame) -> tuple[int, dict]:
 def _finalize_part(df: pd.DataFrame, table: str) -> pd.DataFrame:
     return finalize({table: df})[table]
 
-def _cut_by_range(df: pd.DataFrame, col: str, bounds: np.ndarray, n: int) -> list[pd.DataFrame]:
-    return _pieces(df, np.searchsorted(bounds, df[col].to_numpy(dtype=object), side="right"), n)
+def _by_range(df: pd.DataFrame, col: str, bounds: np.ndarray, n: int) -> np.ndarray:
+    return np.searchsorted(bounds, df[col].to_numpy(dtype=object), side="right")
 
 def _sorted_part(df: pd.DataFrame, col: str) -> pd.DataFrame:
     return df.sort_values(col, kind="stable").reset_index(drop=True)
@@ -237,7 +286,7 @@ def sort_partitions(client, futures: list, col: str, n: int) -> list:
     "Futures of partitions that, read in order, hold every row sorted by `col` (range partitioning on a sample)."
     sample = np.sort(np.concatenate(client.gather(client.map(lambda d: d[col].to_numpy(dtype=object)[:: max(1, len(d) // 200)], futures))))
     bounds = sample[(np.arange(1, n) * len(sample)) // n] if len(sample) else np.array([], dtype=object)
-    return client.map(_sorted_part, regroup(client, futures, _cut_by_range, n, col, bounds), [col] * n)
+    return client.map(_sorted_part, regroup(client, futures, _by_range, n, col, bounds), [col] * n)
 
 def _column_slice(df: pd.DataFrame, col: str) -> tuple[bytes, bytes, int]:
     "The type prefix and payload of `_column_bytes` of one column of this partition, and its row count."
@@ -267,15 +316,14 @@ def dataset_hash_partitioned(client, tables: dict) -> str:
     h = hashlib.sha256(b"thinkalike-dataset-v1\n")
     for name in sorted(tables):
         t = tables[name]
-        if isinstance(t, PartitionedTable): t = t.futures
         if isinstance(t, pd.DataFrame):
             local = _sorted_part(t, ID_COLUMNS[name])
             n, columns = len(local), list(local.columns)
             pieces_of = lambda c: iter([_column_slice(local, c)])
         else:
-            n = sum(client.gather(client.map(len, t)))
-            columns = client.submit(lambda d: list(d.columns), t[0]).result()
-            pieces_of = lambda c, t=t: stream_partitions(client, _column_slice, t, c)
+            if not isinstance(t, PartitionedTable): t = PartitionedTable(client, name, t)
+            n, columns = len(t), t.columns  # the partitions' lengths asked once, and kept for the version's writing
+            pieces_of = lambda c, t=t.futures: stream_partitions(client, _column_slice, t, c)
         h.update(f"{name}|{n}\n".encode())
         for c in sorted(c for c in columns if not c.startswith("_")):
             h.update(f"{c}\n".encode())
@@ -309,25 +357,28 @@ class PartitionedTable:
     "A final table held on the Dask workers as partitions that, read in order, hold its rows sorted by id; nothing of it is in the client."
     def __init__(self, client, name: str, futures: list):
         self.client, self.name, self.futures = client, name, list(futures)
-        self._rows = None
-    def __len__(self) -> int:
-        if self._rows is None: self._rows = int(sum(self.client.gather(self.client.map(len, self.futures))))
-        return self._rows
+        self._lengths, self._columns = None, None
+    def lengths(self) -> list[int]:
+        "The rows of each partition, asked of the workers once (the partitions never change)."
+        if self._lengths is None: self._lengths = [int(k) for k in self.client.gather(self.client.map(len, self.futures))]
+        return self._lengths
+    def __len__(self) -> int: return sum(self.lengths())
     @property
-    def columns(self) -> list[str]: return list(self.client.submit(lambda d: list(d.columns), self.futures[0]).result())
+    def columns(self) -> list[str]:
+        if self._columns is None: self._columns = list(self.client.submit(lambda d: list(d.columns), self.futures[0]).result())
+        return list(self._columns)
     def summary(self) -> dict:
         "`data.table_summary` of the whole table from its partitions' summaries; the dtypes those of the partitions concatenated."
         parts = self.client.gather(self.client.map(table_summary, self.futures))
         s = combine_summaries(parts)
         heads = self.client.gather(self.client.map(_head, self.futures))
         s["dtypes"] = {c: str(t) for c, t in _concat([h for h in heads if len(h)] or heads).dtypes.items()}
-        self._rows = s["rows"]
         return s
     def write_parquet(self, folder) -> None:
         "The workers write the partitions, in order, as `part-00000.parquet`, ... in `folder`, all with one schema (the partitions' unified)."
         import pyarrow as pa
         schemas = self.client.gather(self.client.map(_arrow_schema, self.futures))
-        nonempty = [sc for sc, k in zip(schemas, self.client.gather(self.client.map(len, self.futures))) if k] or schemas
+        nonempty = [sc for sc, k in zip(schemas, self.lengths()) if k] or schemas
         schema = pa.unify_schemas(nonempty, promote_options="permissive").with_metadata(nonempty[0].metadata)
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=False)
@@ -361,6 +412,10 @@ def map_blocks_dask(client) -> callable:
 
 USER_KEYS = {"users": "user_id", "interactions": "user_id", "suggestions": "user_a"}  # the column each table is partitioned by
 
+def _first_seen(df: pd.DataFrame, col: str) -> pd.Series:
+    "The distinct non-missing values of a column in order of first appearance."
+    return df[col].dropna().drop_duplicates().reset_index(drop=True)
+
 def _gather(client, futures: list) -> pd.DataFrame:
     return _concat(client.gather(futures))
 
@@ -378,12 +433,12 @@ def _quality_dask(client, parts: dict, items: pd.DataFrame | None, order: list[s
             rows += combine_rules([recs])
             items = df
             continue
-        done = client.map(_check_part, parts[name], [name] * n, [now] * n)
+        done = client.map(_check_part, parts.pop(name), [name] * n, [now] * n)  # the input's futures dropped: workers hold one copy
         recs = combine_rules(client.gather(_item(client, done, 1)))
         idc = ID_COLUMNS[name]
         if name != "users" and any(r["rule"] == "unique ids" for r in recs):  # ids of other users' partitions may repeat
             ids = _item(client, done, 2)
-            facts = client.gather(client.map(_duplicate_ids, regroup(client, ids, _cut_by_id, n)))
+            facts = client.gather(client.map(_duplicate_ids, regroup(client, ids, _by_id, n)))
             hit = [f for f in facts if f["n"]]
             first = min(hit, key=lambda f: f["first"]) if hit else {"first": -1, "id": None}
             i = next(k for k, r in enumerate(recs) if r["rule"] == "unique ids")
@@ -392,8 +447,8 @@ def _quality_dask(client, parts: dict, items: pd.DataFrame | None, order: list[s
         rows += recs
         out[name] = _item(client, done, 0)
     _raise_failures(rows)
-    users = _gather(client, client.map(lambda d: d[[c for c in ("user_id", "signup_time") if c in d]], out["users"]))
-    users_f = client.scatter(users, broadcast=True)
+    # the users' ids and signup times, gathered on a worker (not in the client); each worker fetches that one frame once
+    users_f = client.submit(_concat, client.map(_columns, out["users"], [["user_id", "signup_time"]] * n), pure=False)
     items_f = client.scatter(items[["item_id"]], broadcast=True) if items is not None else None
     for name in ("interactions", "suggestions"):
         if name not in out: continue
@@ -429,6 +484,11 @@ def build_dataset_dask(params: dict, key: bytes,
             out = build_dataset_dask(params, key, timings, own)
             out["tables"] = {n: (t.to_pandas() if isinstance(t, PartitionedTable) else t) for n, t in out["tables"].items()}
             return out
+    import dask
+    with dask.config.set({"dataframe.convert-string": False}):  # also with a caller's client: the tables keep pandas' dtypes
+        return _build_on(client, params, key, timings)
+
+def _build_on(client, params: dict, key: bytes, timings: dict | None) -> dict:
     rows_per_part = int(params.get("dask_partition_rows") or 250_000)
     now = pd.Timestamp.now(tz="UTC").tz_localize(None)
     timings = {} if timings is None else timings
@@ -453,11 +513,13 @@ def build_dataset_dask(params: dict, key: bytes,
     lap("read and conform")
     if "items" in conformed: items = _gather(client, conformed.pop("items"))
     elif "interactions" in conformed:
-        ids = pd.unique(_gather(client, client.map(lambda d: d[["item_id"]], conformed["interactions"]))["item_id"].dropna())
+        # each partition's distinct ids in order of first appearance, then those of all partitions: the pandas engine's order
+        ids = pd.unique(pd.concat(client.gather(client.map(_first_seen, conformed["interactions"], ["item_id"] * len(conformed["interactions"]))), ignore_index=True))
         items = pd.DataFrame({"item_id": ids, "_row": np.arange(len(ids))})
     else: items = None
     n = max(1, -(-max(sum(client.gather(client.map(len, f))) for f in conformed.values()) // rows_per_part))
-    parts = {name: regroup(client, f, _cut_by_user, n, USER_KEYS[name]) for name, f in conformed.items()}
+    # each step's futures replace the previous step's (popped, rebound), so the workers hold about one copy of the data
+    parts = {name: regroup(client, conformed.pop(name), _by_user, n, USER_KEYS[name]) for name in list(conformed)}
     # consent: the removed users are decided on the user partitions, then applied everywhere
     withdrawn = read_withdrawn_ids(params.get("withdrawn_ids_file"))
     found = client.gather(client.map(_removed_users, parts["users"], [withdrawn] * n, [key] * n))
@@ -465,7 +527,7 @@ def build_dataset_dask(params: dict, key: bytes,
     consent = {"users_without_consent": sum(c["users_without_consent"] for _, c in found),
                "users_withdrawn": sum(c["users_withdrawn"] for _, c in found), "withdrawn_ids_listed": len(withdrawn)}
     lap("partition by user")
-    removed_f = client.scatter(removed, broadcast=True)
+    removed_f = client.scatter([removed], broadcast=True)[0]  # one object: scattering the set itself would make a task of every id
     order = ["users"] + [t for t in ("interactions", "suggestions") if t in parts]
     for name in order:
         done = client.map(_consent_part, parts[name], [name] * n, [removed_f] * n, [withdrawn] * n, [key] * n)
@@ -484,19 +546,19 @@ def build_dataset_dask(params: dict, key: bytes,
     quality = pd.concat([pd.DataFrame(checks), pd.DataFrame(rows, columns=list(_check("", "", "", "", 0, 0, 0, "", "")))], ignore_index=True)
     final = {}
     for name in [t for t in TABLES if t in parts]:
-        fin = client.map(_finalize_part, parts[name], [name] * n)
+        fin = client.map(_finalize_part, parts.pop(name), [name] * n)
         final[name] = sort_partitions(client, fin, ID_COLUMNS[name], n)
     tables = finalize({"items": items} if items is not None else {})  # items, and the empty tables of a source without them
     for name in ("interactions", "suggestions"):
         if name in final: tables.pop(name, None)
-    hashed = {**{k: v for k, v in tables.items() if k not in final}, **final}
     wait([f for v in final.values() for f in v])
+    final = {name: PartitionedTable(client, name, f) for name, f in final.items()}
     lap("finalize and sort")
-    digest = dataset_hash_partitioned(client, hashed)
+    digest = dataset_hash_partitioned(client, {**{k: v for k, v in tables.items() if k not in final}, **final})
     lap("hash")
     have = [t for t in TABLES if t in final or (t == "items" and items is not None)]  # the pandas engine's order of tables
     names = have + [t for t in ("suggestions", "interactions", "items") if t not in have]
-    tables = {name: (PartitionedTable(client, name, final[name]) if name in final else tables[name]) for name in names}
+    tables = {name: (final[name] if name in final else tables[name]) for name in names}
     if truth:  # the synthetic source's ground truth, for the rows kept (their ids gathered: the generator's tables are in the client anyway)
         truth = _pseudonymize_truth(truth, {n: _frame(t, [ID_COLUMNS[n]]) for n, t in tables.items()}, key)
     return {"tables": tables, "truth": truth or None, "quality": quality, "consent": consent, "hash": digest}
