@@ -31,15 +31,16 @@ __all__ = ['VALUE_CATEGORIES', 'IMPORTANCE_COLUMNS', 'POSITION_COLUMNS', 'TOPIC_
            'POPULARITY_WEIGHT', 'TASTE_DIMS', 'TASTE_WEIGHT', 'ACTIVITY_SPREAD', 'GEN_BLOCK_USERS', 'RATING_SCALE',
            'RATING_NOISE_SD', 'RATING_CENTRE', 'RATING_SPREAD', 'TREE_BRANCHING', 'TREE_EXPANSIONS', 'ACCEPTANCE',
            'ACCEPTANCE_TERMS', 'VALUE_PREFIXES', 'DATA_PARAMS', 'PART_FILES', 'GENERATOR_PARAMS', 'DATASET_RECORD',
-           'TRUTH_DIR', 'category_slug', 'DataError', 'DataQualityError', 'map_blocks', 'ItemTree', 'build_item_tree',
-           'tree_sample', 'tree_probabilities', 'marginal_acceptance', 'acceptance_terms', 'generate_raw',
-           'resolve_path', 'read_table_file', 'apply_column_mapping', 'check_files_params', 'read_files',
-           'check_input_files', 'read_movietweetings', 'declared_columns', 'conform', 'read_withdrawn_ids',
-           'apply_consent', 'pseudonym_key', 'synthetic_pseudonym_key', 'dataset_pseudonym_key', 'pseudonymize',
-           'apply_privacy', 'age_band', 'check_quality', 'finalize', 'empty_interactions', 'empty_suggestions',
-           'dataset_hash', 'store_root', 'write_version', 'read_version', 'table_summary', 'combine_summaries',
-           'make_datasheet', 'collect_raw', 'build_dataset', 'value_similarity', 'version_dataset', 'run_data_stage',
-           'export_data', 'dataset_version', 'load_dataset', 'load_truth', 'true_item_scores']
+           'TRUTH_DIR', 'category_slug', 'DataError', 'DataQualityError', 'map_blocks', 'InteractionPlan',
+           'assemble_interactions', 'ItemTree', 'build_item_tree', 'tree_sample', 'tree_probabilities',
+           'marginal_acceptance', 'acceptance_terms', 'generate_raw', 'resolve_path', 'read_table_file',
+           'apply_column_mapping', 'check_files_params', 'read_files', 'check_input_files', 'read_movietweetings',
+           'declared_columns', 'conform', 'read_withdrawn_ids', 'apply_consent', 'pseudonym_key',
+           'synthetic_pseudonym_key', 'dataset_pseudonym_key', 'pseudonymize', 'apply_privacy', 'age_band',
+           'check_quality', 'finalize', 'empty_interactions', 'empty_suggestions', 'dataset_hash', 'store_root',
+           'write_version', 'read_version', 'table_summary', 'combine_summaries', 'make_datasheet', 'collect_raw',
+           'build_dataset', 'value_similarity', 'version_dataset', 'run_data_stage', 'export_data', 'dataset_version',
+           'load_dataset', 'load_truth', 'true_item_scores']
 
 # %% ../nbs/01_data.ipynb #2122c8d0
 VALUE_CATEGORIES = ["Transparency", "Empowerment", "Privacy", "Ethical AI", "Community", "Authenticity", "Innovation", "Efficiency"]
@@ -96,9 +97,17 @@ _LAST = ["Abernathy", "Brightwater", "Castellanos", "Dunmore", "Eriksdottir", "F
          "Ibarguen", "Jablonski", "Kowalczyk", "Lindqvist", "Montgomery", "Nakamura", "Okonkwo", "Pemberton"]
 _N_ARCHETYPES = 6
 
-def _padded_ids(prefix: str, n: int) -> pd.Series:
+def _padded_ids(prefix: str, n: int,
+                at=None, # positions: the ids of those rows only (of a numbering of `n` rows); default all `n`
+               ) -> pd.Series:
     "Ids `prefix000..` of equal width for `n` rows (so string order is numeric order)."
-    return prefix + pd.Series(np.arange(n)).astype(str).str.zfill(max(6, len(str(n))))
+    pos = np.arange(n) if at is None else np.asarray(at, dtype="int64")
+    return prefix + pd.Series(pos).astype(str).str.zfill(max(6, len(str(n))))
+
+def _ids_of(prefix: str, n: int, pos: np.ndarray) -> np.ndarray:
+    "The `_padded_ids` of rows `pos` (repeats allowed) as an object array, each distinct id formatted once."
+    uniq, inv = np.unique(np.asarray(pos, dtype="int64"), return_inverse=True)
+    return _padded_ids(prefix, n, uniq).to_numpy()[inv]
 
 def _seconds(ts: np.ndarray) -> pd.Series:
     "Whole seconds after TIME_START as timestamps."
@@ -232,44 +241,99 @@ def _interaction_block(seed: int, block: int, factors: np.ndarray, counts: np.nd
     return u, i, event, ts
 
 def map_blocks(fn, args: list[tuple], shared: dict) -> list:
-    "Run `fn(*a, **shared)` for each `a` in `args`, in order, in this process (the Dask engine passes its own, which runs them on workers)."
+    "Run `fn(*a, **shared)` for each `a` in `args`, in order, in this process (the Dask engine can run them on workers instead)."
     return [fn(*a, **shared) for a in args]
 
-def _generate_interactions(rng, users: pd.DataFrame, items: pd.DataFrame, latent: dict, item_latent: dict,
-                           per_user: float, activity_days: float = 0.0, activity_rng=None, seed: int = 0, mapper=map_blocks,
-                           sampler: str = "exact") -> pd.DataFrame:
-    "Timestamped views, joins and engagements drawn from the true preferences, in blocks of `GEN_BLOCK_USERS` users with streams of their own (no row loops); `sampler` 'tree': drawn by `tree_sample`."
-    n = len(users)
-    activity = rng.lognormal(0, 0.8, n)
+@dataclass
+class InteractionPlan:
+    "What drawing the interactions needs, decided in one process: the blocks' arguments, what every block shares, and the row count."
+    seed: int
+    blocks: list  # per block of `GEN_BLOCK_USERS` users: (seed, block, first user row, factors, counts, signup, end)
+    shared: dict  # item_factors, bias (and tree): sent once to every block
+    rows: int  # interactions in all (the sum of the users' counts: known before any draw)
+    n_users: int
+    n_items: int
+    signup: np.ndarray  # each user's signup (seconds), for the dirty rows timed before their user's signup
+
+def _interaction_plan(rng, latent: dict, item_latent: dict, n_users: int, n_items: int, per_user: float, activity_days: float = 0.0,
+                      activity_rng=None, seed: int = 0, sampler: str = "exact") -> InteractionPlan:
+    "Each user's number of interactions (from `rng`) and the blocks of users that draw them, with streams of their own."
+    activity = rng.lognormal(0, 0.8, n_users)
     counts = rng.poisson(per_user * activity / activity.mean())
     rng.bit_generator.advance(3 * int(counts.sum()))  # the draws the sampler once took from this stream: the suggestions stay as they were
     span = (TIME_END - TIME_START).total_seconds()
     end = _activity_end(latent["signup"], span, activity_days, activity_rng)  # a separate generator: the default data stay as they were
     factors = _user_factors(latent)
-    blocks = [(seed, b, factors[s:s + GEN_BLOCK_USERS], counts[s:s + GEN_BLOCK_USERS], latent["signup"][s:s + GEN_BLOCK_USERS],
-               end[s:s + GEN_BLOCK_USERS]) for b, s in enumerate(range(0, n, GEN_BLOCK_USERS))]
+    blocks = [(seed, b, s, factors[s:s + GEN_BLOCK_USERS], counts[s:s + GEN_BLOCK_USERS], latent["signup"][s:s + GEN_BLOCK_USERS],
+               end[s:s + GEN_BLOCK_USERS]) for b, s in enumerate(range(0, n_users, GEN_BLOCK_USERS))]
     shared = dict(item_factors=_item_factors(item_latent), bias=POPULARITY_WEIGHT * item_latent["popularity"])
     if sampler == "tree": shared["tree"] = build_item_tree(shared["item_factors"], shared["bias"], seed)  # built once, sent to every block
     elif sampler != "exact": raise ParamError(f"parameter 'interaction_sampler': expected 'exact' or 'tree', got {sampler!r}")
-    done = mapper(_interaction_block, blocks, shared)
-    starts = np.arange(0, n, GEN_BLOCK_USERS)
-    u = np.concatenate([d[0] + s for d, s in zip(done, starts)]) if done else np.array([], int)
-    i, event, ts = ((np.concatenate([d[k] for d in done]) if done else np.array([])) for k in (1, 2, 3))
-    order = np.lexsort((i, u, ts))
-    return pd.DataFrame({"interaction_id": _padded_ids("I", len(u)),
-                         "user_id": users["user_id"].to_numpy()[u[order]], "item_id": items["item_id"].to_numpy()[i.astype(int)[order]],
-                         "event": event[order].astype(object), "timestamp": _seconds(ts[order])})
+    return InteractionPlan(seed, blocks, shared, int(counts.sum()), n_users, n_items, latent["signup"])
+
+def _interaction_frame(seed: int, block: int, start: int, factors: np.ndarray, counts: np.ndarray, signup: np.ndarray, end: np.ndarray,
+                       item_factors: np.ndarray, bias: np.ndarray, tree: ItemTree | None = None) -> pd.DataFrame:
+    """One block's interactions (`_interaction_block`) as rows: time `_t` (seconds), user row `_u`, community `_i`, event code `_e`
+    (in `EVENTS`), the true preference `_pref` (for the rating) and the row's position in the block `_k` (the last tie-break)."""
+    u, i, event, ts = _interaction_block(seed, block, factors, counts, signup, end, item_factors, bias, tree)
+    u, i = u.astype("int64"), i.astype("int64")
+    return pd.DataFrame({"_t": np.asarray(ts, float), "_u": u + start, "_i": i,
+                         "_e": np.select([event == "engage", event == "join"], [2, 1], 0).astype("int8"),
+                         "_pref": (factors[u] * item_factors[i]).sum(1) + bias[i], "_k": np.arange(len(u), dtype="int64")})
+
+def _no_draws() -> pd.DataFrame:
+    "The rows of `_interaction_frame` when there are no users."
+    return pd.DataFrame({"_t": np.zeros(0), "_u": np.zeros(0, "int64"), "_i": np.zeros(0, "int64"), "_e": np.zeros(0, "int8"),
+                         "_pref": np.zeros(0), "_k": np.zeros(0, "int64")})
+
+def _in_time_order(df: pd.DataFrame) -> pd.DataFrame:
+    """Rows by time, then user, then community, then position in their block: the order of the raw table (a user's rows are all
+    in one block, so these keys order every row as one stable sort of the blocks' rows, concatenated in block order, would)."""
+    return df.take(np.lexsort((df["_k"].to_numpy(), df["_i"].to_numpy(), df["_u"].to_numpy(), df["_t"].to_numpy()))).reset_index(drop=True)
 
 RATING_SCALE, RATING_NOISE_SD = (1, 5), 0.8  # whole stars; the noise on the latent rating
 RATING_CENTRE, RATING_SPREAD = 6.0, 3.0  # the preference (of a chosen community) that rates 3 stars, and the preference worth one more star
 
-def _ratings(inter: pd.DataFrame, users: pd.DataFrame, items: pd.DataFrame, latent: dict, item_latent: dict, rng) -> np.ndarray:
-    "A star rating for each interaction: 3 + (true preference - `RATING_CENTRE`) / `RATING_SPREAD` plus normal noise, rounded and clipped to `RATING_SCALE`."
-    u = pd.Index(users["user_id"]).get_indexer(inter["user_id"])
-    i = pd.Index(items["item_id"]).get_indexer(inter["item_id"])
-    pref = (_user_factors(latent)[u] * _item_factors(item_latent)[i]).sum(1) + POPULARITY_WEIGHT * item_latent["popularity"][i]
-    latent_rating = 3 + (pref - RATING_CENTRE) / RATING_SPREAD + rng.normal(0, RATING_NOISE_SD, len(u))
+def _stars(pref: np.ndarray, noise: np.ndarray) -> np.ndarray:
+    "A star rating: 3 + (true preference - `RATING_CENTRE`) / `RATING_SPREAD` plus the noise, rounded and clipped to `RATING_SCALE`."
+    latent_rating = 3 + (pref - RATING_CENTRE) / RATING_SPREAD + noise
     return np.clip(np.round(latent_rating), *RATING_SCALE).astype(float)
+
+def _rating_stream(seed: int) -> dict:
+    "The state of the ratings' noise stream at the first interaction (the stream `[seed, 3]`)."
+    return np.random.default_rng([seed, 3]).bit_generator.state
+
+def _noise(state: dict, n: int) -> np.ndarray:
+    "The next `n` rating noises of the stream in `state` (normal draws are chunkable: n then m draws equal n + m)."
+    rng = np.random.Generator(getattr(np.random, state["bit_generator"])())
+    rng.bit_generator.state = state
+    return rng.normal(0, RATING_NOISE_SD, n)
+
+def _finish_interactions(df: pd.DataFrame, offset: int, plan: InteractionPlan, noise_state: dict, dirty: list | None = None,
+                         signup: np.ndarray | None = None) -> pd.DataFrame:
+    """Rows `offset`.. of the raw interactions from their time-ordered draws `df`: ids numbered by global position, user and
+    community ids, event, timestamp, and the rating with the noise stream from `noise_state` (that of row `offset`); `dirty`: the
+    global positions `_corruption_picks` chose (unknown community, far future, before signup), applied to the rows in this slice."""
+    u, n = df["_u"].to_numpy(), len(df)
+    out = pd.DataFrame({"interaction_id": _padded_ids("I", plan.rows, np.arange(offset, offset + n)),
+                        "user_id": _ids_of("U", plan.n_users, u), "item_id": _ids_of("C", plan.n_items, df["_i"].to_numpy()),
+                        "event": np.array(EVENTS)[df["_e"].to_numpy()].astype(object), "timestamp": _seconds(df["_t"].to_numpy())})
+    out["rating"] = _stars(df["_pref"].to_numpy(), _noise(noise_state, n))
+    if dirty:
+        here = [p[(p >= offset) & (p < offset + n)] - offset for p in dirty]
+        out.loc[here[0], "item_id"] = "C_UNKNOWN"
+        out.loc[here[1], "timestamp"] = pd.Timestamp("2099-01-01")
+        out.loc[here[2], "timestamp"] = _seconds(signup[u[here[2]]]).to_numpy() - pd.Timedelta(days=1)
+    return out
+
+def assemble_interactions(plan: InteractionPlan, dirty: dict | None = None, mapper=map_blocks) -> pd.DataFrame:
+    """The raw interactions table, in this process: the blocks drawn by `mapper`, put in time order, numbered, rated, and (`dirty`:
+    see `_corruption_picks`) corrupted, with the duplicated rows appended. `engine.assemble_interactions_dask` gives the same
+    table as partitions that never leave the Dask workers."""
+    frames = mapper(_interaction_frame, plan.blocks, plan.shared)
+    rows = _in_time_order(pd.concat(frames, ignore_index=True) if frames else _no_draws())
+    out = _finish_interactions(rows, 0, plan, _rating_stream(plan.seed), dirty and dirty["interactions"], plan.signup)
+    return pd.concat([out, out.iloc[dirty["duplicates"]["interactions"]]], ignore_index=True) if dirty else out
 
 # %% ../nbs/01_data.ipynb #fedf1c50
 TREE_BRANCHING = 16  # children per node of the communities' k-means tree
@@ -475,34 +539,41 @@ def _blank(rng, users: pd.DataFrame, rate: float) -> pd.DataFrame:
         users[c] = users[c].where(~miss)  # NaN (numbers) or NA (strings)
     return users
 
-def _corrupt(rng, tables: dict, rate: float) -> dict:
-    "Corrupt a share `rate` of raw rows, a quarter each of four kinds per table."
-    if rate <= 0: return tables
+def _corruption_picks(rng, rows: dict, rate: float) -> dict | None:
+    """The raw rows to corrupt (a share `rate`, a quarter each of four kinds per table), drawn from the tables' row counts alone: per
+    table the positions of each kind, and 'duplicates' the rows to repeat at the end of each table (None when `rate` is 0)."""
+    if rate <= 0: return None
+    def pick(n): return rng.choice(n, size=min(n, int(round(rate / 4 * n))), replace=False)
+    picks = {"users": [pick(rows["users"]) for _ in range(3)],  # age, importance, position out of range
+             "interactions": [pick(rows["interactions"]) for _ in range(3)],  # unknown community, far future, before the user's signup
+             "suggestions": [pick(rows["suggestions"]) for _ in range(3)],  # unknown user_b, outcome 2, a user paired with themself
+             "items": [pick(rows["items"])]}  # negative size
+    picks["duplicates"] = {k: pick(rows[k]) for k in TABLES}
+    return picks
+
+def _corrupt(tables: dict, picks: dict | None) -> dict:
+    "Users, communities and suggestions with the rows `picks` chose corrupted and the duplicates appended (the interactions: `_finish_interactions`)."
+    if picks is None: return tables
     t = {k: v.copy() for k, v in tables.items()}
-    def pick(df): return rng.choice(len(df), size=min(len(df), int(round(rate / 4 * len(df)))), replace=False)
-    u, i, s = t["users"], t["interactions"], t["suggestions"]
-    u.loc[pick(u), "age"] = 150.0
-    u.loc[pick(u), IMPORTANCE_COLUMNS[0]] = 1.7
-    u.loc[pick(u), POSITION_COLUMNS[1]] = -3.0
-    i.loc[pick(i), "item_id"] = "C_UNKNOWN"
-    i.loc[pick(i), "timestamp"] = pd.Timestamp("2099-01-01")
-    late = pick(i)
-    signup = u.set_index("user_id")["signup_time"]
-    i.loc[late, "timestamp"] = signup.loc[i.loc[late, "user_id"]].to_numpy() - pd.Timedelta(days=1)
-    s.loc[pick(s), "user_b"] = "U_UNKNOWN"
-    s.loc[pick(s), "accepted"] = 2
-    sp = pick(s)
-    s.loc[sp, "user_b"] = s.loc[sp, "user_a"].to_numpy()
-    t["items"].loc[pick(t["items"]), "size"] = -5
-    for k in TABLES:  # exact duplicate rows
-        t[k] = pd.concat([t[k], t[k].iloc[pick(t[k])]], ignore_index=True)
+    u, s = t["users"], t["suggestions"]
+    pu, ps = picks["users"], picks["suggestions"]
+    u.loc[pu[0], "age"] = 150.0
+    u.loc[pu[1], IMPORTANCE_COLUMNS[0]] = 1.7
+    u.loc[pu[2], POSITION_COLUMNS[1]] = -3.0
+    s.loc[ps[0], "user_b"] = "U_UNKNOWN"
+    s.loc[ps[1], "accepted"] = 2
+    s.loc[ps[2], "user_b"] = s.loc[ps[2], "user_a"].to_numpy()
+    t["items"].loc[picks["items"][0], "size"] = -5
+    for k in t:  # exact duplicate rows
+        t[k] = pd.concat([t[k], t[k].iloc[picks["duplicates"][k]]], ignore_index=True)
     return t
 
 # %% ../nbs/01_data.ipynb #4a3aaff0
 def generate_raw(n_users=400, n_items=60, interactions_per_user=12.0, suggestions_per_user=8.0, consent_rate=0.92,
                  group_bias=0.25, data_drift=0.0, concept_drift=0.0, production_fraction=0.2, missing_rate=0.02,
                  dirty_rate=0.0, activity_days=0.0, bias_drift=0.0, seed=42, interaction_sampler="exact",
-                 mapper=map_blocks, # runs the interaction blocks: `map_blocks` here, or the Dask engine's on its workers (the same tables)
+                 mapper=map_blocks, # runs the interaction blocks of `assemble_interactions` (in this process by default)
+                 assemble=None, # (plan, dirty rows) -> the interactions: `assemble_interactions` by default; the Dask engine's keeps them on its workers
                  **_) -> tuple[dict, dict]:
     "Seeded raw tables as they would arrive (identifiers, consent flags) and their ground truth, keyed by raw ids."
     rng = np.random.default_rng(seed)
@@ -511,12 +582,14 @@ def generate_raw(n_users=400, n_items=60, interactions_per_user=12.0, suggestion
     users, latent = _generate_users(rng, n_users, consent_rate, data_drift, production_start)
     items, item_latent = _generate_items(rng, n_items, users, latent)
     latent["taste"], item_latent["taste"] = _hidden_taste(seed, n_users, n_items)
-    inter = _generate_interactions(rng, users, items, latent, item_latent, interactions_per_user, activity_days,
-                                   np.random.default_rng([seed, 1]), seed, mapper, interaction_sampler)
-    inter["rating"] = _ratings(inter, users, items, latent, item_latent, np.random.default_rng([seed, 3]))
+    plan = _interaction_plan(rng, latent, item_latent, n_users, n_items, interactions_per_user, activity_days,
+                             np.random.default_rng([seed, 1]), seed, interaction_sampler)
     sugg, sugg_truth = _generate_suggestions(rng, users, latent, suggestions_per_user, group_bias, concept_drift, production_start, bias_drift)
-    raw = _corrupt(rng, {"users": _blank(rng, users, missing_rate), "items": items, "interactions": inter,
-                         "suggestions": sugg}, dirty_rate)
+    blanked = _blank(rng, users, missing_rate)
+    dirty = _corruption_picks(rng, {"users": n_users, "items": n_items, "interactions": plan.rows, "suggestions": len(sugg)}, dirty_rate)
+    inter = (assemble or (lambda p, d: assemble_interactions(p, d, mapper)))(plan, dirty)
+    other = _corrupt({"users": blanked, "items": items, "suggestions": sugg}, dirty)
+    raw = {"users": other["users"], "items": other["items"], "interactions": inter, "suggestions": other["suggestions"]}
     f, t = _user_factors(latent), _item_factors(item_latent)
     names = [category_slug(c) for c in VALUE_CATEGORIES] + [f"taste_{j}" for j in range(TASTE_DIMS)]
     truth = {"suggestions": sugg_truth,
@@ -1189,10 +1262,11 @@ holding the user should be deleted from the store.
 """
 
 # %% ../nbs/01_data.ipynb #507c0023
-def collect_raw(params: dict, mapper=map_blocks) -> tuple[dict, dict | None]:
-    "The raw tables of the configured source, and the ground truth when it is known (`mapper`: see `generate_raw`)."
+def collect_raw(params: dict, mapper=map_blocks, assemble=None) -> tuple[dict, dict | None]:
+    "The raw tables of the configured source, and the ground truth when it is known (`mapper`, `assemble`: see `generate_raw`)."
     src = params["source"]
-    if src == "synthetic": return generate_raw(**{k: params[k] for k in DATA_PARAMS if k in params and k not in ("source",)}, mapper=mapper)
+    if src == "synthetic":
+        return generate_raw(**{k: params[k] for k in DATA_PARAMS if k in params and k not in ("source",)}, mapper=mapper, assemble=assemble)
     if src == "files": return read_files(params.get("files") or {}, params.get("column_mapping") or {}), None
     if src == "movietweetings": return read_movietweetings(), None
     raise DataError(f"parameter 'source': unknown source {src!r}")
