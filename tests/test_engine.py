@@ -79,20 +79,49 @@ def test_data_splits_and_features_are_identical_on_both_engines(tmp_path, schedu
     assert len(fa["pair_features"]) > 2 * SMALL["dask_partition_rows"]  # more than one block of pairs
 
 
-def test_generation_on_dask_gives_the_pandas_tables_whatever_the_order_of_the_blocks(monkeypatch, scheduler):
+def test_the_data_stage_with_the_tree_sampler_gives_the_same_version_on_both_engines(tmp_path, scheduler, monkeypatch):
+    """Generation on the workers with the tree sampler, dirty rows and long histories: the version (hash, manifest counts,
+    quality, truth) is the pandas engine's."""
+    monkeypatch.setattr("thinkalike_ml.data.GEN_BLOCK_USERS", 64)
+    runs = _both(tmp_path, scheduler, interaction_sampler="tree", dirty_rate=0.03, activity_days=30.0)
+    m = {e: run_data_stage(run, p) for e, (run, p) in runs.items()}
+    (pr, _), (dr, _) = runs["pandas"], runs["dask"]
+    a, b = dataset_version(pr), dataset_version(dr)
+    assert a["hash"] == b["hash"] and a["quality"] == b["quality"] and a["quality"]["warn"] > 0
+    assert {k: v for k, v in m["pandas"].items() if k != "seconds"} == {k: v for k, v in m["dask"].items() if k != "seconds"}
+    for t in ("suggestions", "user_factors", "item_factors"):
+        pd.testing.assert_frame_equal(pr.read_table(f"artifacts/data/truth/{t}.parquet"), dr.read_table(f"artifacts/data/truth/{t}.parquet"))
+
+
+@pytest.mark.parametrize("extra", [dict(), dict(dirty_rate=0.05), dict(interaction_sampler="tree", dirty_rate=0.02, activity_days=7.0)],
+                         ids=["clean", "dirty", "tree-dirty-long"])
+def test_generation_on_dask_gives_the_pandas_tables_whatever_the_order_of_the_blocks(monkeypatch, scheduler, extra):
+    """The interactions drawn, ordered, numbered, rated and corrupted on the workers (kept there as partitions) are the pandas
+    engine's raw table cut into pieces; so are the blocks run in another order, or gathered into the client."""
     from distributed import Client
     from thinkalike_ml import data
-    from thinkalike_ml.engine import map_blocks_dask
+    from thinkalike_ml.engine import assemble_interactions_dask, map_blocks_dask
     monkeypatch.setattr(data, "GEN_BLOCK_USERS", 37)  # 9 blocks of users, over both workers
-    kw = dict(n_users=300, n_items=30, interactions_per_user=8.0, seed=5)
+    kw = dict(n_users=300, n_items=30, interactions_per_user=8.0, seed=5, **extra)
     a = data.generate_raw(**kw)[0]
-    with Client(scheduler) as c: b = data.generate_raw(**kw, mapper=map_blocks_dask(c))[0]
+    with Client(scheduler) as c:
+        b = data.generate_raw(**kw, mapper=map_blocks_dask(c))[0]
+        kept = data.generate_raw(**kw, assemble=assemble_interactions_dask(c, rows=500))[0]
+        parts = kept["interactions"]
+        assert isinstance(parts, list) and len(parts) >= 5  # futures of partitions, not a frame
+        pieces = c.gather(parts)
     backwards = lambda fn, args, shared: data.map_blocks(fn, args[::-1], shared)[::-1]  # another order of running the blocks
     r = data.generate_raw(**kw, mapper=backwards)[0]
     for t in a:
         pd.testing.assert_frame_equal(a[t], b[t])
         pd.testing.assert_frame_equal(a[t], r[t])
-    assert a["interactions"].user_id.nunique() > 250 and a["interactions"].interaction_id.is_unique
+        if t != "interactions": pd.testing.assert_frame_equal(a[t], kept[t])
+    assert max(len(p) for p in pieces) < 2 * 500  # the time ranges come out about even
+    pd.testing.assert_frame_equal(pd.concat(pieces, ignore_index=True), a["interactions"])
+    assert a["interactions"].user_id.nunique() > 250
+    if extra.get("dirty_rate"):  # the dirty rows are there: unknown communities, duplicated rows
+        assert (a["interactions"].item_id == "C_UNKNOWN").any() and a["interactions"].interaction_id.duplicated().any()
+    else: assert a["interactions"].interaction_id.is_unique
 
 
 def _export(tmp_path) -> dict:

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import glob
 import hashlib
 import operator
@@ -19,13 +20,14 @@ import pandas as pd
 from .data import (ID_COLUMNS, IDENTIFIER_COLUMNS, TABLES, USER_ID_COLUMNS, DataError, DataQualityError, _Checker,
                                 _check, _check_references, _check_table, _coerce, _column_bytes, _conform_columns, _first_rows,
                                 _pseudonymize_truth, _rule_outcome, _type_message, apply_privacy, collect_raw, declared_columns,
-                                finalize, pseudonymize, read_withdrawn_ids, resolve_path, RAW_SCHEMA, _frame, combine_summaries, table_summary)
+                                finalize, pseudonymize, read_withdrawn_ids, resolve_path, RAW_SCHEMA, RATING_NOISE_SD, _frame, _no_draws,
+                                _finish_interactions, _in_time_order, _interaction_frame, _rating_stream, combine_summaries, table_summary)
 
 # %% auto #0
 __all__ = ['LOCAL_WORKERS', 'LOCAL_MEMORY_SHARE', 'NONE_MARK', 'HASH_AHEAD', 'USER_KEYS', 'local_cluster', 'dask_client',
            'user_partition', 'regroup', 'read_table_dask', 'conform_partitions', 'combine_rules', 'sort_partitions',
            'stream_partitions', 'dataset_hash_partitioned', 'PartitionedTable', 'read_files_dask', 'map_blocks_dask',
-           'build_dataset_dask', 'pair_features_dask', 'score_file_dask']
+           'assemble_interactions_dask', 'build_dataset_dask', 'pair_features_dask', 'score_file_dask']
 
 # %% ../nbs/01b_engine.ipynb #c51c3cd6
 LOCAL_WORKERS = 2  # worker processes of the local cluster (one thread each)
@@ -398,17 +400,82 @@ def read_files_dask(files: dict, column_mapping: dict | None = None) -> dict:
     return {name: apply_column_mapping(read_table_dask(path, name), name, column_mapping.get(name, {}), path) for name, path in files.items()}
 
 def _to_futures(client, df, rows: int) -> list:
-    "Futures of a table's partitions: a Dask dataframe's own, or a pandas frame cut into blocks of `rows` rows."
+    "Futures of a table's partitions: a list of futures as it is, a Dask dataframe's own, or a pandas frame cut into blocks of `rows` rows."
+    if isinstance(df, list): return df
     if isinstance(df, pd.DataFrame):
         return client.scatter([df.iloc[i:i + rows] for i in range(0, max(len(df), 1), rows)])
     return client.compute(df.to_delayed())
 
 def map_blocks_dask(client) -> callable:
-    "`data.map_blocks` on the cluster: each block (the generator's users, in blocks with random streams of their own) runs on a worker, the shared arrays sent once to each worker; results in block order."
+    """`data.map_blocks` on the cluster: each block (the generator's users, in blocks with random streams of their own) runs on a
+    worker, the shared arrays sent once to each worker; the results are gathered into the client, in block order (the data stage
+    uses `assemble_interactions_dask`, which keeps them on the workers)."""
     def run(fn, args: list[tuple], shared: dict) -> list:
         sent = {k: client.scatter(v, broadcast=True) for k, v in shared.items()}
         return client.gather([client.submit(fn, *a, **sent, pure=False) for a in args])
     return run
+
+def _time_sample(df: pd.DataFrame, stride: int) -> np.ndarray:
+    "Every `stride`-th of a block's times, in order (the range partition's bounds come from these samples)."
+    return np.sort(df["_t"].to_numpy())[::stride]
+
+def _by_time(df: pd.DataFrame, bounds: np.ndarray, n: int) -> np.ndarray:
+    "The time range of each row (equal times land in one range, so a sort within each range orders them all)."
+    return np.searchsorted(bounds, df["_t"].to_numpy(), side="right")
+
+def _noise_state_after(state: dict, n: int, chunk: int = 1_000_000) -> dict:
+    "The state of the rating noise stream after `n` more draws (`data._noise`), drawn in chunks and dropped."
+    while n > 0:
+        k = min(n, chunk)
+        rng = np.random.Generator(getattr(np.random, state["bit_generator"])())
+        rng.bit_generator.state = state
+        rng.normal(0, RATING_NOISE_SD, k)
+        state, n = rng.bit_generator.state, n - k
+    return state
+
+def _rows_at(df: pd.DataFrame, rows: np.ndarray, rank: np.ndarray) -> pd.DataFrame:
+    "Rows of one partition (positions within it) with their rank in the list of rows to repeat (`_rank`)."
+    return df.iloc[rows].assign(_rank=rank)
+
+def _in_rank_order(*parts: pd.DataFrame) -> pd.DataFrame:
+    "Rows from several partitions in the order of their rank, without the rank."
+    df = pd.concat(parts, ignore_index=True)
+    return df.take(np.argsort(df["_rank"].to_numpy(), kind="stable")).drop(columns="_rank").reset_index(drop=True)
+
+def assemble_interactions_dask(client, # a Dask client (see `dask_client`)
+                               rows: int | None = None, # rows per partition of the result (default 250,000)
+                              ) -> callable:
+    """`data.assemble_interactions` on the cluster, for `data.generate_raw`'s `assemble`: the raw interactions as futures of
+    partitions that, read in order, are the pandas engine's table; nothing of them passes through the client."""
+    from distributed import wait
+    rows = int(rows or 250_000)
+    def assemble(plan, dirty: dict | None = None) -> list:
+        sent = {k: client.scatter(v, broadcast=True) for k, v in plan.shared.items()}
+        frames = [client.submit(_interaction_frame, *a, **sent, pure=False) for a in plan.blocks]
+        n = max(1, -(-plan.rows // rows))
+        stride = max(1, plan.rows // (100 * n))  # about 100 samples per output partition
+        sample = np.sort(np.concatenate(client.gather(client.map(_time_sample, frames, [stride] * len(frames))) or [np.zeros(0)]))
+        bounds = sample[(np.arange(1, n) * len(sample)) // n] if len(sample) else np.zeros(0)
+        ordered = client.map(_in_time_order, regroup(client, frames, _by_time, n, bounds) if frames else [client.submit(_no_draws)])
+        del frames
+        lens = [int(k) for k in client.gather(client.map(len, ordered))]
+        offsets = np.concatenate([[0], np.cumsum(lens)[:-1]]).astype("int64")
+        light = client.scatter(dataclasses.replace(plan, blocks=[], shared={}, signup=np.zeros(0)), broadcast=True)
+        signup = client.scatter(plan.signup, broadcast=True) if dirty else None
+        state, out = _rating_stream(plan.seed), []
+        for f, o, k in zip(ordered, offsets, lens):
+            mine = [p[(p >= o) & (p < o + k)] for p in dirty["interactions"]] if dirty else None
+            out.append(client.submit(_finish_interactions, f, int(o), light, state, mine, signup, pure=False))
+            state = _noise_state_after(state, k)
+        if dirty:  # the duplicated rows, cut out of the partitions that hold them, in the order of the picks
+            pos = dirty["duplicates"]["interactions"]
+            part = np.searchsorted(offsets, pos, side="right") - 1
+            pieces = [client.submit(_rows_at, out[j], pos[part == j] - offsets[j], np.flatnonzero(part == j), pure=False)
+                      for j in np.unique(part)]
+            if pieces: out.append(client.submit(_in_rank_order, *pieces, pure=False))
+        wait(out)
+        return out
+    return assemble
 
 USER_KEYS = {"users": "user_id", "interactions": "user_id", "suggestions": "user_a"}  # the column each table is partitioned by
 
@@ -500,8 +567,8 @@ def _build_on(client, params: dict, key: bytes, timings: dict | None) -> dict:
     from distributed import wait
     lap("cluster")
     if params["source"] == "files": raw, truth = read_files_dask(params.get("files") or {}, params.get("column_mapping") or {}), None
-    else:  # generated (the interactions drawn on the workers, in blocks of users), or the bundled ratings; then handed to partitions
-        raw, truth = collect_raw(params, map_blocks_dask(client))
+    else:  # generated (the interactions drawn, ordered and numbered on the workers), or the bundled ratings; then handed to partitions
+        raw, truth = collect_raw(params, assemble=assemble_interactions_dask(client, rows_per_part))
         lap("generate")
     declared = declared_columns(params) if params.get("source") == "files" else {t: {} for t in TABLES}
     checks, conformed = [], {}
@@ -559,8 +626,8 @@ def _build_on(client, params: dict, key: bytes, timings: dict | None) -> dict:
     have = [t for t in TABLES if t in final or (t == "items" and items is not None)]  # the pandas engine's order of tables
     names = have + [t for t in ("suggestions", "interactions", "items") if t not in have]
     tables = {name: (final[name] if name in final else tables[name]) for name in names}
-    if truth:  # the synthetic source's ground truth, for the rows kept (their ids gathered: the generator's tables are in the client anyway)
-        truth = _pseudonymize_truth(truth, {n: _frame(t, [ID_COLUMNS[n]]) for n, t in tables.items()}, key)
+    if truth:  # the synthetic source's ground truth, for the users, items and suggestions kept (their ids gathered: one row per user or suggestion)
+        truth = _pseudonymize_truth(truth, {n: _frame(tables[n], [ID_COLUMNS[n]]) for n in ("users", "items", "suggestions")}, key)
     return {"tables": tables, "truth": truth or None, "quality": quality, "consent": consent, "hash": digest}
 
 # %% ../nbs/01b_engine.ipynb #3444d3b2
