@@ -303,11 +303,24 @@ def _rating_stream(seed: int) -> dict:
     "The state of the ratings' noise stream at the first interaction (the stream `[seed, 3]`)."
     return np.random.default_rng([seed, 3]).bit_generator.state
 
-def _noise(state: dict, n: int) -> np.ndarray:
-    "The next `n` rating noises of the stream in `state` (normal draws are chunkable: n then m draws equal n + m)."
+def _generator(state: dict) -> np.random.Generator:
+    "A generator in the bit generator state `state`."
     rng = np.random.Generator(getattr(np.random, state["bit_generator"])())
     rng.bit_generator.state = state
-    return rng.normal(0, RATING_NOISE_SD, n)
+    return rng
+
+def _noise(state: dict, n: int) -> np.ndarray:
+    "The next `n` rating noises of the stream in `state` (normal draws are chunkable: n then m draws equal n + m)."
+    return _generator(state).normal(0, RATING_NOISE_SD, n)
+
+def _noise_state_after(state: dict, n: int, chunk: int = 1_000_000) -> dict:
+    """The state of the rating noise stream after `n` more draws. A normal draw consumes a variable number of the bit generator's
+    outputs (the ziggurat's rejections), so `advance` cannot skip them: they are drawn, `chunk` at a time, and dropped."""
+    rng = _generator(state)
+    while n > 0:
+        rng.normal(0, RATING_NOISE_SD, min(n, chunk))
+        n -= chunk
+    return rng.bit_generator.state
 
 def _finish_interactions(df: pd.DataFrame, offset: int, plan: InteractionPlan, noise_state: dict, dirty: list | None = None,
                          signup: np.ndarray | None = None) -> pd.DataFrame:

@@ -20,7 +20,7 @@ import pandas as pd
 from .data import (ID_COLUMNS, IDENTIFIER_COLUMNS, TABLES, USER_ID_COLUMNS, DataError, DataQualityError, _Checker,
                                 _check, _check_references, _check_table, _coerce, _column_bytes, _conform_columns, _first_rows,
                                 _pseudonymize_truth, _rule_outcome, _type_message, apply_privacy, collect_raw, declared_columns,
-                                finalize, pseudonymize, read_withdrawn_ids, resolve_path, RAW_SCHEMA, RATING_NOISE_SD, _frame, _no_draws,
+                                finalize, pseudonymize, read_withdrawn_ids, resolve_path, RAW_SCHEMA, _frame, _no_draws, _noise_state_after,
                                 _finish_interactions, _in_time_order, _interaction_frame, _rating_stream, combine_summaries, table_summary)
 
 # %% auto #0
@@ -422,16 +422,6 @@ def _time_sample(df: pd.DataFrame, stride: int) -> np.ndarray:
 def _by_time(df: pd.DataFrame, bounds: np.ndarray, n: int) -> np.ndarray:
     "The time range of each row (equal times land in one range, so a sort within each range orders them all)."
     return np.searchsorted(bounds, df["_t"].to_numpy(), side="right")
-
-def _noise_state_after(state: dict, n: int, chunk: int = 1_000_000) -> dict:
-    "The state of the rating noise stream after `n` more draws (`data._noise`), drawn in chunks and dropped."
-    while n > 0:
-        k = min(n, chunk)
-        rng = np.random.Generator(getattr(np.random, state["bit_generator"])())
-        rng.bit_generator.state = state
-        rng.normal(0, RATING_NOISE_SD, k)
-        state, n = rng.bit_generator.state, n - k
-    return state
 
 def _rows_at(df: pd.DataFrame, rows: np.ndarray, rank: np.ndarray) -> pd.DataFrame:
     "Rows of one partition (positions within it) with their rank in the list of rows to repeat (`_rank`)."
