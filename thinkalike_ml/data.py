@@ -476,11 +476,17 @@ def tree_probabilities(tree: ItemTree, U: np.ndarray, expansions: int = TREE_EXP
 ACCEPTANCE = dict(intercept=-1.6, agreement=5.0, conflict=-2.5, interests=5.5, age_decades=-0.3, taste=0.6, noise_sd=0.7)
 ACCEPTANCE_TERMS = ("agreement", "conflict", "interest_jaccard", "age_diff_decades", "taste_match")  # the columns of `acceptance_terms`
 
-def marginal_acceptance(logit: np.ndarray, noise_sd: float, nodes: int = 32) -> np.ndarray:
+def marginal_acceptance(logit: np.ndarray, noise_sd: float, nodes: int = 32,
+                        chunk: int = 65_536, # rows at a time: the quadrature's temporaries stay bounded (each row's value is the same)
+                       ) -> np.ndarray:
     "P(accept) = E[sigmoid(logit + e)], e ~ N(0, noise_sd^2): the unobserved per-pair taste integrated out."
     x, w = np.polynomial.hermite_e.hermegauss(nodes)
-    z = np.asarray(logit, float)[:, None] + noise_sd * x[None, :]
-    return (w / w.sum() * (0.5 * (1 + np.tanh(z / 2)))).sum(1)
+    w, logit = w / w.sum(), np.asarray(logit, float)
+    out = np.empty(len(logit))
+    for s in range(0, len(logit), chunk):
+        z = logit[s:s + chunk, None] + noise_sd * x[None, :]
+        out[s:s + chunk] = (w * (0.5 * (1 + np.tanh(z / 2)))).sum(1)
+    return out
 
 def _pair_users(rng, arch: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray]:
     "Draw `m` pairs of distinct users, half from the same archetype."
@@ -518,7 +524,9 @@ def _generate_suggestions(rng, users: pd.DataFrame, latent: dict, per_user: floa
     earliest = np.maximum(latent["signup"][a], latent["signup"][b])
     ts = np.floor(earliest + rng.random(m) * (span - 1 - earliest))
     production = ts >= production_start
-    t, k = acceptance_terms(latent, a, b), ACCEPTANCE
+    step = 262_144  # pairs at a time: the terms' temporaries (pairs x 8) stay bounded; each pair's terms are the same
+    t = pd.concat([acceptance_terms(latent, a[s:s + step], b[s:s + step]) for s in range(0, max(m, 1), step)], ignore_index=True)
+    k = ACCEPTANCE
     shift = concept_drift * production
     in_group = (latent["region"][a] == BIAS_GROUP).astype(int) + (latent["region"][b] == BIAS_GROUP).astype(int)
     penalty = group_bias * in_group
