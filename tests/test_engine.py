@@ -79,6 +79,7 @@ def test_data_splits_and_features_are_identical_on_both_engines(tmp_path, schedu
     assert len(fa["pair_features"]) > 2 * SMALL["dask_partition_rows"]  # more than one block of pairs
 
 
+@pytest.mark.slow  # the raw tables with the tree sampler are compared in the default tier (test_generation_on_dask_...)
 def test_the_data_stage_with_the_tree_sampler_gives_the_same_version_on_both_engines(tmp_path, scheduler, monkeypatch):
     """Generation on the workers with the tree sampler, dirty rows and long histories: the version (hash, manifest counts,
     quality, truth) is the pandas engine's."""
