@@ -51,7 +51,10 @@ def _split(tmp_path, name: str, record: dict, **overrides) -> tuple[RunDirectory
 
 @pytest.mark.parametrize("strategy,version,extra", [("global_time", "dask", {}), ("user_time", "dask", {}), ("user_random", "dask", {}),
                                                     ("user_time", "dask", {"user_holdout": 2, "n_time_folds": 3}),
-                                                    ("user_random", "pandas", {"seed": 11})])
+                                                    ("user_random", "pandas", {"seed": 11}),
+                                                    # 'auto' on own files: a global cut evaluates fewer users than the minimum, so user_time
+                                                    ("auto", "dask", {"source": "files", "min_evaluated_users": 10**6,
+                                                                      "files": {t: f"{t}.csv" for t in ("users", "interactions", "suggestions")}})])
 def test_dask_splits_equal_the_pandas_splits(tmp_path, scheduler, versions, strategy, version, extra, monkeypatch):
     from thinkalike_ml import splits
     calls = []
@@ -72,7 +75,9 @@ def test_dask_splits_equal_the_pandas_splits(tmp_path, scheduler, versions, stra
     for t in (INTERACTION_SPLITS_TABLE, "tables/split_summary.parquet"):
         pd.testing.assert_frame_equal(pr.read_table(t), dr.read_table(t), check_exact=True, obj=t)
     assert pm == dm
-    assert pr.read_json(f"{SPLITS_DIR}/splits.json") == dr.read_json(f"{SPLITS_DIR}/splits.json")
+    info = pr.read_json(f"{SPLITS_DIR}/splits.json")
+    assert info == dr.read_json(f"{SPLITS_DIR}/splits.json")
+    assert info["interaction_split"] == (strategy if strategy != "auto" else "user_time") and info["interaction_split_requested"] == strategy
     if strategy == "user_random":  # the draws are per row: a different seed gives other splits on both engines
         _, om = _split(tmp_path, "other", record, engine="dask", dask_scheduler=scheduler, **{**kw, "seed": kw.get("seed", 42) + 1})
         assert om != dm
