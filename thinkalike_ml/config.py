@@ -72,7 +72,7 @@ PARAMS: dict[str, Param] = {p.name: p for p in [
           "the pair features and batch scoring: 'pandas' (one process) or 'dask' (Dask dataframes partitioned by user; same results, "
           "for data that outgrow one process; the workers write the dataset version's users, interactions and suggestions as "
           "folders of Parquet parts). The generator's users, communities and suggestions (its interaction draws run on the "
-          "workers) and the splits stay in pandas.", choices=("pandas", "dask")),
+          "workers) and the suggestions' split stay in pandas; the interactions are split on the workers.", choices=("pandas", "dask")),
     Param("dask_scheduler", str, "", "With engine 'dask': the address of a running Dask scheduler (e.g. 'tcp://10.0.0.5:8786'); "
           "empty: the run starts a local cluster of 2 single-threaded worker processes on 127.0.0.1 and closes it when done. "
           "The workers write the dataset version into 'dataset_store', so with a remote cluster it must be a folder they share."),

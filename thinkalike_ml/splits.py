@@ -5,6 +5,8 @@
 # %% ../nbs/02_splits.ipynb #9a13902b
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 from sklearn.model_selection import GroupKFold, GroupShuffleSplit, KFold, StratifiedKFold, train_test_split
@@ -14,15 +16,16 @@ from .runs import RunDirectory
 
 # %% auto #0
 __all__ = ['SPLITS', 'EXCLUDED', 'INTERACTION_SPLITS', 'MATCHER_SPLITS', 'SPLITS_DIR', 'INTERACTION_SPLITS_TABLE',
-           'split_fractions', 'stratified_split', 'split_by_time', 'kfold_assign', 'stratified_kfold_assign',
-           'is_member', 'forward_chaining_folds', 'group_split', 'users_split', 'user_fold_roles',
-           'partition_fold_roles', 'user_holdout_sizes', 'split_by_user_time', 'split_by_user_random',
-           'user_time_folds', 'user_random_folds', 'LeakageError', 'check_no_overlap', 'check_time_order',
-           'check_time_folds', 'check_disjoint', 'check_disjoint_folds', 'check_user_time_order',
+           'SPLIT_COLUMNS', 'split_fractions', 'stratified_split', 'split_by_time', 'kfold_assign',
+           'stratified_kfold_assign', 'is_member', 'forward_chaining_folds', 'group_split', 'users_split',
+           'user_fold_roles', 'partition_fold_roles', 'user_holdout_sizes', 'split_by_user_time',
+           'split_by_user_random', 'user_time_folds', 'user_random_folds', 'LeakageError', 'check_no_overlap',
+           'check_time_order', 'check_time_folds', 'check_disjoint', 'check_disjoint_folds', 'check_user_time_order',
            'check_user_time_folds', 'check_interaction_split', 'interaction_leak', 'split_suggestions', 'user_overlap',
            'evaluated_users', 'interaction_split_labels', 'split_interactions', 'choose_interaction_split',
            'interaction_split_comparison', 'few_users_warning', 'make_splits', 'check_matcher_split', 'check_splits',
-           'split_summary', 'run_splits_stage', 'load_splits']
+           'check_suggestion_splits', 'split_summary', 'run_splits_stage', 'load_splits', 'interaction_times',
+           'interaction_splits_dask']
 
 # %% ../nbs/02_splits.ipynb #70077553
 SPLITS = ["train", "validation", "test"]
@@ -71,6 +74,12 @@ def split_by_time(df: pd.DataFrame, time_col: str, fractions: dict) -> pd.Series
     out = pd.Series(parts[-1][0], index=df.index, dtype=object)
     if len(df) == 0: return out
     cuts = _time_cuts(t, [f for _, f in parts])
+    return pd.Series(_labels_by_cuts(t, parts, cuts), index=df.index, dtype=object)
+
+def _labels_by_cuts(times, parts: list[tuple[str, float]], cuts: list) -> np.ndarray:
+    "The split of each time given the cut times from `_time_cuts`: a split's name when earlier than its cut, else a later split's."
+    t = np.asarray(times)
+    out = np.full(len(t), parts[-1][0], dtype=object)
     for (name, _), cut in reversed(list(zip(parts[:-1], cuts))): out[t < cut] = name
     return out
 
@@ -200,8 +209,12 @@ def split_by_user_time(df: pd.DataFrame, fractions: dict, holdout: int = 0, user
 def split_by_user_random(df: pd.DataFrame, fractions: dict, holdout: int = 0, seed: int = 42, user_col: str = "user_id") -> pd.Series:
     "Per user, seeded random rows test and validation (as many as `split_by_user_time` holds out), the rest train."
     _check_fractions(fractions)
-    pos, n = _user_positions(df[user_col], np.random.default_rng(seed).random(len(df)))
-    return pd.Series(_label_by_position(pos, n, *user_holdout_sizes(n, fractions, holdout)), index=df.index, dtype=object)
+    return pd.Series(_user_random_labels(df[user_col], np.random.default_rng(seed).random(len(df)), fractions, holdout), index=df.index, dtype=object)
+
+def _user_random_labels(users, draws: np.ndarray, fractions: dict, holdout: int = 0) -> np.ndarray:
+    "`split_by_user_random` given each row's draw: per user, the rows of the highest draws test, the ones below them validation."
+    pos, n = _user_positions(users, draws)
+    return _label_by_position(pos, n, *user_holdout_sizes(n, fractions, holdout))
 
 # %% ../nbs/02_splits.ipynb #f6fdf718
 def user_time_folds(df: pd.DataFrame, # interactions: id, user and time columns
@@ -210,16 +223,27 @@ def user_time_folds(df: pd.DataFrame, # interactions: id, user and time columns
                     id_col: str = "interaction_id", user_col: str = "user_id", time_col: str = "timestamp",
                    ) -> pd.DataFrame:
     "Per-user time folds over training + validation rows, (id, fold, role): fold f validates on each user's f-th block of rows back from the end."
-    d = df[np.isin(np.asarray(split), ["train", "validation"])]
-    is_val = pd.Series(np.asarray(split)[np.isin(np.asarray(split), ["train", "validation"])] == "validation", index=d.index)
-    pos, m = _user_positions(d[user_col], d[time_col])
-    h = is_val.groupby(_codes(d[user_col])[0]).transform("sum").to_numpy().astype(int)
-    ids, parts = d[id_col].array, []
+    keep, codes = _user_time_fold_codes(df[user_col], df[time_col], split, n_folds)
+    return _folds_from_codes(df[keep][id_col].array, codes, id_col)
+
+def _user_time_fold_codes(users: pd.Series, times: pd.Series, split, n_folds: int) -> tuple[np.ndarray, np.ndarray]:
+    "Which rows are training + validation, and for each of those rows and each fold its role: 1 train, 2 validation, 0 none."
+    split = np.asarray(split)
+    keep = np.isin(split, ["train", "validation"])
+    u, t = users[keep], times[keep]
+    pos, m = _user_positions(u, t)
+    h = pd.Series(split[keep] == "validation").groupby(_codes(u)[0]).transform("sum").to_numpy().astype(int)
+    codes = np.zeros((len(pos), n_folds), "int8")
     for f in range(n_folds):
         lo, hi = m - (f + 1) * h, m - f * h
         has = (h > 0) & (lo >= 1)
-        parts.append(_fold_rows(ids, pos < np.where(has, lo, hi), has & (pos >= lo) & (pos < hi), f, id_col))
-    return pd.concat(parts, ignore_index=True)
+        codes[pos < np.where(has, lo, hi), f] = 1
+        codes[has & (pos >= lo) & (pos < hi), f] = 2
+    return keep, codes
+
+def _folds_from_codes(ids, codes: np.ndarray, id_col: str) -> pd.DataFrame:
+    "The (id, fold, role) table of per-row fold codes (`_user_time_fold_codes`): each fold's training rows, then its validation rows."
+    return pd.concat([_fold_rows(ids, codes[:, f] == 1, codes[:, f] == 2, f, id_col) for f in range(codes.shape[1])], ignore_index=True)
 
 def user_random_folds(df: pd.DataFrame, split, n_folds: int, seed: int = 42, id_col: str = "interaction_id", user_col: str = "user_id") -> pd.DataFrame:
     "Per-user random folds over training + validation rows, (id, fold, role): each user's rows dealt at random into the folds."
@@ -295,31 +319,42 @@ def check_user_time_folds(folds: pd.DataFrame, times: pd.Series, users: pd.Serie
     for k in np.unique(fold):
         check_user_time_order(u[fold == k], t[fold == k], role[fold == k], ["train", "validation"], f"{what}, fold {k}")
 
-def check_interaction_split(it: pd.DataFrame, split, folds: pd.DataFrame, strategy: str) -> None:
+def check_interaction_split(it: pd.DataFrame, split, folds: pd.DataFrame, strategy: str,
+                            per_user: bool = True, # False: leave the per-user checks of 'user_time' to the caller (the Dask engine runs them on its user partitions)
+                           ) -> None:
     "Assert what interaction split `strategy` promises on the split and on its tuning folds (interactions: interaction_id, user_id, timestamp)."
     if strategy not in INTERACTION_SPLITS: raise ValueError(f"interaction split {strategy!r}: expected one of {', '.join(INTERACTION_SPLITS)}")
     check_no_overlap(it["interaction_id"], split, "interactions")
     if strategy == "global_time": check_time_order(it["timestamp"], split, SPLITS, "interactions (interaction_split 'global_time')")
-    if strategy == "user_time": check_user_time_order(it["user_id"], it["timestamp"], split, SPLITS, "interactions (interaction_split 'user_time')")
+    if strategy == "user_time" and per_user: check_user_time_order(it["user_id"], it["timestamp"], split, SPLITS, "interactions (interaction_split 'user_time')")
     trval = pd.Index(it["interaction_id"][np.isin(np.asarray(split), ["train", "validation"])])
     if (trval.get_indexer(folds["interaction_id"]) < 0).any(): raise LeakageError("interaction folds hold rows outside training + validation")
     if folds[folds["role"] == "validation"]["interaction_id"].duplicated().any(): raise LeakageError("interaction folds validate a row in more than one fold")
     idx = it.set_index("interaction_id")
     if strategy == "global_time": check_time_folds(folds, idx["timestamp"], "interaction_id", "interaction time folds")
-    if strategy == "user_time": check_user_time_folds(folds, idx["timestamp"], idx["user_id"], "interaction_id", "interaction user time folds")
+    if strategy == "user_time" and per_user: check_user_time_folds(folds, idx["timestamp"], idx["user_id"], "interaction_id", "interaction user time folds")
 
 def interaction_leak(it: pd.DataFrame, split) -> dict:
     "How far training (+ validation) reaches past the test rows in time: across users, on average, and within the same user."
     split = np.asarray(split)
     t = it["timestamp"].to_numpy()
     tr, te = np.isin(split, ["train", "validation"]), split == "test"
+    return _leak_shares(t, tr, te, _own_leak_count(it["user_id"], t, split) if te.any() and tr.any() else 0)
+
+def _own_leak_count(users, t: np.ndarray, split: np.ndarray) -> int:
+    "Test rows earlier than their own user's latest training (+ validation) row (users wholly in these rows)."
+    tr, te = np.isin(split, ["train", "validation"]), split == "test"
+    user = _codes(users)[0]
+    own = pd.Series(t[tr]).groupby(user[tr]).max().reindex(user[te]).to_numpy()
+    return int(np.sum(t[te] < own))  # NaT (no training row) compares False
+
+def _leak_shares(t: np.ndarray, tr: np.ndarray, te: np.ndarray, own: int) -> dict:
+    "`interaction_leak` from the times, the training (+ validation) and test masks and the count of `_own_leak_count`."
     if not te.any() or not tr.any():
         return {"test_before_training_share": 0.0, "training_after_test_share": 0.0, "test_before_own_training_share": 0.0}
     later = tr.sum() - np.searchsorted(np.sort(t[tr]), t[te], side="right")
-    user = _codes(it["user_id"])[0]
-    own = pd.Series(t[tr]).groupby(user[tr]).max().reindex(user[te]).to_numpy()
     return {"test_before_training_share": float((later > 0).mean()), "training_after_test_share": float((later / tr.sum()).mean()),
-            "test_before_own_training_share": float(np.mean(t[te] < own))}  # NaT (no training row) compares False
+            "test_before_own_training_share": float(own / te.sum())}  # the mean of the booleans: their count over the test rows, exactly
 
 # %% ../nbs/02_splits.ipynb #65c88302
 def _summary(table: str, df: pd.DataFrame, split: pd.Series, label: str | None, time_col: str | None) -> pd.DataFrame:
@@ -385,14 +420,19 @@ def user_overlap(s: pd.DataFrame, split) -> dict:
             "test_pairs_with_both_users_seen_share": float((a & b).mean()) if te.any() else nan,
             "excluded_share": float((split == EXCLUDED).mean()) if len(split) else 0.0}
 
-def evaluated_users(it: pd.DataFrame, split) -> int:
+def evaluated_users(it: pd.DataFrame, split,
+                    seen_items=None, # the items seen in training + validation anywhere (for a partition of the users); None: those of `it`
+                   ) -> int:
     "Users a recommender test metric is averaged over: those with a test item new to them, user and item seen in training + validation."
     split = np.asarray(split)
     tr, te = np.isin(split, ["train", "validation"]), split == "test"
     if not te.any(): return 0
-    u, i = (pd.factorize(it[c])[0] for c in ("user_id", "item_id"))  # integer codes; a missing id (-1) is never evaluated
+    u = pd.factorize(it["user_id"])[0]  # integer codes; a missing id (-1) is never evaluated
+    i, items = pd.factorize(it["item_id"])
     seen_u, seen_i = np.zeros(u.max() + 2, bool), np.zeros(i.max() + 2, bool)  # the last slot, for code -1, stays False
-    seen_u[u[tr]], seen_i[i[tr]] = True, True
+    seen_u[u[tr]] = True
+    if seen_items is None: seen_i[i[tr]] = True
+    else: seen_i[:len(items)] = pd.Index(items).isin(seen_items)
     pair = u.astype(np.int64) * (i.max() + 2) + i + 1
     new = te & seen_u[u] & seen_i[i] & ~pd.Series(pair).isin(pair[tr]).to_numpy()  # a hash table: no sort of millions of keys
     return len(np.unique(u[new]))
@@ -400,7 +440,7 @@ def evaluated_users(it: pd.DataFrame, split) -> int:
 def interaction_split_labels(it: pd.DataFrame, strategy: str, params: dict) -> pd.Series:
     "The split of each interaction under interaction split `strategy` (without its tuning folds)."
     fr, holdout = split_fractions(params["validation_fraction"], params["test_fraction"]), params.get("user_holdout", 0)
-    if strategy not in INTERACTION_SPLITS: raise ValueError(f"parameter 'interaction_split': unknown strategy {strategy!r}; expected 'auto' or one of {', '.join(INTERACTION_SPLITS)}")
+    _check_strategy(strategy)
     if strategy == "user_time" and len(it): return split_by_user_time(it, fr, holdout)
     if strategy == "user_random" and len(it): return split_by_user_random(it, fr, holdout, params["seed"])
     return split_by_time(it, "timestamp", fr)
@@ -412,16 +452,22 @@ def split_interactions(it: pd.DataFrame, strategy: str, params: dict) -> tuple[p
     if strategy == "user_random" and len(it): return split, user_random_folds(it, split, k, params["seed"])
     return split, forward_chaining_folds(it[split.isin(["train", "validation"]).to_numpy()], "timestamp", k, "interaction_id")
 
-def choose_interaction_split(it: pd.DataFrame, params: dict) -> tuple[str, str]:
+def _check_strategy(strategy: str) -> None:
+    if strategy not in INTERACTION_SPLITS: raise ValueError(f"parameter 'interaction_split': unknown strategy {strategy!r}; expected 'auto' or one of {', '.join(INTERACTION_SPLITS)}")
+
+def choose_interaction_split(it: pd.DataFrame, params: dict,
+                             global_time_users=None, # a function giving the users `global_time` evaluates (the Dask engine's); None: from `it`
+                            ) -> tuple[str, str]:
     "The interaction split to use and why: the parameter's, or under 'auto' the one the source and the data call for."
     requested = params.get("interaction_split", "auto")
     if requested != "auto":
-        if requested not in INTERACTION_SPLITS: split_interactions(it, requested, params)  # raises, naming the parameter
+        _check_strategy(requested)
         return requested, f"set by parameter 'interaction_split' ({requested})"
     source, minimum = params.get("source", "synthetic"), params.get("min_evaluated_users", 200)
     if source != "files": return "global_time", f"'auto' keeps the protocol of source '{source}': one cut in time for everyone"
     if len(it) == 0: return "global_time", "'auto': there are no interactions to split"
-    n = evaluated_users(it, split_by_time(it, "timestamp", split_fractions(params["validation_fraction"], params["test_fraction"])))
+    n = global_time_users() if global_time_users else \
+        evaluated_users(it, split_by_time(it, "timestamp", split_fractions(params["validation_fraction"], params["test_fraction"])))
     if n < minimum:
         return "user_time", (f"'auto' on your files: a global time cut would evaluate {n:,} users, fewer than min_evaluated_users = {minimum:,}; "
                              "so each user's latest interactions are test instead (user_time)")
@@ -470,15 +516,19 @@ def check_matcher_split(s: pd.DataFrame, split, folds: pd.DataFrame, strategy: s
 
 def check_splits(tables: dict, splits: dict, params: dict | None = None) -> None:
     "Assert the leakage checks on a full set of splits (with `params`, also what its `matcher_split` and `interaction_split` promise; else global time order)."
-    check_no_overlap(splits["suggestions"].suggestion_id, splits["suggestions"].split, "suggestions")
-    if params is not None and len(tables["suggestions"]):
-        s = tables["suggestions"].merge(splits["suggestions"], on="suggestion_id")
-        check_matcher_split(s, s["split"].to_numpy(), splits["suggestion_folds"], params.get("matcher_split", "stratified"), params.get("group_column", ""))
+    check_suggestion_splits(tables, splits, params)
     check_no_overlap(splits["interactions"].interaction_id, splits["interactions"].split, "interactions")
     strategy = (params or {}).get("interaction_split", "global_time")
     if strategy == "auto": strategy = choose_interaction_split(tables["interactions"], params)[0]
     it = tables["interactions"].merge(splits["interactions"], on="interaction_id")
     check_interaction_split(it, it["split"].to_numpy(), splits["interaction_time_folds"], strategy)
+
+def check_suggestion_splits(tables: dict, splits: dict, params: dict | None = None) -> None:
+    "The suggestions' part of `check_splits`: no id in two splits, what `matcher_split` promises (with `params`), folds within training."
+    check_no_overlap(splits["suggestions"].suggestion_id, splits["suggestions"].split, "suggestions")
+    if params is not None and len(tables["suggestions"]):
+        s = tables["suggestions"].merge(splits["suggestions"], on="suggestion_id")
+        check_matcher_split(s, s["split"].to_numpy(), splits["suggestion_folds"], params.get("matcher_split", "stratified"), params.get("group_column", ""))
     train = splits["suggestions"].suggestion_id[(splits["suggestions"].split == "train").to_numpy()]
     if not is_member(splits["suggestion_folds"].suggestion_id, train).all(): raise LeakageError("suggestion folds hold rows outside the training split")
     sf = splits["suggestion_folds"]
@@ -497,34 +547,42 @@ def split_summary(tables: dict, splits: dict) -> pd.DataFrame:
 
 INTERACTION_SPLITS_TABLE = "tables/interaction_splits.parquet"  # `interaction_split_comparison` of the run's interactions
 
-def _interaction_split_record(it: pd.DataFrame, params: dict, strategy: str, reason: str) -> tuple[dict, dict, pd.DataFrame]:
-    "The interaction split's record for splits.json, its metrics and the comparison of the strategies."
-    comparison = interaction_split_comparison(it, params)
+def _interaction_split_record(n_rows: int, comparison: pd.DataFrame, params: dict, strategy: str, reason: str) -> tuple[dict, dict]:
+    "The interaction split's record for splits.json and its metrics, from `interaction_split_comparison` of the `n_rows` interactions."
     chosen = comparison.set_index("interaction_split").loc[strategy]
     n, minimum = int(chosen["evaluated_users"]), params.get("min_evaluated_users", 200)
     leak = {k: float(chosen[k]) for k in ("test_before_training_share", "training_after_test_share", "test_before_own_training_share")}
-    warning = few_users_warning(n, minimum) if len(it) else ""
+    warning = few_users_warning(n, minimum) if n_rows else ""
     record = {"interaction_split": strategy, "interaction_split_requested": params.get("interaction_split", "auto"),
               "interaction_split_reason": reason, "user_holdout": params.get("user_holdout", 0), "evaluated_users": n,
               "min_evaluated_users": minimum, "few_users_warning": warning, "interaction_leak": leak}
     m = {f"interaction_split_is_{x}": float(strategy == x) for x in INTERACTION_SPLITS}
-    if len(it):
+    if n_rows:
         m |= {"recommender_evaluated_users": float(n), "min_evaluated_users": float(minimum)}
         m |= {f"recommender_evaluated_users_{r.interaction_split}": float(r.evaluated_users) for r in comparison.itertuples()}
         m |= {f"interactions_{k}": v for k, v in leak.items()}
-    return record, m, comparison
+    return record, m
 
 def run_splits_stage(run: RunDirectory, params: dict) -> dict:
-    "Split the run's dataset version, check for leakage, store the splits by row id and the summary table."
+    """Split the run's dataset version, check for leakage, store the splits by row id and the summary table. With `engine` 'dask'
+    the interactions are split on the Dask workers (`interaction_splits_dask`), with the same tables as here."""
+    if params.get("engine", "pandas") == "dask" and dataset_version(run)["row_counts"].get("interactions", 0):
+        return _run_splits_stage_dask(run, params)
     tables = load_dataset(run)
     chosen, reason = choose_interaction_split(tables["interactions"], params)
     splits = make_splits(tables, {**params, "interaction_split": chosen})
-    record, interaction_metrics, comparison = _interaction_split_record(tables["interactions"], params, chosen, reason)
+    comparison = interaction_split_comparison(tables["interactions"], params)
+    return _store_splits(run, params, tables["suggestions"], splits, len(tables["interactions"]), chosen, reason, comparison,
+                         split_summary(tables, splits))
+
+def _store_splits(run: RunDirectory, params: dict, suggestions: pd.DataFrame, splits: dict, n_interactions: int, chosen: str, reason: str,
+                  comparison: pd.DataFrame, summary: pd.DataFrame) -> dict:
+    "Write the checked splits, the comparison of the interaction splits, the summary and splits.json; the stage's metrics."
+    record, interaction_metrics = _interaction_split_record(n_interactions, comparison, params, chosen, reason)
     run.write_table(INTERACTION_SPLITS_TABLE, comparison)
     for name, df in splits.items(): run.write_table(f"{SPLITS_DIR}/{name}.parquet", df)
-    summary = split_summary(tables, splits)
     run.write_table("tables/split_summary.parquet", summary)
-    s = tables["suggestions"].merge(splits["suggestions"], on="suggestion_id")
+    s = suggestions.merge(splits["suggestions"], on="suggestion_id")
     overlap = user_overlap(s, s["split"].to_numpy()) if len(s) else {}
     strategy = params.get("matcher_split", "stratified")
     run.write_json(f"{SPLITS_DIR}/splits.json", {"dataset_version": dataset_version(run)["version"], "seed": params["seed"],
@@ -542,3 +600,178 @@ def load_splits(run: RunDirectory) -> dict[str, pd.DataFrame]:
     "The stored splits of a run: suggestions, suggestion_folds, interactions, interaction_time_folds."
     if not run.exists(f"{SPLITS_DIR}/splits.json"): raise FileNotFoundError(f"run '{run.id}' has no splits yet: run the splits stage first")
     return {n: run.read_table(f"{SPLITS_DIR}/{n}.parquet") for n in ("suggestions", "suggestion_folds", "interactions", "interaction_time_folds")}
+
+# %% ../nbs/02_splits.ipynb #711be020
+SPLIT_COLUMNS = ["interaction_id", "user_id", "item_id", "timestamp"]  # what the splits read of the interactions
+
+def _interaction_units(path) -> list[tuple[str, int, int]]:
+    "(file, row group, rows) of the interactions of a stored version in row order: its part files' row groups, or its single file's."
+    import pyarrow.parquet as pq
+    from thinkalike_ml.data import PART_FILES
+    path = Path(path)
+    files = [str(path/"interactions.parquet")] if (path/"interactions.parquet").is_file() else \
+            sorted(str(f) for f in (path/"interactions").glob(PART_FILES)) if (path/"interactions").is_dir() else []
+    if not files: raise FileNotFoundError(f"dataset version '{path}': table 'interactions' is missing (neither interactions.parquet nor interactions/{PART_FILES})")
+    meta = [(f, pq.ParquetFile(f).metadata) for f in files]
+    return [(f, g, m.row_group(g).num_rows) for f, m in meta for g in range(m.num_row_groups)]
+
+def interaction_times(run: RunDirectory) -> pd.DataFrame:
+    "The ids and timestamps of the interactions of a run's dataset version (only those two columns read, from either layout)."
+    files = sorted({f for f, *_ in _interaction_units(dataset_version(run)["path"])})
+    return pd.read_parquet(files, columns=["interaction_id", "timestamp"])
+
+def _draws(seed: int, offset: int, n: int) -> np.ndarray:
+    "Draws `offset` to `offset + n` of `default_rng(seed).random(...)`: PCG64 advanced by `offset` (one 64-bit output per double)."
+    rng = np.random.default_rng(seed)
+    rng.bit_generator.advance(offset)
+    return rng.random(n)
+
+def _read_unit(file: str, group: int, offset: int, seed: int) -> pd.DataFrame:
+    "One row group of the interactions with each row's position in the table (`_pos`) and its draw of `split_by_user_random` (`_u`)."
+    import pyarrow.parquet as pq
+    df = pq.ParquetFile(file).read_row_group(group, columns=SPLIT_COLUMNS).to_pandas()
+    return df.assign(_pos=np.arange(offset, offset + len(df), dtype="int64"), _u=_draws(seed, offset, len(df)))
+
+def _column(df: pd.DataFrame, col: str) -> pd.Series: return df[col]
+def _drop(df: pd.DataFrame, cols: list[str]) -> pd.DataFrame: return df.drop(columns=cols)
+
+def _by_user_id(df: pd.DataFrame, n: int) -> np.ndarray:
+    from thinkalike_ml.engine import user_partition  # the engine module builds on the data module; imported when used
+    return user_partition(df["user_id"], n)
+
+def _split_codes(labels) -> np.ndarray:
+    "Labels as int8 codes: their position in `SPLITS` (train 0, validation 1, test 2)."
+    return pd.Index(SPLITS).get_indexer(np.asarray(labels, dtype=object)).astype("int8")
+
+def _label_part(df: pd.DataFrame, parts: list, cuts: list, fractions: dict, holdout: int) -> pd.DataFrame:
+    "A user partition with its rows' split under each interaction split, as codes in columns `_global_time`, `_user_time`, `_user_random`."
+    labels = {"global_time": _labels_by_cuts(df["timestamp"], parts, cuts), "user_time": split_by_user_time(df, fractions, holdout),
+              "user_random": _user_random_labels(df["user_id"], df["_u"].to_numpy(), fractions, holdout)}
+    return df.drop(columns="_u").assign(**{f"_{k}": _split_codes(v) for k, v in labels.items()})
+
+def _part_facts(df: pd.DataFrame) -> dict:
+    "What the client needs of a labelled user partition: positions, codes, each strategy's trained items and own-user leak count."
+    out = {"pos": df["_pos"].to_numpy(), "codes": df[[f"_{k}" for k in INTERACTION_SPLITS]].to_numpy(), "items": {}, "own": {}}
+    t = df["timestamp"].to_numpy()
+    for k in INTERACTION_SPLITS:
+        split = np.asarray(SPLITS, dtype=object)[df[f"_{k}"].to_numpy()]
+        tr, te = split != "test", split == "test"
+        out["items"][k] = df["item_id"][tr].dropna().unique()
+        out["own"][k] = _own_leak_count(df["user_id"], t, split) if te.any() and tr.any() else 0
+    return out
+
+def _evaluated_part(df: pd.DataFrame, seen: dict) -> dict:
+    "`evaluated_users` of a user partition under each strategy, the items seen in training + validation being those of all partitions."
+    return {k: evaluated_users(df, np.asarray(SPLITS, dtype=object)[df[f"_{k}"].to_numpy()], seen[k]) for k in INTERACTION_SPLITS}
+
+def _user_time_part(df: pd.DataFrame, n_folds: int) -> tuple[np.ndarray, np.ndarray]:
+    "The per-user checks of `user_time` on a user partition (its split and each fold), and the fold codes of its training + validation rows."
+    split = np.asarray(SPLITS, dtype=object)[df["_user_time"].to_numpy()]
+    check_user_time_order(df["user_id"], df["timestamp"], split, SPLITS, "interactions (interaction_split 'user_time')")
+    keep, codes = _user_time_fold_codes(df["user_id"], df["timestamp"], split, n_folds)
+    u, t = df["user_id"].to_numpy(dtype=object)[keep], df["timestamp"].to_numpy()[keep]
+    for f in range(n_folds):
+        m = codes[:, f] > 0
+        check_user_time_order(u[m], t[m], np.where(codes[m, f] == 2, "validation", "train"), ["train", "validation"],
+                              f"interaction user time folds, fold {f}")
+    return df["_pos"].to_numpy()[keep], codes
+
+def _user_random_part(df: pd.DataFrame, draws: np.ndarray, n_folds: int) -> np.ndarray:
+    "`user_random_folds`' fold number of each training + validation row of a user partition, given those rows' draws."
+    keep = df["_user_random"].to_numpy() != SPLITS.index("test")
+    pos, m = _user_positions(df["user_id"][keep], draws)
+    return np.where(m >= 2, pos % n_folds, -1)
+
+def interaction_splits_dask(client, # a Dask client (`engine.dask_client`)
+                            version_path, # the dataset version's folder (its interactions: a folder of parts or one file)
+                            params: dict, # the run's parameters
+                            timings: dict | None = None, # if given, filled with the seconds of each step (for bench/bench_scale_splits.py)
+                           ) -> dict:
+    """`choose_interaction_split`, `split_interactions`, `interaction_split_comparison` and the interactions' leakage checks and
+    summary, on the workers: 'strategy', 'reason', 'split' and 'folds' (the tables `make_splits` stores), 'comparison', 'summary'."""
+    import time
+    from distributed import wait
+    from thinkalike_ml.engine import regroup
+    timings = {} if timings is None else timings
+    clock = [time.perf_counter()]
+    def lap(step: str):
+        now = time.perf_counter()
+        timings[step] = timings.get(step, 0.0) + now - clock[0]
+        clock[0] = now
+    fr, holdout, seed, k = split_fractions(params["validation_fraction"], params["test_fraction"]), params.get("user_holdout", 0), params["seed"], params["n_time_folds"]
+    parts = _check_fractions(fr)
+    requested = params.get("interaction_split", "auto")
+    if requested != "auto": _check_strategy(requested)
+    units = _interaction_units(version_path)
+    sizes = np.array([r for *_, r in units], dtype="int64")
+    offsets, n_rows = np.concatenate([[0], np.cumsum(sizes)[:-1]]), int(sizes.sum())
+    read = [client.submit(_read_unit, f, g, int(o), seed, pure=False) for (f, g, _), o in zip(units, offsets)]
+    ids = pd.concat(client.gather(client.map(_column, read, ["interaction_id"] * len(read))), ignore_index=True)
+    t = pd.concat(client.gather(client.map(_column, read, ["timestamp"] * len(read))), ignore_index=True)
+    if t.isna().any(): raise ValueError(f"column 'timestamp': {int(t.isna().sum())} rows have no time; cannot split by time")
+    cuts = _time_cuts(t, [f for _, f in parts])
+    lap("read ids and times")
+    n = max(1, -(-n_rows // int(params.get("dask_partition_rows") or 250_000)))
+    users = regroup(client, client.map(_drop, read, [["interaction_id"]] * len(read)), _by_user_id, n)
+    del read
+    labelled = client.map(_label_part, users, [parts] * n, [cuts] * n, [fr] * n, [holdout] * n)
+    del users
+    wait(labelled)
+    lap("regroup by user and label")
+    facts = client.gather(client.map(_part_facts, labelled))
+    codes = np.empty((n_rows, len(INTERACTION_SPLITS)), "int8")
+    for f in facts: codes[f["pos"]] = f["codes"]
+    seen = {s: pd.unique(pd.concat([pd.Series(f["items"][s]) for f in facts], ignore_index=True)) for s in INTERACTION_SPLITS}
+    seen_f = client.scatter([seen], broadcast=True)[0]
+    evaluated = client.gather(client.map(_evaluated_part, labelled, [seen_f] * n))
+    tv, rows = t.to_numpy(), []
+    for j, s in enumerate(INTERACTION_SPLITS):
+        tr, te = codes[:, j] != 2, codes[:, j] == 2
+        rows.append({"interaction_split": s, "evaluated_users": int(sum(e[s] for e in evaluated)), "test_rows": int(te.sum()),
+                     **_leak_shares(tv, tr, te, sum(f["own"][s] for f in facts))})
+    comparison = pd.DataFrame(rows)
+    strategy, reason = choose_interaction_split(pd.DataFrame(index=range(n_rows)), params,
+                                                lambda: int(comparison.set_index("interaction_split").loc["global_time", "evaluated_users"]))
+    lap("compare the strategies")
+    j = INTERACTION_SPLITS.index(strategy)
+    split = np.asarray(SPLITS, dtype=object)[codes[:, j]]
+    trval = codes[:, j] != 2
+    rank = np.cumsum(trval) - 1  # each training + validation row's position among them
+    if strategy == "global_time":
+        folds = forward_chaining_folds(pd.DataFrame({"interaction_id": ids, "timestamp": t})[trval], "timestamp", k, "interaction_id")
+    elif strategy == "user_time":
+        fold_codes = np.zeros((int(trval.sum()), k), "int8")
+        for pos, c in client.gather(client.map(_user_time_part, labelled, [k] * n)): fold_codes[rank[pos]] = c
+        folds = _folds_from_codes(ids[trval].array, fold_codes, "interaction_id")
+    else:
+        draws = np.random.default_rng(seed + 1).random(int(trval.sum()))  # `user_random_folds`' draws, in the table's order
+        mine = [rank[f["pos"][f["codes"][:, j] != 2]] for f in facts]
+        fold = np.full(len(draws), -1)
+        for r, got in zip(mine, client.gather([client.submit(_user_random_part, p, draws[r], k, pure=False) for p, r in zip(labelled, mine)])):
+            fold[r] = got
+        folds = partition_fold_roles(ids[trval], fold, "interaction_id")
+    del labelled
+    lap("folds")
+    compact = pd.DataFrame({"interaction_id": ids, "timestamp": t})
+    check_interaction_split(compact, split, folds, strategy, per_user=False)  # the per-user checks ran on the partitions
+    summary = _summary("interactions", compact, split, None, "timestamp")
+    lap("checks and summary")
+    return {"strategy": strategy, "reason": reason, "split": pd.DataFrame({"interaction_id": ids.array, "split": split}),
+            "folds": folds, "comparison": comparison, "summary": summary, "rows": n_rows}
+
+def _run_splits_stage_dask(run: RunDirectory, params: dict) -> dict:
+    "`run_splits_stage` with the interactions split on the Dask workers and the suggestions in pandas (they are O(suggestions))."
+    from thinkalike_ml.data import _read_stored_table
+    from thinkalike_ml.engine import dask_client  # the engine module builds on the data module; imported when used
+    path = Path(dataset_version(run)["path"])
+    s = _read_stored_table(path, "suggestions")
+    if params.get("interaction_split", "auto") != "auto": _check_strategy(params["interaction_split"])
+    s_split, s_folds = split_suggestions(s, params)
+    with dask_client(params.get("dask_scheduler") or "") as client:
+        i = interaction_splits_dask(client, path, params)
+    splits = {"suggestions": pd.DataFrame({"suggestion_id": s.suggestion_id.array, "split": s_split.to_numpy()}), "suggestion_folds": s_folds,
+              "interactions": i["split"], "interaction_time_folds": i["folds"]}
+    check_suggestion_splits({"suggestions": s}, splits, {**params, "interaction_split": i["strategy"]})
+    sm = s.merge(splits["suggestions"], on="suggestion_id")
+    summary = pd.concat([_summary("suggestions", sm, sm.split, "accepted", "timestamp"), i["summary"]], ignore_index=True)
+    return _store_splits(run, params, s, splits, i["rows"], i["strategy"], i["reason"], i["comparison"], summary)

@@ -1,0 +1,121 @@
+"""The splits stage on the Dask engine gives the pandas engine's splits: the same tables, comparison, summary and metrics."""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from thinkalike_ml.config import resolve_params
+from thinkalike_ml.data import DATASET_RECORD, dataset_version, load_dataset, run_data_stage
+from thinkalike_ml.runs import RunDirectory
+from thinkalike_ml.splits import (INTERACTION_SPLITS_TABLE, SPLITS_DIR, interaction_splits_dask, load_splits, run_splits_stage,
+                                  split_interactions)
+
+SMALL = dict(n_users=300, n_items=30, interactions_per_user=8.0, suggestions_per_user=8.0, dataset_store="", dask_partition_rows=700)
+
+
+@pytest.fixture(scope="module")
+def scheduler():
+    from distributed import LocalCluster
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None,
+                      worker_dashboard_address=None, silence_logs=40) as cluster:
+        yield cluster.scheduler_address
+
+
+@pytest.fixture(scope="module")
+def versions(tmp_path_factory, scheduler):
+    """The small profile's dataset version written by each engine's data stage: the dask one as folders of parts, the pandas one as files."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("THINKALIKE_PSEUDONYM_KEY", "test-engine-key")
+    root, out = tmp_path_factory.mktemp("versions"), {}
+    for engine in ("dask", "pandas"):
+        extra = dict(engine="dask", dask_scheduler=scheduler) if engine == "dask" else {}
+        params = resolve_params(overrides={**SMALL, **extra}, small=True)
+        run = RunDirectory.create(params, root/engine)
+        run_data_stage(run, params)
+        out[engine] = dataset_version(run)
+    yield out
+    mp.undo()
+
+
+def _split(tmp_path, name: str, record: dict, **overrides) -> tuple[RunDirectory, dict]:
+    "Run the splits stage in a new run on a given dataset version record."
+    params = resolve_params(overrides={**SMALL, **overrides}, small=True)
+    run = RunDirectory.create(params, tmp_path/name)
+    run.write_json(DATASET_RECORD, record)
+    return run, run_splits_stage(run, params)
+
+
+@pytest.mark.parametrize("strategy,version,extra", [("global_time", "dask", {}), ("user_time", "dask", {}), ("user_random", "dask", {}),
+                                                    ("user_time", "dask", {"user_holdout": 2, "n_time_folds": 3}),
+                                                    ("user_random", "pandas", {"seed": 11}),
+                                                    # 'auto' on own files: a global cut evaluates fewer users than the minimum, so user_time
+                                                    ("auto", "dask", {"source": "files", "min_evaluated_users": 10**6,
+                                                                      "files": {t: f"{t}.csv" for t in ("users", "interactions", "suggestions")}})])
+def test_dask_splits_equal_the_pandas_splits(tmp_path, scheduler, versions, strategy, version, extra, monkeypatch):
+    from thinkalike_ml import splits
+    calls = []
+    def counted(*a, **kw):
+        calls.append(1)
+        return interaction_splits_dask(*a, **kw)
+    monkeypatch.setattr(splits, "interaction_splits_dask", counted)
+    record = versions[version]
+    parts = Path(record["path"])/"interactions"
+    assert (parts.is_dir() and len(list(parts.glob("part-*.parquet"))) > 2) == (version == "dask")  # several parts, or one file
+    kw = dict(interaction_split=strategy, **extra)
+    pr, pm = _split(tmp_path, "pandas", record, **kw)
+    dr, dm = _split(tmp_path, "dask", record, engine="dask", dask_scheduler=scheduler, **kw)
+    assert len(calls) == 1  # the dask run split the interactions on the workers, the pandas run did not
+    a, b = load_splits(pr), load_splits(dr)
+    for t in a: pd.testing.assert_frame_equal(a[t], b[t], check_exact=True, obj=t)
+    assert set(a["interactions"].split) == {"train", "validation", "test"} and a["interaction_time_folds"]["fold"].nunique() > 1
+    for t in (INTERACTION_SPLITS_TABLE, "tables/split_summary.parquet"):
+        pd.testing.assert_frame_equal(pr.read_table(t), dr.read_table(t), check_exact=True, obj=t)
+    assert pm == dm
+    info = pr.read_json(f"{SPLITS_DIR}/splits.json")
+    assert info == dr.read_json(f"{SPLITS_DIR}/splits.json")
+    assert info["interaction_split"] == (strategy if strategy != "auto" else "user_time") and info["interaction_split_requested"] == strategy
+    if strategy == "user_random":  # the draws are per row: a different seed gives other splits on both engines
+        _, om = _split(tmp_path, "other", record, engine="dask", dask_scheduler=scheduler, **{**kw, "seed": kw.get("seed", 42) + 1})
+        assert om != dm
+
+
+def test_bad_interactions_raise_the_same_error_on_both_engines(tmp_path, scheduler, versions):
+    from distributed import Client
+    src = Path(versions["dask"]["path"])
+    bad = tmp_path/"bad"
+    shutil.copytree(src, bad)
+    part = sorted((bad/"interactions").glob("part-*.parquet"))[1]
+    df = pd.read_parquet(part)
+    df.loc[df.index[[3, 7]], "timestamp"] = pd.NaT  # two rows without a time, in the second part
+    df.to_parquet(part, index=False)
+    it = load_dataset_from(bad)
+    params = resolve_params(overrides=SMALL, small=True)
+    with pytest.raises(ValueError) as a: split_interactions(it, "global_time", params)
+    with Client(scheduler) as c, pytest.raises(ValueError) as b: interaction_splits_dask(c, bad, params)
+    assert str(a.value) == str(b.value) == "column 'timestamp': 2 rows have no time; cannot split by time"
+    with pytest.raises(ValueError) as a: split_interactions(it, "by_item", params)
+    with Client(scheduler) as c, pytest.raises(ValueError) as b: interaction_splits_dask(c, src, {**params, "interaction_split": "by_item"})
+    assert str(a.value) == str(b.value) and "parameter 'interaction_split': unknown strategy 'by_item'" in str(a.value)
+    shutil.rmtree(bad/"interactions")
+    with Client(scheduler) as c, pytest.raises(FileNotFoundError, match="table 'interactions' is missing"): interaction_splits_dask(c, bad, params)
+
+
+def load_dataset_from(path: Path) -> pd.DataFrame:
+    from thinkalike_ml.data import read_version
+    return read_version(path)["interactions"]
+
+
+def test_the_per_user_checks_on_a_partition_catch_a_leak(versions):
+    from thinkalike_ml.splits import LeakageError, SPLITS, _label_part, _time_cuts, _user_time_part, split_fractions, _check_fractions
+    it = load_dataset_from(Path(versions["dask"]["path"]))
+    fr = split_fractions(0.15, 0.15)
+    parts = _check_fractions(fr)
+    df = _label_part(it.drop(columns="interaction_id").assign(_pos=np.arange(len(it)), _u=0.5), parts, _time_cuts(it.timestamp, [0.7, 0.15, 0.15]), fr, 0)
+    pos, codes = _user_time_part(df, 2)  # the split as made passes
+    assert len(pos) == (df._user_time != SPLITS.index("test")).sum() and set(np.unique(codes)) == {0, 1, 2}
+    flipped = df.assign(_user_time=df._user_time.map({0: 2, 1: 1, 2: 0}).astype("int8"))  # each user's latest rows train, earliest test
+    with pytest.raises(LeakageError, match="interaction_split 'user_time'.*does not start after"): _user_time_part(flipped, 2)
