@@ -306,7 +306,8 @@ def test_running_server_works_meanwhile_and_stops_the_server_if_that_work_fails(
     """`meanwhile` runs after the server process started and before the wait for /ready (the serving stage's batch and edge
     checks); if it fails, the error comes through and the server is stopped."""
     import psutil
-    servers = lambda: [c for c in psutil.Process().children() if "thinkalike_ml.server" in c.cmdline()]
+    other = {c.pid for c in psutil.Process().children()}  # e.g. another test's server, still running
+    servers = lambda: [c for c in psutil.Process().children() if c.pid not in other and "thinkalike_ml.server" in c.cmdline()]
     seen = {}
     def meanwhile(): seen["children"] = [c.pid for c in servers()]
     with running_server(str(models_run.path), meanwhile=meanwhile) as (base, proc):
