@@ -302,6 +302,24 @@ def test_running_servers_output_never_blocks_it_and_a_failed_start_quotes_it(mod
         with running_server(str(tmp_path/"no-such-run"), timeout=120): pass
 
 
+def test_running_server_works_meanwhile_and_stops_the_server_if_that_work_fails(models_run):
+    """`meanwhile` runs after the server process started and before the wait for /ready (the serving stage's batch and edge
+    checks); if it fails, the error comes through and the server is stopped."""
+    import psutil
+    other = {c.pid for c in psutil.Process().children()}  # e.g. another test's server, still running
+    servers = lambda: [c for c in psutil.Process().children() if c.pid not in other and "thinkalike_ml.server" in c.cmdline()]
+    seen = {}
+    def meanwhile(): seen["children"] = [c.pid for c in servers()]
+    with running_server(str(models_run.path), meanwhile=meanwhile) as (base, proc):
+        assert proc.pid in seen["children"] and requests.get(base + "/ready", timeout=10).status_code == 200
+    def fail():
+        seen["server"] = servers()
+        raise ValueError("the work done meanwhile failed")
+    with pytest.raises(ValueError, match="done meanwhile failed"):
+        with running_server(str(models_run.path), meanwhile=fail): pass
+    assert seen["server"] and not any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in seen["server"])
+
+
 def _dockerfile() -> dict:
     "The Dockerfile's ENV settings, the RUN commands, the files it copies and its ENTRYPOINT (exec form)."
     import json, re, shlex

@@ -27,13 +27,13 @@ __all__ = ['MISSING_GROUP', 'CELLS', 'SUMMARY_METRICS', 'METRICFRAME_MAX_ROWS', 
            'exponentiated_gradient_probability', 'mitigate_exponentiated_gradient', 'pool_small_groups',
            'threshold_optimizer_probability', 'mitigate_threshold_optimizer', 'bootstrap_auc_calibration',
            'gated_difference', 'gate_noise_floor', 'fairness_gate_verdict', 'gate_verdict_rates', 'mitigation_row',
-           'population_pairs', 'population_parity', 'list_hits', 'mean_with_interval', 'ranking_by_group',
-           'exposure_by_group', 'popularity_bias', 'load_fairness', 'mitigated_summary', 'persist_mitigated',
-           'load_mitigated_matcher', 'served_mitigated_matcher', 'fairness_inputs', 'matcher_rows', 'matcher_fairness',
-           'mitigation_attribute', 'population_inputs', 'population_decisions', 'with_population_gate',
-           'mitigation_table', 'recommend_mitigation', 'recommend_fairest', 'ground_truth_check',
-           'recommender_fairness', 'penalty_visibility', 'fairness_metrics', 'persist_fairness', 'track_fairness',
-           'run_fairness_stage']
+           'population_pairs', 'parity_groups', 'population_parity', 'list_hits', 'mean_with_interval',
+           'ranking_by_group', 'exposure_by_group', 'popularity_bias', 'load_fairness', 'mitigated_summary',
+           'persist_mitigated', 'load_mitigated_matcher', 'served_mitigated_matcher', 'fairness_inputs', 'matcher_rows',
+           'matcher_fairness', 'mitigation_attribute', 'population_inputs', 'population_decisions',
+           'with_population_gate', 'mitigation_table', 'recommend_mitigation', 'recommend_fairest',
+           'ground_truth_check', 'recommender_fairness', 'penalty_visibility', 'fairness_metrics', 'persist_fairness',
+           'track_fairness', 'run_fairness_stage']
 
 # %% ../nbs/06_fairness.ipynb #b33dab7f
 MISSING_GROUP = "(missing)"  # the group of rows whose sensitive attribute is missing
@@ -642,21 +642,29 @@ def population_pairs(people, # the people to pair (e.g. everyone in the test spl
     b = (a + rng.integers(1, len(u), n_pairs)) % len(u)  # uniform over the other people
     return pd.DataFrame({"user_a": u[a], "user_b": u[b]})
 
+def parity_groups(sensitive: pd.DataFrame, # one column per attribute: the group of each pair's suggested person
+                  people, # each pair's suggested person
+                 ) -> tuple:
+    "(the people, each pair's person code, each attribute's (group labels, each pair's group code)): what `population_parity` groups by, computed once for the decisions of several models on the same pairs."
+    who, c = group_codes(group_labels(people))
+    return who, c, {a: group_codes(group_labels(sensitive[a])) for a in sensitive.columns}
+
 def population_parity(decision, # 0/1 decision of each pair
                       sensitive: pd.DataFrame, # one column per attribute: the group of each pair's suggested person
                       people, # each pair's suggested person (the bootstrap resamples people with all their pairs)
                       min_group_size: int = 30, # groups with fewer people are reported but not compared
                       n_bootstrap: int = 1000, seed: int = 0,
+                      groups: tuple | None = None, # `parity_groups(sensitive, people)` if already computed
                      ) -> pd.DataFrame:
     "Per attribute, and for the largest over the attributes: DP difference and ratio (disparate impact) of the decisions, with people-cluster bootstrap 95% intervals."
     d = np.asarray(decision, float)
     if not len(d) == len(sensitive) == len(people):
         raise ValueError(f"population_parity: decision, sensitive and people must have one value per pair, got {len(d)}, {len(sensitive)} and {len(people)}")
-    who, c = group_codes(group_labels(people))
+    who, c, codes = parity_groups(sensitive, people) if groups is None else groups
     n_u, s_u = np.bincount(c, minlength=len(who)).astype(float), np.bincount(c, weights=d, minlength=len(who))
     parts = []  # per attribute: labels, judged, (selected, pairs) per person and group
     for a in sensitive.columns:
-        labels, g = group_codes(group_labels(sensitive[a]))
+        labels, g = codes[a]
         gu = np.full(len(who), -1); gu[c] = g
         if (gu[c] != g).any(): raise ValueError(f"population_parity: attribute '{a}' differs between pairs of the same person")
         G = np.zeros((len(who), len(labels))); G[np.arange(len(who)), gu] = 1
@@ -716,11 +724,18 @@ def list_hits(lists: pd.DataFrame, # top-k lists: user_id, rank, item_id
     return pd.DataFrame({"user_id": users, "ndcg": dcg / idcg, "hit_rate": (np.bincount(u[ok], hit[ok], len(users)) > 0).astype(float)})
 
 # %% ../nbs/06_fairness.ipynb #db4b2170
+@functools.lru_cache(maxsize=2)
+def _multinomial_weights(n: int, n_bootstrap: int, seed: int) -> np.ndarray:
+    "Row-bootstrap counts (resamples x n, read-only), kept so that the metrics of one group reuse one draw instead of repeating it."
+    W = np.random.default_rng(seed).multinomial(n, np.full(n, 1 / n), size=n_bootstrap)
+    W.flags.writeable = False
+    return W
+
 def mean_with_interval(x, n_bootstrap: int = 1000, seed: int = 0) -> tuple[float, float, float]:
     "(mean, 2.5th and 97.5th percentile of its bootstrap), vectorised over resamples with multinomial weights."
     x = np.asarray(x, float)
     if len(x) == 0: return (np.nan, np.nan, np.nan)
-    W = np.random.default_rng(seed).multinomial(len(x), np.full(len(x), 1 / len(x)), size=n_bootstrap)
+    W = _multinomial_weights(len(x), n_bootstrap, seed)
     lo, hi = np.percentile(W @ x / len(x), [2.5, 97.5])
     return float(x.mean()), float(lo), float(hi)
 
@@ -987,10 +1002,10 @@ def mitigation_table(inputs: dict, matcher: dict, params: dict) -> tuple[pd.Data
     t0 = time.perf_counter()
     pop = population_inputs(inputs, sens.columns, params)
     if pop is not None:
-        parts = []
+        parts, groups = [], parity_groups(pop["sensitive"], pop["pairs"]["user_b"])  # the same pairs for every model: grouped once
         for i, r in enumerate(rows):
             d = population_decisions(r["model"], fitted, inputs["matcher"], pop["X"], pop["sensitive"][a], matcher["threshold"], params["seed"])
-            par = population_parity(d, pop["sensitive"], pop["pairs"]["user_b"], params["min_group_size"], params["n_bootstrap"], params["seed"])
+            par = population_parity(d, pop["sensitive"], pop["pairs"]["user_b"], params["min_group_size"], params["n_bootstrap"], params["seed"], groups)
             parts.append(par.assign(model=r["model"], selection_rate=float(d.mean())))
             rows[i] = with_population_gate(r, par, yte, fitted[r["model"]][1], sens, params["fairness_threshold"], params["min_group_size"])
         fitted["_population"] = {"table": pd.concat(parts, ignore_index=True), "seconds": time.perf_counter() - t0, "pairs": len(pop["pairs"])}

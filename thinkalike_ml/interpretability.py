@@ -14,15 +14,15 @@ import pandas as pd
 # %% auto #0
 __all__ = ['SHAP_THREADS', 'VALUES_OVERALL', 'INTERESTS', 'DRIVER_TERMS', 'SENSITIVE_COLUMNS', 'INTERPRETABILITY_DIR',
            'INTERPRETABILITY_SUMMARY', 'INTERPRETABILITY_TABLES', 'base_model', 'hgb_tree_shap', 'shap_values',
-           'local_accuracy_error', 'permutation_table', 'feature_concept', 'concept_importance', 'true_effects',
-           'conditional_relevance', 'map_features_to_drivers', 'driver_agreement', 'null_rank_share', 'deletion_curve',
-           'deletion_test', 'why_this_match', 'rule_surrogate', 'bootstrap_importance', 'null_clearly_below_share',
-           'driver_contributions', 'null_vs_drivers', 'null_below_drivers_share', 'null_partial_correlation',
-           'local_surrogates', 'local_surrogate', 'actionable_edits', 'apply_edit', 'edit_cost',
-           'counterfactual_search', 'profile_scorer', 'candidate_importance', 'rank_agreement', 'load_interpretability',
-           'interpretability_inputs', 'global_explanations', 'truth_checks', 'example_reasons', 'faithfulness',
-           'local_explanations', 'actionable_columns', 'counterfactual_explanations', 'candidate_explanations',
-           'interpretability_metrics', 'persist_interpretability', 'track_interpretability',
+           'local_accuracy_error', 'roc_auc', 'permutation_table', 'feature_concept', 'concept_importance',
+           'true_effects', 'conditional_relevance', 'map_features_to_drivers', 'driver_agreement', 'null_rank_share',
+           'deletion_curve', 'deletion_test', 'why_this_match', 'rule_surrogate', 'bootstrap_importance',
+           'null_clearly_below_share', 'driver_contributions', 'null_vs_drivers', 'null_below_drivers_share',
+           'null_partial_correlation', 'local_surrogates', 'local_surrogate', 'actionable_edits', 'apply_edit',
+           'edit_cost', 'counterfactual_search', 'profile_scorer', 'candidate_importance', 'rank_agreement',
+           'load_interpretability', 'interpretability_inputs', 'global_explanations', 'truth_checks', 'example_reasons',
+           'faithfulness', 'local_explanations', 'actionable_columns', 'counterfactual_explanations',
+           'candidate_explanations', 'interpretability_metrics', 'persist_interpretability', 'track_interpretability',
            'track_interpretability_figures', 'run_interpretability_stage']
 
 # %% ../nbs/07_interpretability.ipynb #82af46b4
@@ -155,10 +155,26 @@ def local_accuracy_error(model, X: pd.DataFrame, values: np.ndarray, expected: f
     return float(np.max(np.abs(expected + values.sum(1) - model.decision_function(X))))
 
 # %% ../nbs/07_interpretability.ipynb #53835553
+def roc_auc(y, # true labels
+            score, # scores (higher: more likely 1)
+           ) -> float:
+    """scikit-learn's `roc_auc_score`, value for value: for 0/1 labels with both present it is `auc` of `roc_curve`, called here
+    without `roc_auc_score`'s label checks (half its time, for the hundreds of calls of a permutation or deletion test); other
+    labels (one class only, or other values) go to `roc_auc_score` itself, which handles them as it always does."""
+    from sklearn.metrics import auc, roc_auc_score, roc_curve
+    u = np.unique(np.asarray(y))
+    if len(u) != 2 or u[0] != 0 or u[1] != 1: return float(roc_auc_score(y, score))
+    fpr, tpr, _ = roc_curve(y, score)
+    return float(auc(fpr, tpr))
+
+def _roc_auc_scorer(estimator, X, y) -> float:
+    "The 'roc_auc' scorer (the decision function if the estimator has one, else the positive class's probability), through `roc_auc`."
+    return roc_auc(y, estimator.decision_function(X) if hasattr(estimator, "decision_function") else estimator.predict_proba(X)[:, 1])
+
 def permutation_table(model, X: pd.DataFrame, y, n_repeats: int = 10, seed: int = 0) -> pd.DataFrame:
     "Per feature: mean, sd and 95% percentile interval of the drop in ROC AUC when the feature is shuffled."
     from sklearn.inspection import permutation_importance
-    r = permutation_importance(model, X, y, scoring="roc_auc", n_repeats=n_repeats, random_state=seed)
+    r = permutation_importance(model, X, y, scoring=_roc_auc_scorer, n_repeats=n_repeats, random_state=seed)
     lo, hi = np.percentile(r.importances, [2.5, 97.5], axis=1)
     return pd.DataFrame({"feature": list(X.columns), "permutation": r.importances_mean, "permutation_sd": r.importances_std,
                          "permutation_low": lo, "permutation_high": hi})
@@ -262,11 +278,10 @@ def deletion_curve(predict, # rows -> scores
                    fill: pd.Series, # background value of each feature
                   ) -> np.ndarray:
     "ROC AUC after replacing the first k features of `order` by `fill`, for k = 0..len(order)."
-    from sklearn.metrics import roc_auc_score
-    Xd, out = X.copy(), [roc_auc_score(y, predict(X))]
+    Xd, out = X.copy(), [roc_auc(y, predict(X))]
     for f in order:
         Xd[f] = fill[f]
-        out.append(roc_auc_score(y, predict(Xd)))
+        out.append(roc_auc(y, predict(Xd)))
     return np.array(out)
 
 def deletion_test(predict, X: pd.DataFrame, y, importance: pd.Series, fill: pd.Series, n_random: int = 5, seed: int = 0) -> pd.DataFrame:

@@ -129,7 +129,7 @@ import os as _os, sys as _sys
 if "matplotlib.pyplot" in _sys.modules: _sys.modules["matplotlib.pyplot"].close("all")
 _os.chdir({cwd!r})
 get_ipython().run_line_magic("reset", "-f")
-__import__("gc").collect()
+__import__("gc").freeze()
 """
 
 class StageKernel:

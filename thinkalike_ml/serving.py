@@ -939,8 +939,9 @@ def running_server(model_ref: str, # a model reference (a run folder)
                    *extra, # more `serve` arguments, e.g. '--precomputed', FILE
                    timeout: float = 120, env: dict | None = None,
                    log=None, # file for the server's output (default: an anonymous temporary file)
+                   meanwhile=None, # called once the process is started, before waiting for `/ready` (other work while the server imports and loads)
                   ):
-    "The real server on a free 127.0.0.1 port, ready; yields (base URL, process); stopped afterwards."
+    "The real server on a free 127.0.0.1 port, ready; yields (base URL, process); stopped afterwards (also if `meanwhile` fails)."
     import signal, subprocess, tempfile, urllib.request
     port = _free_port()
     cmd = [sys.executable, "-m", "thinkalike_ml.server", "--model", model_ref, "--host", "127.0.0.1", "--port", str(port), *extra]
@@ -948,8 +949,10 @@ def running_server(model_ref: str, # a model reference (a run folder)
     out = open(log, "w+b") if log is not None else tempfile.TemporaryFile()  # readable: its end goes into errors
     proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
                             env={**os.environ, **(env or {})})
-    base, deadline = f"http://127.0.0.1:{port}", time.monotonic() + timeout
+    base = f"http://127.0.0.1:{port}"
     try:
+        if meanwhile is not None: meanwhile()
+        deadline = time.monotonic() + timeout
         while True:
             if proc.poll() is not None: raise RuntimeError(f"the server exited with code {proc.returncode}: {_tail(out)}")
             try:
@@ -998,7 +1001,9 @@ def peak_rss_mib(pid: int) -> float:
     import psutil
     return psutil.Process(pid).memory_info().rss / 2**20
 
-def online_checks(run, served: ServedModels, seed: int = 0) -> dict:
+def online_checks(run, served: ServedModels, seed: int = 0,
+                  meanwhile=None, # work done while the server starts (`running_server`'s `meanwhile`), before the timed requests
+                 ) -> dict:
     "Start the server on this run, time sequential match (ids, profiles) and recommend requests, read its memory, stop it."
     test = _test_pairs(run)
     rng = np.random.default_rng(seed)
@@ -1006,7 +1011,7 @@ def online_checks(run, served: ServedModels, seed: int = 0) -> dict:
     ids = [{"user_a": str(test.loc[i, "user_a"]), "user_b": str(test.loc[i, "user_b"])} for i in idx]
     profiles = [{"profile_a": profile_body(served, b["user_a"]), "profile_b": profile_body(served, b["user_b"])} for b in ids[:30]]
     users = [{"user_id": b["user_a"]} for b in ids[:50]]
-    with running_server(str(run.path), "--precomputed", str(run.file(PRECOMPUTED))) as (base, proc):
+    with running_server(str(run.path), "--precomputed", str(run.file(PRECOMPUTED)), meanwhile=meanwhile) as (base, proc):
         t_ids, t_prof, t_rec = latency_sample(base, "/v1/match", ids), latency_sample(base, "/v1/match", profiles), latency_sample(base, "/v1/recommend", users)
         rss = peak_rss_mib(proc.pid)
     q = lambda t, p: float(np.percentile(t, p))
@@ -1026,11 +1031,12 @@ def run_serving_stage(run, # the run's `RunDirectory`
     m = {"matcher_skipped": float(served.matcher is None)}
     folder = Path(tempfile.mkdtemp(prefix="thinkalike-serving-"))
     try:
-        if served.matcher is not None:
-            m |= batch_checks(run, served, folder, params["seed"])
-            m |= edge_checks(run, served)
-        m |= hybrid_checks(run, served)
-        if served.matcher is not None: m |= online_checks(run, served, params["seed"])
+        if served.matcher is None: m |= hybrid_checks(run, served)
+        else:  # the server needs the precomputed lists; while it imports and loads (seconds), the batch and edge checks run
+            hybrid, done = hybrid_checks(run, served), {}
+            def meanwhile(): done.update(batch_checks(run, served, folder, params["seed"]) | edge_checks(run, served))
+            online = online_checks(run, served, params["seed"], meanwhile)
+            m |= done | hybrid | online
     finally: shutil.rmtree(folder, ignore_errors=True)
     for key, path in (("matcher_pkl_kib", MATCHER_MODEL), ("recommender_pkl_kib", RECOMMENDER_MODEL)):
         if run.exists(path): m[key] = run.file(path).stat().st_size / 1024
