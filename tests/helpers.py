@@ -114,3 +114,16 @@ def offline_page(base: str, width: int = 1280, height: int = 800):
             yield page, outside
         finally:
             browser.close()
+
+
+# the small profile both engines' tests run on: several partitions of a few hundred rows
+ENGINE_SMALL = dict(n_users=300, n_items=30, interactions_per_user=8.0, suggestions_per_user=8.0, dataset_store="", dask_partition_rows=700)
+
+
+@contextlib.contextmanager
+def local_dask_cluster():
+    """A local Dask cluster on 127.0.0.1 (2 single-threaded worker processes, no dashboards) until exit; yields its scheduler address."""
+    from distributed import LocalCluster
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None,
+                      worker_dashboard_address=None, silence_logs=40) as cluster:
+        yield cluster.scheduler_address

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from helpers import ENGINE_SMALL, local_dask_cluster
 from thinkalike_ml.config import resolve_params
 from thinkalike_ml.data import (DataError, DataQualityError, dataset_hash, dataset_version, export_data, load_dataset, read_version,
                                 run_data_stage, table_summary, write_version)
@@ -16,16 +17,13 @@ from thinkalike_ml.features import load_features, run_features_stage
 from thinkalike_ml.runs import RunDirectory
 from thinkalike_ml.splits import load_splits, run_splits_stage
 
-SMALL = dict(n_users=300, n_items=30, interactions_per_user=8.0, suggestions_per_user=8.0, dataset_store="", dask_partition_rows=700)
+SMALL = ENGINE_SMALL
 
 
 @pytest.fixture(scope="module")
 def scheduler():
     """One local cluster for the module (the runs connect to it through parameter `dask_scheduler`)."""
-    from distributed import LocalCluster
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None,
-                      worker_dashboard_address=None, silence_logs=40) as cluster:
-        yield cluster.scheduler_address
+    with local_dask_cluster() as address: yield address
 
 
 @pytest.fixture(autouse=True)

@@ -8,21 +8,20 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from helpers import ENGINE_SMALL, local_dask_cluster
 from thinkalike_ml.config import resolve_params
 from thinkalike_ml.data import DATASET_RECORD, dataset_version, load_dataset, run_data_stage
 from thinkalike_ml.runs import RunDirectory
 from thinkalike_ml.splits import (INTERACTION_SPLITS_TABLE, SPLITS_DIR, interaction_splits_dask, load_splits, run_splits_stage,
                                   split_interactions)
 
-SMALL = dict(n_users=300, n_items=30, interactions_per_user=8.0, suggestions_per_user=8.0, dataset_store="", dask_partition_rows=700)
+SMALL = ENGINE_SMALL
 
 
 @pytest.fixture(scope="module")
 def scheduler():
-    from distributed import LocalCluster
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None,
-                      worker_dashboard_address=None, silence_logs=40) as cluster:
-        yield cluster.scheduler_address
+    """One local cluster for the module (the runs connect to it through parameter `dask_scheduler`)."""
+    with local_dask_cluster() as address: yield address
 
 
 @pytest.fixture(scope="module")
