@@ -126,6 +126,31 @@ def test_executed_notebook_got_the_run_directory(first_run):
     assert len(injected) == 1 and str(first_run) in injected[0].source
 
 
+def test_monitoring_judges_windows_against_a_labelled_reference(first_run):
+    """The default time split puts every held-out pair after the production start: the monitor's performance and fairness
+    reference is then the validation split (never empty, as it was), its rows are not judged again, and the report says so."""
+    import math
+    import pandas as pd
+    from thinkalike_ml.features import load_features
+    from thinkalike_ml.monitoring import load_monitoring
+    from thinkalike_ml.runs import RunDirectory
+    run = RunDirectory(first_run)
+    mon = load_monitoring(run)
+    info, perf = mon["summary"], mon["performance"]
+    ref = info["reference"]
+    assert json.loads((first_run/"params.json").read_text())["matcher_split"] == "time"
+    assert ref["source"] == "validation_split" and ref["rows"] == info["reference_performance"]["n"] > 0
+    assert pd.Timestamp(ref["from"]) >= pd.Timestamp(info["start"]) and math.isfinite(info["reference_performance"]["roc_auc"])
+    pf = load_features(run)["pair_features"]
+    after = pf[pf["timestamp"] >= pd.Timestamp(info["start"])]
+    assert ref["rows"] == int((pf["split"] == "validation").sum())
+    # judged: test rows of labelled windows only (on the small profile the test rows' labels have not all arrived: maybe none)
+    assert perf["n"].sum() <= int((after["split"] == "test").sum()), perf
+    page = (first_run/"html"/"10_monitoring.html").read_text()
+    assert f"{ref['rows']:,} rows, the matcher's validation split" in page and "No labelled window or no sensitive attribute" not in page
+    assert "No labelled reference" not in page
+
+
 def test_second_run_is_a_new_folder_leaves_the_first_unchanged_and_agrees_with_it(first_run, reports):
     before = tree_digest(first_run)
     p = cli("run", "--small", "--no-progress", "--until", "splits", reports=reports, check=0)

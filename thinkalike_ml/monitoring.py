@@ -23,19 +23,20 @@ from .fairness import (MISSING_GROUP, choose_threshold, confusion_cells, fairnes
 
 # %% auto #0
 __all__ = ['PSI_SMOOTHING', 'KS_LIMIT_SIZE', 'CORRECTIONS', 'DRIFT_COLUMNS', 'PERFORMANCE_METRICS', 'BIAS_METRICS',
-           'BIAS_NULL_SIMULATIONS', 'ACTIONS', 'log', 'STATISTICAL_DETECTORS', 'DETECTORS', 'MONITORING_DIR',
-           'MONITORING_SUMMARY', 'MONITORING_TABLES', 'ALERTS_FILE', 'RETRAINING_FILE', 'production_start',
-           'window_table', 'assign_windows', 'is_categorical', 'ks_two_sample', 'chi_square_counts', 'psi',
-           'drift_test', 'adjust_p', 'ReferenceProfile', 'feature_drift', 'drift_by_window',
+           'BIAS_NULL_SIMULATIONS', 'ACTIONS', 'log', 'STATISTICAL_DETECTORS', 'DETECTORS', 'REFERENCE_SOURCES',
+           'MONITORING_DIR', 'MONITORING_SUMMARY', 'MONITORING_TABLES', 'ALERTS_FILE', 'RETRAINING_FILE',
+           'production_start', 'window_table', 'assign_windows', 'is_categorical', 'ks_two_sample', 'chi_square_counts',
+           'psi', 'drift_test', 'adjust_p', 'ReferenceProfile', 'feature_drift', 'drift_by_window',
            'performance_with_intervals', 'degraded', 'window_ndcg', 'calibration_difference', 'calibration_null',
            'gap_null', 'bias_by_window', 'raise_alerts', 'deliver_alerts', 'MonitorSettings', 'monitor_settings',
            'performance_by_window', 'monitor_period', 'system_by_window', 'champion_version', 'registry_champions',
            'scoring_models', 'scored_sentence', 'score_window', 'score_by_window', 'user_feature_rows',
            'new_user_source', 'cumulative_rows', 'simulate_period', 'window_alarms', 'calibrate_detectors',
-           'calibration_summary', 'retraining_decision', 'maintenance_plan', 'load_later_data', 'monitoring_inputs',
-           'recommender_by_window', 'check_monitoring_params', 'monitor_run', 'retraining_command',
-           'monitoring_metrics', 'persist_monitoring', 'load_monitoring', 'track_monitoring', 'run_monitoring_stage',
-           'retraining_alert', 'retraining_parameters', 'retrain_from_alert', 'format_retraining']
+           'calibration_summary', 'retraining_decision', 'maintenance_plan', 'load_later_data', 'labelled_reference',
+           'reference_sentence', 'monitoring_inputs', 'recommender_by_window', 'check_monitoring_params', 'monitor_run',
+           'retraining_command', 'monitoring_metrics', 'persist_monitoring', 'load_monitoring', 'track_monitoring',
+           'run_monitoring_stage', 'retraining_alert', 'retraining_parameters', 'retrain_from_alert',
+           'format_retraining']
 
 # %% ../nbs/10_monitoring.ipynb #8c6f0aaa
 def production_start(times, # timestamps of the rows (suggestions)
@@ -869,6 +870,33 @@ def _with_attributes(rows: pd.DataFrame, users: pd.DataFrame, attributes) -> pd.
     side = pair_attributes(rows, users, attributes)["suggested"]
     return rows.assign(**{a: side[a].to_numpy() for a in attributes})
 
+REFERENCE_SOURCES = {  # what the performance and fairness reference is (`labelled_reference`), in the report's words
+    "before_production": "the held-out (validation and test) rows before the production period",
+    "validation_split": "the matcher's validation split (no held-out rows before the production period, as with a time split); "
+                        "these rows are left out of the windows, which are judged on the test rows",
+    "none": "none: no held-out rows before the production period and no validation split with both outcomes"}
+
+def labelled_reference(rows: pd.DataFrame, # pair rows with `split`, `timestamp` and `accepted`
+                       start: pd.Timestamp, # the production start
+                       min_rows: int = 30, # rows a reference needs to be used before the next candidate
+                      ) -> tuple[np.ndarray, str]:
+    """(mask of the performance and fairness reference rows, its `REFERENCE_SOURCES` key): the held-out rows before `start`, else the
+    validation split's rows wherever they fall; the first with `min_rows` rows and both outcomes, else the first with both outcomes."""
+    held = rows["split"].ne("train").to_numpy(bool)
+    candidates = {"before_production": held & (rows["timestamp"] < start).to_numpy(bool), "validation_split": rows["split"].eq("validation").to_numpy(bool)}
+    both = {k: rows.loc[m, "accepted"].nunique() == 2 for k, m in candidates.items()}
+    for enough in (lambda k: both[k] and candidates[k].sum() >= min_rows, lambda k: both[k]):
+        for k, m in candidates.items():
+            if enough(k): return m, k
+    return np.zeros(len(rows), bool), "none"
+
+def reference_sentence(reference: dict | None, # the summary's `reference` (`monitoring_inputs`'s `reference_source`)
+                      ) -> str:
+    "The report's words for the performance and fairness reference: how many rows, what they are, when they fall."
+    if not reference: return "not recorded (a run made before the reference was recorded)"
+    if not reference["rows"]: return f"{REFERENCE_SOURCES['none']}, so performance degradation and bias emergence cannot be judged"
+    return f"{reference['rows']:,} rows, {REFERENCE_SOURCES[reference['source']]}; from {reference['from'][:10]} to {reference['to'][:10]}"
+
 def monitoring_inputs(run, params: dict) -> dict:
     "What the stage monitors: the reference and production rows, users, interactions, start and as-of time, and the models."
     from thinkalike_ml.data import load_dataset, load_truth
@@ -883,9 +911,11 @@ def monitoring_inputs(run, params: dict) -> dict:
         times = pf["timestamp"] if len(pf) else inter["timestamp"]
         given = params["monitoring_start"] or (truth["info"].get("production_start") if truth else None)
         start = production_start(times, given, params["production_fraction"])
+        in_reference, ref_source = labelled_reference(pf, start, params["min_group_size"]) if len(pf) else (np.zeros(0, bool), "none")
         pairs = data["suggestions"][data["suggestions"]["timestamp"] >= start].merge(pf[["suggestion_id", "split"]], on="suggestion_id", how="left") \
             if len(pf) else pd.DataFrame(columns=["user_a", "user_b", "timestamp", "accepted", "split"])
-        pairs = pairs.assign(held_out=pairs["split"].ne("train").to_numpy(bool))
+        judged_out = ["train", "validation"] if ref_source == "validation_split" else ["train"]  # no row is both reference and judged
+        pairs = pairs.assign(held_out=(~pairs["split"].isin(judged_out)).to_numpy(bool))
         prod_inter, source = inter[inter["timestamp"] >= start], "the run's production period"
     else:
         users = pd.concat([users, later["users"]]).drop_duplicates("user_id", keep="last").reset_index(drop=True)
@@ -894,6 +924,7 @@ def monitoring_inputs(run, params: dict) -> dict:
         times = pairs["timestamp"] if len(pairs) else prod_inter["timestamp"]
         if not len(times): raise ValueError("parameter 'monitoring_files': the later files hold no suggestions and no interactions to monitor")
         start = production_start(times, params["monitoring_start"] or times.min())
+        in_reference, ref_source = labelled_reference(pf, start, params["min_group_size"]) if len(pf) else (np.zeros(0, bool), "none")
         source = "the later files " + ", ".join(f"{t}: {f}" for t, f in params["monitoring_files"].items())
     attrs, _ = available_attributes(users, params["sensitive_attributes"])
     user_rows, user_cols = user_feature_rows(users, feats["transformer"], attrs)
@@ -901,12 +932,17 @@ def monitoring_inputs(run, params: dict) -> dict:
         user_rows = user_rows.assign(signup_time=np.where(user_rows["user_id"].isin(later["users"]["user_id"]), user_rows["signup_time"], pd.NaT))
         user_rows["signup_time"] = pd.to_datetime(user_rows["signup_time"]).fillna(start - pd.Timedelta(days=1))
     matcher = models["matcher"]
-    ref = pf[pf["timestamp"] < start] if len(pf) else pf
+    drift_ref = (pf["timestamp"] < start).to_numpy(bool) & pf["split"].eq("train").to_numpy(bool) if len(pf) else np.zeros(0, bool)
+    scored = drift_ref | in_reference  # the rows the matcher scores here: the drift reference and the labelled reference
+    ref = pf[scored]
     if matcher is not None and len(ref):
         ref = _with_attributes(ref.assign(p=matcher["model"].predict_proba(ref[list(matcher["columns"])])[:, 1]), users, attrs)
+    reference, labelled = ref[drift_ref[scored]], ref[in_reference[scored]]
     as_of = max([t.max() for t in (pairs["timestamp"], prod_inter["timestamp"]) if len(t)], default=start)
     return {"matcher": matcher, "recommender": models["recommender"], "users": users, "medians": feats["medians"], "history": feats["history"], "attributes": attrs,
-            "reference": ref[ref["split"] == "train"] if len(ref) else ref, "reference_labelled": ref[ref["split"] != "train"] if len(ref) else ref,
+            "reference": reference, "reference_labelled": labelled,
+            "reference_source": {"source": ref_source, "rows": len(labelled), "from": str(labelled["timestamp"].min()) if len(labelled) else None,
+                                 "to": str(labelled["timestamp"].max()) if len(labelled) else None},
             "pairs": pairs, "interactions": prod_inter, "start": start, "as_of": pd.Timestamp(as_of), "source": source,
             "transformer": feats["transformer"], "user_rows": user_rows, "user_columns": user_cols, "scored": models["scored"]}
 
@@ -1000,6 +1036,7 @@ def monitoring_metrics(result: dict, calibration: pd.DataFrame, decision: dict) 
     perf = result["performance"]
     if len(perf) and perf["roc_auc"].notna().any():
         m |= {"reference_roc_auc": result["reference_performance"]["roc_auc"], "min_window_roc_auc": float(perf["roc_auc"].min())}
+    if result["reference_performance"]: m["reference_rows"] = float(result["reference_performance"]["n"])
     if len(result["system"]):
         m |= {"scoring_seconds_per_row_max": float(result["system"]["ms_per_row"].max()) / 1000, "scoring_rows_per_second_min": float(result["system"]["rows_per_second"].min()),
               "scoring_peak_rss_mib": float(result["system"]["rss_mib"].max())}  # timings and memory: named as the runs comparison expects
@@ -1022,7 +1059,7 @@ def persist_monitoring(run, result: dict, calibration: dict, decision: dict, del
     run.write_json(ALERTS_FILE, result["alerts"])
     run.write_json(MONITORING_SUMMARY, {"source": inputs["source"], "start": str(inputs["start"]), "as_of": str(inputs["as_of"]), "scored": inputs["scored"],
         "matcher_monitored": result["matcher_monitored"], "recommender_monitored": bool(len(result["recommender"])),
-        "attributes": inputs["attributes"], "reference_performance": result["reference_performance"],
+        "attributes": inputs["attributes"], "reference_performance": result["reference_performance"], "reference": inputs["reference_source"],
         "recommender_reference_ndcg": result["recommender_reference"], "retraining": decision, "delivered": delivered,
         "calibration_seeds": calibration["seeds"], "calibration_users": params["monitoring_sim_users"],
         "calibration_strength": params["monitoring_drift_strength"]})
