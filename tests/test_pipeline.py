@@ -151,6 +151,33 @@ def test_monitoring_judges_windows_against_a_labelled_reference(first_run):
     assert "No labelled reference" not in page
 
 
+def test_monitoring_a_later_file_judges_every_later_suggestion_against_the_runs_reference(first_run, tmp_path):
+    """`monitoring_files`: a later export with drifted users passes the data stage's steps and is monitored against the run:
+    its suggestions are judged in windows, the run's validation split is the reference, the drift is caught, and a window
+    of a few rows is not called slow (the job's fixed cost per window is not a slow row)."""
+    import shutil
+    from thinkalike_ml.monitoring import load_monitoring
+    from thinkalike_ml.runs import RunDirectory
+    from thinkalike_ml.stages import execute_stage
+    from thinkalike_ml.tracking import TRACKING_FILE
+    copy, later = tmp_path/"run", tmp_path/"later"
+    shutil.copytree(first_run, copy)
+    (copy/TRACKING_FILE).unlink()  # untracked: the first run's MLflow record is left as it is
+    (tmp_path/"later.yaml").write_text("seed: 7\ndata_drift: 1.0\n")
+    cli("export-data", "--small", "--out", str(later), "--params", str(tmp_path/"later.yaml"), "--tables", "users,suggestions", check=0)
+    run = RunDirectory(copy)
+    execute_stage(run, "monitoring", {**run.params, "monitoring_files": {t: str(later/f"{t}.csv") for t in ("users", "suggestions")}})
+    mon = load_monitoring(run)
+    info, perf, system = mon["summary"], mon["performance"], mon["system"]
+    assert info["source"].startswith("the later files") and info["matcher_monitored"]
+    assert info["reference"]["rows"] == info["reference_performance"]["n"] > 0
+    assert perf["n"].sum() > 0 and perf["roc_auc"].notna().any()
+    kinds = {a["kind"] for a in mon["alerts"]}
+    assert "data_drift" in kinds, mon["alerts"]
+    small = system.loc[system["rows"] < run.params["min_group_size"], "window"]
+    assert not any(a["kind"] == "system" and a["window"] in set(small) for a in mon["alerts"]), system
+
+
 def test_second_run_is_a_new_folder_leaves_the_first_unchanged_and_agrees_with_it(first_run, reports):
     before = tree_digest(first_run)
     p = cli("run", "--small", "--no-progress", "--until", "splits", reports=reports, check=0)

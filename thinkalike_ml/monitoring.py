@@ -581,7 +581,8 @@ def system_by_window(timings: pd.DataFrame | None, s: MonitorSettings) -> pd.Dat
     t = timings.copy()
     t["ms_per_row"] = 1000 * t["seconds"] / t["rows"].clip(lower=1)
     t["rows_per_second"] = t["rows"] / t["seconds"].clip(lower=1e-9)
-    t["slow"] = t["ms_per_row"] > s.max_ms_per_row
+    # a window of a few rows is not judged for speed: the job's fixed cost per window (tens of ms) would read as a slow row
+    t["slow"] = (t["ms_per_row"] > s.max_ms_per_row) & (t["rows"] >= s.min_rows)
     t["failing"] = t["failed_share"] > s.max_failed_share
     return t
 
@@ -872,8 +873,8 @@ def _with_attributes(rows: pd.DataFrame, users: pd.DataFrame, attributes) -> pd.
 
 REFERENCE_SOURCES = {  # what the performance and fairness reference is (`labelled_reference`), in the report's words
     "before_production": "the held-out (validation and test) rows before the production period",
-    "validation_split": "the matcher's validation split (no held-out rows before the production period, as with a time split); "
-                        "these rows are left out of the windows, which are judged on the test rows",
+    "validation_split": "the matcher's validation split (no held-out rows before the production period, as with a time split), "
+                        "none of which is judged again in a window",
     "none": "none: no held-out rows before the production period and no validation split with both outcomes"}
 
 def labelled_reference(rows: pd.DataFrame, # pair rows with `split`, `timestamp` and `accepted`
