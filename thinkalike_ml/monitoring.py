@@ -447,7 +447,7 @@ def raise_alerts(windows: pd.DataFrame, # `window_table` output
         alerts.append({"kind": kind, "severity": severity, "window": int(w), "window_start": str(when.loc[w, "start"].date()),
                        "what": what, "where": where, "how_much": how_much,
                        "since": str(when.loc[_since(firing, w), "start"].date()), "action": ACTIONS[kind]})
-    d = drift[drift["drifted"]]
+    d = drift[drift["drifted"].astype(bool)]  # an empty drift table has object columns, which pandas would read as column labels
     feat, score = d[d["feature"] != "score"], d[d["feature"] == "score"]
     for kind, rows in (("data_drift", feat), ("prediction_drift", score)):
         firing = sorted(rows["window"].unique())
