@@ -412,6 +412,37 @@ def test_two_runs_with_the_same_parameters_agree(first_run, reports):
 
 
 @pytest.mark.slow
+def test_movietweetings_runs_the_whole_lifecycle(reports):
+    """The README's real-data run, `-p source movietweetings`, succeeds in every stage (its monitoring stage once failed
+    on the empty drift table of a run with no suggestions): the recommender is monitored, the matcher is not."""
+    run = report_of(cli("run", "-p", "source", "movietweetings", "--no-progress", reports=reports, check=0))
+    manifest, metrics = (json.loads((run/f).read_text()) for f in ("manifest.json", "metrics.json"))
+    assert manifest["status"] == "succeeded" and len(manifest["stages"]) == 12, manifest["stages"]
+    mon = metrics["monitoring"]
+    assert mon["matcher_monitored"] == 0.0 and mon["labelled_windows"] > 0 and 0 < mon["recommender_reference_ndcg"] < 1
+    assert metrics["documents"]["documents"] > 0
+
+
+@pytest.mark.slow
+def test_own_files_without_interactions_run_the_whole_lifecycle(reports, tmp_path):
+    """Own files with users and suggestions only (no interactions, so no recommender): every stage succeeds (the registry
+    and serving stages once assumed a recommender); the API serves the matcher and answers 404 for recommendations."""
+    out = tmp_path/"files"
+    cli("export-data", "--small", "--out", str(out), "--tables", "users,suggestions", check=0)
+    run = report_of(cli("run", "--params", str(out/"params.yaml"), "--small", "--no-progress", reports=reports, check=0))
+    manifest, metrics = (json.loads((run/f).read_text()) for f in ("manifest.json", "metrics.json"))
+    assert manifest["status"] == "succeeded" and len(manifest["stages"]) == 12, manifest["stages"]
+    assert metrics["serving"]["matcher_skipped"] == 0.0 and "api_recommend_p95_seconds" not in metrics["serving"]
+    assert "recommender_registry_version" not in metrics["registry"] and metrics["registry"]["matcher_registry_version"] >= 1
+    assert metrics["monitoring"]["matcher_monitored"] == 1.0
+    from thinkalike_ml.serving import running_server
+    import httpx
+    with running_server(str(run)) as (base, _):
+        r = httpx.post(base + "/v1/recommend", json={"user_id": "x"})
+        assert r.status_code == 404 and "no recommender" in r.text
+
+
+@pytest.mark.slow
 def test_a_real_runs_pages_show_results_on_the_first_screen(first_run, tmp_path):
     "The run's index.html and every stage report, in headless Chromium at 1280x800: results first, no code on screen."
     from helpers import offline_page, served

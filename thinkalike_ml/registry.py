@@ -84,7 +84,7 @@ def digest(obj) -> str:
 _TUNED = {"ease": "ease_l2", "item_knn": "item_knn_n_neighbors", "trending": "trending_half_life_days"}  # recommender summary key of each model's tuned setting
 
 def model_descriptors(run: RunDirectory) -> dict:
-    "Per family (matcher unless skipped, recommender): family, hyperparameters, features, dataset version, stored file's sha256."
+    "Per family (matcher, recommender: each unless the models stage skipped it): family, hyperparameters, features, dataset version, stored file's sha256."
     from thinkalike_ml.data import dataset_version
     from thinkalike_ml.models import MATCHER_MODEL, MATCHER_SUMMARY, RECOMMENDER_MODEL, RECOMMENDER_SUMMARY, load_models
     models, sums, ver = load_models(run), run.checksums(), dataset_version(run)["version"]
@@ -95,6 +95,7 @@ def model_descriptors(run: RunDirectory) -> dict:
         out["matcher"] = {"family": sel, "hyperparameters": s.get(f"{sel}_best", {}), "features": list(models["matcher"]["columns"]),
                           "dataset_version": ver, "model_sha256": sums.get(MATCHER_MODEL)}
     s, rec = run.read_json(RECOMMENDER_SUMMARY), models["recommender"]
+    if rec is None: return out  # no interactions in the data: the models stage trained no recommender
     out["recommender"] = {"family": s["selected"], "hyperparameters": {"k": s["k"], **{k: s[k] for k in [_TUNED.get(s["selected"])] if k in s}},
                           "features": ["user_id", *rec.profile_columns], "dataset_version": ver, "model_sha256": sums.get(RECOMMENDER_MODEL)}
     return out

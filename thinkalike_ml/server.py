@@ -311,6 +311,7 @@ def create_app(cfg: ServerConfig, load_in_background: bool = True) -> FastAPI:
     async def recommend(req: RecommendRequest):
         "Top-k items for a known user (precomputed when fresh, else online) or a new user's profile (cold start)."
         s = served()
+        if s.recommender is None: raise HTTPException(404, detail="this deployment has no recommender")
         k = req.k or s.recommender.k
         pre = state.precomputed.get(req.user_id) if req.user_id is not None else None
         if pre is not None and len(pre) >= k:

@@ -1004,20 +1004,23 @@ def peak_rss_mib(pid: int) -> float:
 def online_checks(run, served: ServedModels, seed: int = 0,
                   meanwhile=None, # work done while the server starts (`running_server`'s `meanwhile`), before the timed requests
                  ) -> dict:
-    "Start the server on this run, time sequential match (ids, profiles) and recommend requests, read its memory, stop it."
+    "Start the server on this run, time sequential match (ids, profiles) and recommend requests (when it has a recommender), read its memory, stop it."
     test = _test_pairs(run)
     rng = np.random.default_rng(seed)
     idx = rng.choice(len(test), min(LATENCY_REQUESTS, len(test)), replace=False)
     ids = [{"user_a": str(test.loc[i, "user_a"]), "user_b": str(test.loc[i, "user_b"])} for i in idx]
     profiles = [{"profile_a": profile_body(served, b["user_a"]), "profile_b": profile_body(served, b["user_b"])} for b in ids[:30]]
     users = [{"user_id": b["user_a"]} for b in ids[:50]]
-    with running_server(str(run.path), "--precomputed", str(run.file(PRECOMPUTED)), meanwhile=meanwhile) as (base, proc):
-        t_ids, t_prof, t_rec = latency_sample(base, "/v1/match", ids), latency_sample(base, "/v1/match", profiles), latency_sample(base, "/v1/recommend", users)
+    recommends = served.recommender is not None  # a run without interactions serves the matcher alone
+    extra = ("--precomputed", str(run.file(PRECOMPUTED))) if recommends else ()
+    with running_server(str(run.path), *extra, meanwhile=meanwhile) as (base, proc):
+        t_ids, t_prof = latency_sample(base, "/v1/match", ids), latency_sample(base, "/v1/match", profiles)
+        t_rec = latency_sample(base, "/v1/recommend", users) if recommends else None
         rss = peak_rss_mib(proc.pid)
     q = lambda t, p: float(np.percentile(t, p))
-    return {"api_requests": len(t_ids), "api_match_p50_seconds": q(t_ids, 50), "api_match_p95_seconds": q(t_ids, 95), "api_match_p99_seconds": q(t_ids, 99),
-            "api_match_profiles_p95_seconds": q(t_prof, 95), "api_recommend_p50_seconds": q(t_rec, 50), "api_recommend_p95_seconds": q(t_rec, 95),
-            "api_server_peak_rss_mib": rss, "api_match_requests_per_second": 1 / float(np.mean(t_ids))}
+    out = {"api_requests": len(t_ids), "api_match_p50_seconds": q(t_ids, 50), "api_match_p95_seconds": q(t_ids, 95), "api_match_p99_seconds": q(t_ids, 99),
+           "api_match_profiles_p95_seconds": q(t_prof, 95), "api_server_peak_rss_mib": rss, "api_match_requests_per_second": 1 / float(np.mean(t_ids))}
+    return out | ({"api_recommend_p50_seconds": q(t_rec, 50), "api_recommend_p95_seconds": q(t_rec, 95)} if recommends else {})
 
 # %% ../nbs/09_serving.ipynb #ef823739
 def run_serving_stage(run, # the run's `RunDirectory`
@@ -1033,7 +1036,7 @@ def run_serving_stage(run, # the run's `RunDirectory`
     try:
         if served.matcher is None: m |= hybrid_checks(run, served)
         else:  # the server needs the precomputed lists; while it imports and loads (seconds), the batch and edge checks run
-            hybrid, done = hybrid_checks(run, served), {}
+            hybrid, done = (hybrid_checks(run, served) if served.recommender is not None else {}), {}
             def meanwhile(): done.update(batch_checks(run, served, folder, params["seed"]) | edge_checks(run, served))
             online = online_checks(run, served, params["seed"], meanwhile)
             m |= done | hybrid | online
