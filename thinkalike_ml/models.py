@@ -516,11 +516,13 @@ def cv_splits(folds) -> list[tuple[np.ndarray, np.ndarray]]:
     return [(np.flatnonzero(folds != f), np.flatnonzero(folds == f)) for f in np.unique(folds[folds >= 0])]
 
 def grid_search_logreg(X: pd.DataFrame, y, folds, # training features, labels, and the folds: a fold number per row, or (train, validation) positions per fold
-                       seed: int = 0, grid: dict | None = None):
+                       seed: int = 0, grid: dict | None = None,
+                       refit: bool = True, # refit the best setting on all of `X` (`best_estimator_`); off when only `cv_results_` is read
+                      ):
     "GridSearchCV of the logistic regression over `grid` on predefined folds, scored by negative log loss."
     from sklearn.model_selection import GridSearchCV
     gs = GridSearchCV(make_logreg(seed), grid or LOGREG_GRID, cv=cv_splits(folds),
-                      scoring={"neg_log_loss": "neg_log_loss", "roc_auc": "roc_auc"}, refit="neg_log_loss", n_jobs=1)
+                      scoring={"neg_log_loss": "neg_log_loss", "roc_auc": "roc_auc"}, refit="neg_log_loss" if refit else False, n_jobs=1)
     return gs.fit(X, y)
 
 MIN_LOG_LOSS_GAIN = 0.002  # boosted trees replace logistic regression only if they lower the validation log loss by more than this
@@ -689,7 +691,7 @@ def tune_matcher(data: MatcherData, # the matcher's rows
     X, y, key, parts = data.X("train"), data.y("train"), "logisticregression__C", []
     max_widenings = check_widenings(max_widenings)
     def score(values):
-        cv = pd.DataFrame(grid_search_logreg(X, y, data.cv_folds(), seed, {key: list(values)}).cv_results_)
+        cv = pd.DataFrame(grid_search_logreg(X, y, data.cv_folds(), seed, {key: list(values)}, refit=False).cv_results_)  # the candidates are refitted once, by `fit_matcher_candidates`
         parts.append(pd.DataFrame({"C": cv[f"param_{key}"].astype(float), "cv_log_loss": -cv["mean_test_neg_log_loss"], "cv_roc_auc": cv["mean_test_roc_auc"]}))
         return (-parts[-1]["cv_log_loss"]).tolist()
     with measured(memory=False) as m:
