@@ -44,8 +44,9 @@ __all__ = ['SCORING_BLOCK_USERS', 'EDGE_SHARE', 'NATURAL_BOUNDS', 'SEARCH_STATUS
            'recommender_makers', 'list_recommendations', 'recommender_scores', 'cold_start_metrics', 'RecommenderModel',
            'package_recommender', 'recommender_metrics', 'RecommenderResult', 'train_recommender', 'persist_matcher',
            'persist_recommender', 'load_models', 'load_predictions', 'plot_matcher_calibration', 'plot_matcher_search',
-           'plot_recommender_scores', 'track_dataset', 'track_matcher', 'track_recommender', 'track_report_figures',
-           'run_movietweetings', 'pair_groups', 'training_sample_table', 'track_models_stage', 'run_models_stage']
+           'plot_recommender_scores', 'schema_rows', 'track_dataset', 'track_matcher', 'track_recommender',
+           'track_report_figures', 'run_movietweetings', 'pair_groups', 'training_sample_table', 'track_models_stage',
+           'run_models_stage']
 
 # %% ../nbs/04_models.ipynb #abd6df77
 def top_k_items(scores: np.ndarray, # users x items scores (-inf marks items that must not be recommended)
@@ -1398,18 +1399,29 @@ def _log_trial(name: str, params: dict, metrics: dict):
     client.set_terminated(r.info.run_id)
 
 # %% ../nbs/04_models.ipynb #dd4d7158
+def schema_rows(df: pd.DataFrame) -> pd.DataFrame:
+    """The rows of `df` MLflow's schema inference needs when every column is typed (no Python objects): each column's first missing
+    and first present value, in order. A typed column's inferred type follows from its dtype and whether, and in which order, missing
+    and present values occur, which MLflow finds out by a Python loop over every value; with a column of objects, all of `df`."""
+    if not len(df) or any(pd.api.types.is_object_dtype(t) for t in df.dtypes): return df
+    na = df.isna().to_numpy()
+    first = [np.argmax(na[:, j] == v) for j in range(na.shape[1]) for v in (True, False) if (na[:, j] == v).any()]
+    return df.iloc[np.unique(first)]
+
 def track_dataset(run, data: dict) -> None:
     "Log the dataset version the models were trained on as the MLflow run's input."
     import mlflow
+    from mlflow.data.pandas_dataset import PandasDataset
     from thinkalike_ml.data import dataset_version
     ver = dataset_version(run)
     try:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="The specified dataset source can be interpreted in multiple ways", category=UserWarning)
             warnings.filterwarnings("ignore", message=_INT_SCHEMA_HINT, category=UserWarning)  # the schema is a record, not enforced
-            ds = mlflow.data.from_pandas(data["suggestions"] if len(data.get("suggestions", [])) else data["interactions"],
-                                         source=str(ver.get("path") or run.path), name=f"thinkalike-{ver.get('version', 'unknown')}",
+            df = data["suggestions"] if len(data.get("suggestions", [])) else data["interactions"]
+            ds = mlflow.data.from_pandas(df, source=str(ver.get("path") or run.path), name=f"thinkalike-{ver.get('version', 'unknown')}",
                                          digest=str(ver.get("version"))[:36])
+            ds.schema = PandasDataset(schema_rows(df), source=ds.source, digest=ds.digest).schema  # the same inference, on a few rows
             mlflow.log_input(ds, context="training", tags={"version": str(ver.get("version")), "source": str(ver.get("source"))})
     except Exception as e: warnings.warn(f"could not log the dataset input to MLflow: {e}")
     mlflow.set_tags({"thinkalike.dataset_version": str(ver.get("version"))})
