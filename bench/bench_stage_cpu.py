@@ -15,7 +15,8 @@ every metric of the chosen stages equals the other run's exactly, timings and me
 
 compares two finished runs whole and prints how many values it compared: every stage's metrics, every Parquet
 table (exactly, columns of timings, memory and clock time excepted) and the MLflow run's parameters and metrics, its
-nested trial runs' too (timings excepted). Exit status 1 if anything differs.
+nested trial runs' too (timings excepted, and the registry's version numbers, which count what earlier runs registered
+in the same store). Exit status 1 if anything differs.
 """
 from __future__ import annotations
 
@@ -35,14 +36,14 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
-def compare_metrics(a: dict, b: dict, stages: list[str]) -> list[str]:
-    "The metrics of `stages` that differ between two runs' metrics.json (timings and memory excepted)."
+def compare_metrics(a: dict, b: dict, stages: list[str], also_ignored: tuple = ()) -> list[str]:
+    "The metrics of `stages` that differ between two runs' metrics.json (timings and memory excepted, and names containing `also_ignored`)."
     from thinkalike_ml.registry import IGNORED_METRICS
     out = []
     for s in stages:
         x, y = a.get(s, {}), b.get(s, {})
         for k in sorted(set(x) | set(y)):
-            if any(i in k for i in IGNORED_METRICS): continue
+            if any(i in k for i in IGNORED_METRICS + tuple(also_ignored)): continue
             u, v = x.get(k, "(missing)"), y.get(k, "(missing)")
             if u != v and not (isinstance(u, float) and isinstance(v, float) and math.isnan(u) and math.isnan(v)):
                 out.append(f"{s}.{k}: {u!r} vs {v!r}")
@@ -50,11 +51,12 @@ def compare_metrics(a: dict, b: dict, stages: list[str]) -> list[str]:
 
 
 TABLE_NOISE = ("rss_mib", "ms_per_row", "computed_at")  # table columns of memory, scoring speed and clock time (monitoring, serving)
+REGISTRY_STATE = ("registry_version", "semver_")  # metrics that count the versions earlier runs registered in the same store
 
 
 def _timing(name: str, table: bool = False) -> bool:
     from thinkalike_ml.registry import IGNORED_METRICS
-    return any(i in name for i in IGNORED_METRICS + (TABLE_NOISE if table else ()))
+    return any(i in name for i in IGNORED_METRICS + REGISTRY_STATE + (TABLE_NOISE if table else ()))
 
 
 def compare_tables(a: Path, b: Path) -> tuple[int, list[str]]:
@@ -99,7 +101,7 @@ def same_as(a: Path, b: Path) -> int:
     "Compare two finished runs whole; print what was compared and every difference."
     ma, mb = (json.loads((r / "metrics.json").read_text()) for r in (a, b))
     stages = sorted(set(ma) | set(mb))
-    diff = compare_metrics(ma, mb, stages)
+    diff = compare_metrics(ma, mb, stages, REGISTRY_STATE)
     n_metrics = sum(len([k for k in set(ma.get(s, {})) | set(mb.get(s, {})) if not _timing(k)]) for s in stages)
     n_tables, dt = compare_tables(a, b)
     n_mlflow, dm = compare_mlflow(a, b)
