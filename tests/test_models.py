@@ -428,3 +428,39 @@ def test_models_report_says_what_trained_on_a_sample(tmp_path, monkeypatch):
     assert f"matcher: trained on a sample ({m['matcher_train_rows_used']:,.0f} of {m['matcher_train_rows_available']:,.0f} training pairs" in text
     assert f"recommender: trained on a sample (150 of {m['recommender_train_users_available']:,.0f} users with history" in text
     assert "scored and evaluated on all" in text
+
+
+def test_the_run_parameters_are_logged_as_before_in_batches(small_models_run, tmp_path):
+    """The MLflow run gets every run parameter as the string `log_param` would have stored (lists and dicts as JSON), logged in
+    batches of at most MLflow's 100 (a store with more parameters than one batch holds included)."""
+    import mlflow
+    from thinkalike_ml.tracking import _PARAMS_PER_BATCH, _log_run_params
+    run, _ = small_models_run
+    rec = json.loads((run.path / "artifacts/tracking.json").read_text())
+    logged = mlflow.MlflowClient(rec["tracking_uri"]).get_run(rec["run_id"]).data.params
+    for k, v in run.params.items(): assert logged[k] == (json.dumps(v) if isinstance(v, (dict, list)) else str(v)), k
+    client = mlflow.MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    r = client.create_run(client.create_experiment("batches", artifact_location=(tmp_path / "a").as_uri()))
+    many = {f"p{i:03d}": [i] if i % 3 == 0 else i / 7 if i % 3 == 1 else None for i in range(_PARAMS_PER_BATCH + 50)}
+    _log_run_params(client, r.info.run_id, many)
+    assert client.get_run(r.info.run_id).data.params == {k: json.dumps(v) if isinstance(v, list) else str(v) for k, v in many.items()}
+
+
+def test_the_logged_dataset_schema_is_mlflows_inference_on_every_row(small_models_run):
+    """The models stage infers the logged dataset's schema from `schema_rows` (a few rows): the schema MLflow records equals its inference
+    on the whole table, here and on typed tables with missing values of every kind."""
+    import mlflow
+    from thinkalike_ml.data import load_dataset
+    from thinkalike_ml.models import schema_rows
+    run, _ = small_models_run
+    data = load_dataset(run)
+    full = lambda df: mlflow.data.from_pandas(df, source=str(run.path), digest="x").schema
+    rec = json.loads((run.path / "artifacts/tracking.json").read_text())
+    logged = mlflow.MlflowClient(rec["tracking_uri"]).get_run(rec["run_id"]).inputs.dataset_inputs
+    assert len(logged) == 1 and json.loads(logged[0].dataset.schema) == {"mlflow_colspec": full(data["suggestions"]).to_dict()}
+    rng = np.random.default_rng(0)
+    typed = pd.DataFrame({"s": pd.array(rng.choice(["a", "b", None], 500), dtype="str"), "f": np.where(rng.random(500) < 0.1, np.nan, 1.0),
+                          "i": np.arange(500), "b": rng.random(500) < 0.5, "t": pd.to_datetime(np.where(rng.random(500) < 0.1, None, "2025-01-01")),
+                          "n": pd.array(np.where(rng.random(500) < 0.1, None, 1), dtype="Int64")})
+    for df in [data["suggestions"], data["interactions"], typed, typed.iloc[::-1], typed.dropna(), typed.head(0)]:
+        assert full(schema_rows(df)) == full(df), df.dtypes

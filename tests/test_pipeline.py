@@ -294,6 +294,30 @@ def test_a_ctrl_c_lost_between_a_cells_code_and_its_reply_still_stops_the_stage(
     assert out.metadata.papermill["end_time"] and out.cells[1].execution_count is None  # written when it stopped; the second cell never ran
 
 
+def test_the_stages_kernel_keeps_one_client_that_papermill_uses_and_a_fresh_namespace_per_stage(tmp_path):
+    """Every new kernel client waits 0.2 s for the kernel's IOPub to go quiet: the run connects one and papermill executes every stage
+    on it. Each stage still starts with an empty namespace, and a kernel that died gets a new client."""
+    import nbformat
+    import papermill as pm
+    from thinkalike_ml.pipeline import StageKernel, _engine_name
+    def stage(code, name):
+        nb = nbformat.v4.new_notebook()
+        nb.cells = [nbformat.v4.new_code_cell(code)]
+        nbformat.write(nb, str(tmp_path/f"{name}.ipynb"))
+        return pm.execute_notebook(str(tmp_path/f"{name}.ipynb"), str(tmp_path/f"{name}.out.ipynb"), km=kernel.fresh(tmp_path), kc=kernel.client(),
+                                   kernel_name="python3", language="python", progress_bar=False, engine_name=_engine_name())
+    with StageKernel() as kernel:
+        stage("x = 41", "one")
+        kc = kernel.kc
+        out = stage("print('x' in globals(), 1 + 1)", "two")
+        assert kernel.kc is kc and kc.channels_running
+        assert out.cells[0].outputs[0]["text"] == "False 2\n"
+        kernel.km.shutdown_kernel(now=True)  # as a second Ctrl-C does
+        out = stage("print('again')", "three")
+        assert kernel.kc is not kc and not kc.channels_running and out.cells[0].outputs[0]["text"] == "again\n"
+    assert kernel.kc is None and not kernel.km.has_kernel
+
+
 def test_a_second_ctrl_c_kills_the_kernel_and_stops_the_run(tmp_path):
     proc, out, err = _interrupt_during_data(tmp_path, ctrl_c=2)
     assert proc.returncode == 130, err

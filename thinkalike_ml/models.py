@@ -44,8 +44,9 @@ __all__ = ['SCORING_BLOCK_USERS', 'EDGE_SHARE', 'NATURAL_BOUNDS', 'SEARCH_STATUS
            'recommender_makers', 'list_recommendations', 'recommender_scores', 'cold_start_metrics', 'RecommenderModel',
            'package_recommender', 'recommender_metrics', 'RecommenderResult', 'train_recommender', 'persist_matcher',
            'persist_recommender', 'load_models', 'load_predictions', 'plot_matcher_calibration', 'plot_matcher_search',
-           'plot_recommender_scores', 'track_dataset', 'track_matcher', 'track_recommender', 'track_report_figures',
-           'run_movietweetings', 'pair_groups', 'training_sample_table', 'track_models_stage', 'run_models_stage']
+           'plot_recommender_scores', 'schema_rows', 'track_dataset', 'track_matcher', 'track_recommender',
+           'track_report_figures', 'run_movietweetings', 'pair_groups', 'training_sample_table', 'track_models_stage',
+           'run_models_stage']
 
 # %% ../nbs/04_models.ipynb #abd6df77
 def top_k_items(scores: np.ndarray, # users x items scores (-inf marks items that must not be recommended)
@@ -516,11 +517,13 @@ def cv_splits(folds) -> list[tuple[np.ndarray, np.ndarray]]:
     return [(np.flatnonzero(folds != f), np.flatnonzero(folds == f)) for f in np.unique(folds[folds >= 0])]
 
 def grid_search_logreg(X: pd.DataFrame, y, folds, # training features, labels, and the folds: a fold number per row, or (train, validation) positions per fold
-                       seed: int = 0, grid: dict | None = None):
+                       seed: int = 0, grid: dict | None = None,
+                       refit: bool = True, # refit the best setting on all of `X` (`best_estimator_`); off when only `cv_results_` is read
+                      ):
     "GridSearchCV of the logistic regression over `grid` on predefined folds, scored by negative log loss."
     from sklearn.model_selection import GridSearchCV
     gs = GridSearchCV(make_logreg(seed), grid or LOGREG_GRID, cv=cv_splits(folds),
-                      scoring={"neg_log_loss": "neg_log_loss", "roc_auc": "roc_auc"}, refit="neg_log_loss", n_jobs=1)
+                      scoring={"neg_log_loss": "neg_log_loss", "roc_auc": "roc_auc"}, refit="neg_log_loss" if refit else False, n_jobs=1)
     return gs.fit(X, y)
 
 MIN_LOG_LOSS_GAIN = 0.002  # boosted trees replace logistic regression only if they lower the validation log loss by more than this
@@ -689,7 +692,7 @@ def tune_matcher(data: MatcherData, # the matcher's rows
     X, y, key, parts = data.X("train"), data.y("train"), "logisticregression__C", []
     max_widenings = check_widenings(max_widenings)
     def score(values):
-        cv = pd.DataFrame(grid_search_logreg(X, y, data.cv_folds(), seed, {key: list(values)}).cv_results_)
+        cv = pd.DataFrame(grid_search_logreg(X, y, data.cv_folds(), seed, {key: list(values)}, refit=False).cv_results_)  # the candidates are refitted once, by `fit_matcher_candidates`
         parts.append(pd.DataFrame({"C": cv[f"param_{key}"].astype(float), "cv_log_loss": -cv["mean_test_neg_log_loss"], "cv_roc_auc": cv["mean_test_roc_auc"]}))
         return (-parts[-1]["cv_log_loss"]).tolist()
     with measured(memory=False) as m:
@@ -1396,18 +1399,29 @@ def _log_trial(name: str, params: dict, metrics: dict):
     client.set_terminated(r.info.run_id)
 
 # %% ../nbs/04_models.ipynb #dd4d7158
+def schema_rows(df: pd.DataFrame) -> pd.DataFrame:
+    """The rows of `df` MLflow's schema inference needs when every column is typed (no Python objects): each column's first missing
+    and first present value, in order. A typed column's inferred type follows from its dtype and whether, and in which order, missing
+    and present values occur, which MLflow finds out by a Python loop over every value; with a column of objects, all of `df`."""
+    if not len(df) or any(pd.api.types.is_object_dtype(t) for t in df.dtypes): return df
+    na = df.isna().to_numpy()
+    first = [np.argmax(na[:, j] == v) for j in range(na.shape[1]) for v in (True, False) if (na[:, j] == v).any()]
+    return df.iloc[np.unique(first)]
+
 def track_dataset(run, data: dict) -> None:
     "Log the dataset version the models were trained on as the MLflow run's input."
     import mlflow
+    from mlflow.data.pandas_dataset import PandasDataset
     from thinkalike_ml.data import dataset_version
     ver = dataset_version(run)
     try:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="The specified dataset source can be interpreted in multiple ways", category=UserWarning)
             warnings.filterwarnings("ignore", message=_INT_SCHEMA_HINT, category=UserWarning)  # the schema is a record, not enforced
-            ds = mlflow.data.from_pandas(data["suggestions"] if len(data.get("suggestions", [])) else data["interactions"],
-                                         source=str(ver.get("path") or run.path), name=f"thinkalike-{ver.get('version', 'unknown')}",
+            df = data["suggestions"] if len(data.get("suggestions", [])) else data["interactions"]
+            ds = mlflow.data.from_pandas(df, source=str(ver.get("path") or run.path), name=f"thinkalike-{ver.get('version', 'unknown')}",
                                          digest=str(ver.get("version"))[:36])
+            ds.schema = PandasDataset(schema_rows(df), source=ds.source, digest=ds.digest).schema  # the same inference, on a few rows
             mlflow.log_input(ds, context="training", tags={"version": str(ver.get("version")), "source": str(ver.get("source"))})
     except Exception as e: warnings.warn(f"could not log the dataset input to MLflow: {e}")
     mlflow.set_tags({"thinkalike.dataset_version": str(ver.get("version"))})

@@ -138,25 +138,41 @@ class StageKernel:
         import tempfile
         self.sockets = Path(tempfile.mkdtemp(prefix="tk-"))
         self.km = _kernel_manager(self.sockets)
+        self.kc = None  # the kernel's one client, connected once (`client`)
     def __enter__(self): return self
     def __exit__(self, *exc): self.close()
     def fresh(self, cwd: Path):
         "The kernel manager, its kernel started (or restarted if it died) or emptied: no names, no figures, in `cwd`."
         if self.km.has_kernel and not self.km.is_alive(): self.km.shutdown_kernel(now=True)
-        if not self.km.has_kernel: self.km.start_kernel(cwd=str(cwd))
+        if not self.km.has_kernel:
+            self._disconnect()  # a client of a kernel that died (or was killed by a second Ctrl-C)
+            if self.km.context.closed: self.km = _kernel_manager(self.sockets)  # shutting a kernel down closes its manager's sockets
+            self.km.start_kernel(cwd=str(cwd))
         else: self._execute(_FRESH_NAMESPACE.format(cwd=str(cwd)))
         return self.km
+    def client(self):
+        """The kernel's client, its channels started and the kernel ready: made once per kernel, since every new client waits
+        for the kernel's IOPub to stay quiet for 0.2 s (`wait_for_ready`), twice per stage otherwise."""
+        if self.kc is None:
+            kc = self.km.client()
+            kc.start_channels()
+            try: kc.wait_for_ready(timeout=60)
+            except BaseException:
+                kc.stop_channels()
+                raise
+            kc.allow_stdin = False
+            self.kc = kc
+        return self.kc
     def _execute(self, code: str) -> None:
-        kc = self.km.client()
-        kc.start_channels()
-        try:
-            kc.wait_for_ready(timeout=60)
-            reply = kc.execute_interactive(code, timeout=120, store_history=False, output_hook=lambda msg: None)
-        finally: kc.stop_channels()
+        reply = self.client().execute_interactive(code, timeout=120, store_history=False, output_hook=lambda msg: None)
         if reply["content"]["status"] != "ok":
             raise RuntimeError(f"could not empty the stages' kernel: {reply['content'].get('ename')}: {reply['content'].get('evalue')}")
+    def _disconnect(self) -> None:
+        if self.kc is not None: self.kc.stop_channels()
+        self.kc = None
     def close(self) -> None:
         import shutil
+        self._disconnect()
         if self.km.has_kernel: self.km.shutdown_kernel(now=True)
         shutil.rmtree(self.sockets, ignore_errors=True)
 
@@ -177,7 +193,10 @@ def _engine_name() -> str:
     and always when it ends, also after an error or a Ctrl-C (papermill's own rewrites the whole notebook, figures included, at
     the start and the end of every cell, markdown cells too)."""
     import nbformat
+    from papermill.clientwrap import PapermillNotebookClient
     from papermill.engines import NBClientEngine, NotebookExecutionManager, papermill_engines
+    from papermill.log import logger
+    from papermill.utils import merge_kwargs, remove_args
     from thinkalike_ml.runs import atomic_write_text
     class ThrottledSaves(NotebookExecutionManager):
         final = False
@@ -199,6 +218,16 @@ def _engine_name() -> str:
                 nb_man.cleanup_pbar()
                 nb_man.notebook_complete()
             return nb_man.nb
+        @classmethod
+        def execute_managed_notebook(cls, nb_man, kernel_name, log_output=False, stdout_file=None, stderr_file=None, start_timeout=60,
+                                     execution_timeout=None, kc=None, **kwargs):
+            "papermill's, on the kernel client `kc` when given (the run's `StageKernel.client()`) instead of a new one."
+            timeout = execution_timeout or kwargs.get("timeout")
+            kwargs = remove_args(["input_path", "timeout", "startup_timeout"], **kwargs)
+            client = PapermillNotebookClient(nb_man, **merge_kwargs(kwargs, timeout=timeout, startup_timeout=start_timeout,
+                kernel_name=kernel_name, log=logger, log_output=log_output, stdout_file=stdout_file, stderr_file=stderr_file))
+            client.kc = kc  # nbclient starts a client only when it has none, and leaves one it did not start connected
+            return client.execute()
     papermill_engines.register("thinkalike", ThrottledEngine)
     return "thinkalike"
 
@@ -229,7 +258,7 @@ def run_stage(run: RunDirectory, # the run
         km = kernel.fresh(nb.parent)
         if interrupts is not None: interrupts.km = km
         stop = {} if interrupts is None else {"on_cell_execute": interrupts.stop_before_cell}
-        pm.execute_notebook(str(source), str(partial), parameters={"run_dir": str(run.path)}, km=km, kernel_name="python3",
+        pm.execute_notebook(str(source), str(partial), parameters={"run_dir": str(run.path)}, km=km, kc=kernel.client(), kernel_name="python3",
                             language="python", progress_bar=progress, cwd=str(nb.parent), log_output=False,
                             engine_name=_engine_name(), **stop)
     finally:

@@ -76,6 +76,14 @@ def _run_exists(client, run_id) -> bool:
     try: return run_id is not None and client.get_run(run_id) is not None
     except MlflowException: return False
 
+_PARAMS_PER_BATCH = 100  # MLflow's limit on the parameters of one `log_batch` call
+
+def _log_run_params(client, run_id: str, params: dict) -> None:
+    "Log the run parameters (lists and dicts as JSON) in batches: one store transaction per batch instead of one per parameter."
+    from mlflow.entities import Param
+    ps = [Param(k, str(json.dumps(v) if isinstance(v, (dict, list)) else v)) for k, v in sorted(params.items())]
+    for i in range(0, len(ps), _PARAMS_PER_BATCH): client.log_batch(run_id, params=ps[i:i + _PARAMS_PER_BATCH])
+
 @contextlib.contextmanager
 def tracked_run(run, # the run's `RunDirectory`
                 params: dict, # resolved run parameters
@@ -100,8 +108,7 @@ def tracked_run(run, # the run's `RunDirectory`
             "thinkalike.code_commit": commit, "thinkalike.seed": str(params.get("seed")),
             "thinkalike.source": str(params.get("source")), "thinkalike.first_stage": stage,
             "mlflow.source.git.commit": commit.replace("-dirty", "")})
-        for k, v in sorted(params.items()):
-            client.log_param(r.info.run_id, k, json.dumps(v) if isinstance(v, (dict, list)) else v)
+        _log_run_params(client, r.info.run_id, params)
         record = {"tracking_uri": uri, "experiment_id": exp, "run_id": r.info.run_id, "artifact_location": art}
         run.write_json(TRACKING_FILE, record)
     # resume the run; end whatever run a previous cell left open in this kernel first
