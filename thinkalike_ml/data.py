@@ -1470,11 +1470,11 @@ def run_data_stage(run: RunDirectory, params: dict) -> dict:
         run.write_table("tables/data_quality.parquet", quality)
         v = version_dataset(store_root(params, run), built, params)
         oracle = _oracle_metrics(tables, built["truth"])
+        if built["truth"] is not None: _write_truth(run, built["truth"])  # with the client: the dask engine's truth is on its workers
     path, new, manifest, rows = v["path"], v["new"], v["manifest"], v["summaries"]
     run.write_text("datasheet.md", v["datasheet"])
     record = {**{k: manifest[k] for k in ("version", "hash", "source", "row_counts", "consent", "quality")},
               "path": str(path), "store": str(path.parent), "new_version": new}
-    if built["truth"] is not None: _write_truth(run, built["truth"])
     run.write_json(DATASET_RECORD, record)
     acc, n_acc = rows["suggestions"].get("accepted", (0.0, 0))
     return {"n_users": rows["users"]["rows"], "n_items": rows["items"]["rows"], "n_interactions": rows["interactions"]["rows"],
