@@ -1419,17 +1419,29 @@ def _frame(t, columns: list[str] | None = None) -> pd.DataFrame:
     "A table as one pandas frame (a partitioned table's columns gathered; used for the synthetic source's ground truth only)."
     return t if isinstance(t, pd.DataFrame) else t.to_pandas(columns)
 
-def _oracle_metrics(tables: dict, truth: dict | None) -> dict:
+def _oracle_scores(s: pd.DataFrame, # suggestions: suggestion_id, user_a, user_b, accepted
+                   truth: pd.DataFrame, # their truth: suggestion_id, p_accept
+                   users: pd.DataFrame, # user_id and the value positions
+                  ) -> pd.DataFrame:
+    "Per suggestion, what the oracle metrics rank: its outcome, its true probability and the hand-written value-similarity score."
+    p = truth.set_index("suggestion_id").p_accept.reindex(s.suggestion_id).to_numpy()
+    return pd.DataFrame({"accepted": s.accepted.to_numpy(), "p_accept": p, "value_similarity": value_similarity(users, s)})
+
+def _oracle_metrics(tables: dict, truth: dict | None,
+                    scores=None, # the `_oracle_scores` of every kept suggestion, if made elsewhere (the dask engine's, on its workers)
+                   ) -> dict:
     "Oracle AUC and the AUC of a hand-written value-similarity score (synthetic data only)."
     if truth is None: return {}
-    s = _frame(tables["suggestions"], ["suggestion_id", "user_a", "user_b", "accepted"])
-    if len(s) == 0 or s.accepted.nunique() < 2: return {}
+    if scores is None:
+        users = tables["users"] if isinstance(tables["users"], pd.DataFrame) else tables["users"].to_pandas(
+            [c for c in tables["users"].columns if c == "user_id" or c.startswith(VALUE_PREFIXES[1])])
+        scores = _oracle_scores(_frame(tables["suggestions"], ["suggestion_id", "user_a", "user_b", "accepted"]),
+                                _frame(truth["suggestions"], ["suggestion_id", "p_accept"]), users)
+    x = _frame(scores)
+    if len(x) == 0 or x.accepted.nunique() < 2: return {}
     from sklearn.metrics import roc_auc_score
-    p = _frame(truth["suggestions"], ["suggestion_id", "p_accept"]).set_index("suggestion_id").p_accept.reindex(s.suggestion_id)
-    users = tables["users"] if isinstance(tables["users"], pd.DataFrame) else tables["users"].to_pandas(
-        [c for c in tables["users"].columns if c == "user_id" or c.startswith(VALUE_PREFIXES[1])])
-    return {"oracle_auc": float(roc_auc_score(s.accepted, p)),
-            "value_similarity_auc": float(roc_auc_score(s.accepted, value_similarity(users, s)))}
+    return {"oracle_auc": float(roc_auc_score(x.accepted, x.p_accept)),
+            "value_similarity_auc": float(roc_auc_score(x.accepted, x.value_similarity))}
 
 def value_similarity(users: pd.DataFrame, pairs: pd.DataFrame) -> np.ndarray:
     "A hand-written baseline: mean agreement of positions (missing as 0) between user_a and user_b."
@@ -1469,7 +1481,7 @@ def run_data_stage(run: RunDirectory, params: dict) -> dict:
         tables, quality, consent = built["tables"], built["quality"], built["consent"]
         run.write_table("tables/data_quality.parquet", quality)
         v = version_dataset(store_root(params, run), built, params)
-        oracle = _oracle_metrics(tables, built["truth"])
+        oracle = _oracle_metrics(tables, built["truth"], built.get("oracle_scores"))
         if built["truth"] is not None: _write_truth(run, built["truth"])  # with the client: the dask engine's truth is on its workers
     path, new, manifest, rows = v["path"], v["new"], v["manifest"], v["summaries"]
     run.write_text("datasheet.md", v["datasheet"])

@@ -22,7 +22,7 @@ from .data import (ID_COLUMNS, IDENTIFIER_COLUMNS, TABLES, USER_ID_COLUMNS, Data
                                 _pseudonymize_truth, _rule_outcome, _type_message, apply_privacy, collect_raw, declared_columns,
                                 finalize, pseudonymize, read_withdrawn_ids, resolve_path, RAW_SCHEMA, _frame, _no_draws, _noise_state_after,
                                 _finish_interactions, _in_time_order, _interaction_frame, _rating_stream, combine_summaries, table_summary,
-                                _finish_suggestions, _suggestion_frame, _suggestions_in_order)
+                                _finish_suggestions, _suggestion_frame, _suggestions_in_order, _oracle_scores, VALUE_PREFIXES)
 
 # %% auto #0
 __all__ = ['LOCAL_WORKERS', 'LOCAL_MEMORY_SHARE', 'NONE_MARK', 'HASH_AHEAD', 'USER_KEYS', 'local_cluster', 'dask_client',
@@ -396,11 +396,11 @@ class PartitionedTable:
         paths = [str(folder/f"part-{k:05d}.parquet") for k in range(len(self.futures))]
         self.client.gather(self.client.map(_write_part, self.futures, paths, [schema] * len(paths), pure=False))
     def write_parquet_file(self, path) -> None:
-        "The partitions, in order, streamed through the client into the one Parquet file `path` (a few partitions in the client at a time)."
+        "The partitions, in order, streamed through the client into the one Parquet file `path` (two partitions in the client at a time)."
         import pyarrow.parquet as pq
         schema = self.schema()
         with pq.ParquetWriter(str(path), schema) as writer:
-            for table in stream_partitions(self.client, _arrow_table, self.futures, schema): writer.write_table(table)
+            for table in stream_partitions(self.client, _arrow_table, self.futures, schema, ahead=2): writer.write_table(table)
     def to_pandas(self, columns: list[str] | None = None) -> pd.DataFrame:
         "The table (or some of its columns) gathered into one pandas frame: for small tables and tests only."
         futures = self.futures if columns is None else self.client.map(lambda d, c: d[c], self.futures, [columns] * len(self.futures))
@@ -424,7 +424,7 @@ def _to_futures(client, df, rows: int) -> list:
 def map_blocks_dask(client) -> callable:
     """`data.map_blocks` on the cluster: each block (the generator's users, in blocks with random streams of their own) runs on a
     worker, the shared arrays sent once to each worker; the results are gathered into the client, in block order (the data stage
-    uses `assemble_interactions_dask`, which keeps them on the workers)."""
+    uses `assemble_interactions_dask` and `assemble_suggestions_dask`, which keep them on the workers)."""
     def run(fn, args: list[tuple], shared: dict) -> list:
         sent = {k: client.scatter(v, broadcast=True) for k, v in shared.items()}
         return client.gather([client.submit(fn, *a, **sent, pure=False) for a in args])
@@ -521,19 +521,22 @@ def assemble_suggestions_dask(client, # a Dask client (see `dask_client`)
 def _first_id(df: pd.DataFrame) -> str:
     return df["suggestion_id"].iloc[0]
 
-def _rows_with_ids(truth: pd.DataFrame, kept: pd.DataFrame) -> pd.DataFrame:
-    return truth[truth["suggestion_id"].isin(kept["suggestion_id"])].reset_index(drop=True)
+def _kept_truth_part(truth: pd.DataFrame, kept: pd.DataFrame, users: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    "One range of suggestion ids: the truth of the kept suggestions, and their `data._oracle_scores`."
+    return truth[truth["suggestion_id"].isin(kept["suggestion_id"])].reset_index(drop=True), _oracle_scores(kept, truth, users)
 
-def keep_truth_dask(client) -> callable:
-    """For `data._pseudonymize_truth`: the truth of the kept suggestions, on the workers. The truth's partitions hold ranges of
-    suggestion ids (numbered in their order); the kept ids are cut by those ranges (`regroup`) and each partition keeps its own."""
-    def keep(truth: list, kept) -> PartitionedTable:
-        parts = [f for f, k in zip(truth, client.gather(client.map(len, truth))) if k] or truth[:1]
-        bounds = np.array(client.gather(client.map(_first_id, parts[1:])), dtype=object)
-        ids = (client.map(_columns, kept.futures, [["suggestion_id"]] * len(kept.futures)) if isinstance(kept, PartitionedTable)
-               else client.scatter([kept[["suggestion_id"]]]))
-        return PartitionedTable(client, "suggestions' truth", client.map(_rows_with_ids, parts, regroup(client, ids, _by_range, len(parts), "suggestion_id", bounds)))
-    return keep
+def keep_truth_dask(client, truth: list, kept: PartitionedTable, users: PartitionedTable) -> tuple[PartitionedTable, PartitionedTable]:
+    """The truth of the kept suggestions and the oracle's scores, on the workers. The truth's partitions hold ranges of suggestion ids
+    (numbered in their order); the kept suggestions are cut by those ranges (`regroup`), each range keeps its own and scores them
+    (the users' ids and value positions gathered on a worker)."""
+    parts = [f for f, k in zip(truth, client.gather(client.map(len, truth))) if k] or truth[:1]
+    bounds = np.array(client.gather(client.map(_first_id, parts[1:])), dtype=object)
+    cols = [["suggestion_id", "user_a", "user_b", "accepted"]] * len(kept.futures)
+    moved = regroup(client, client.map(_columns, kept.futures, cols), _by_range, len(parts), "suggestion_id", bounds)
+    profile = [c for c in users.columns if c == "user_id" or c.startswith(VALUE_PREFIXES[1])]
+    users_f = client.submit(_concat, client.map(_columns, users.futures, [profile] * len(users.futures)), pure=False)
+    done = client.map(_kept_truth_part, parts, moved, [users_f] * len(parts))
+    return PartitionedTable(client, "suggestions' truth", _item(client, done, 0)), PartitionedTable(client, "oracle scores", _item(client, done, 1))
 
 USER_KEYS = {"users": "user_id", "interactions": "user_id", "suggestions": "user_a"}  # the column each table is partitioned by
 
@@ -608,7 +611,7 @@ def build_dataset_dask(params: dict, key: bytes,
         with dask_client(params.get("dask_scheduler") or "") as own:
             out = build_dataset_dask(params, key, timings, own)
             out["tables"] = {n: (t.to_pandas() if isinstance(t, PartitionedTable) else t) for n, t in out["tables"].items()}
-            if out["truth"]: out["truth"]["suggestions"] = _frame(out["truth"]["suggestions"])
+            if out["truth"]: out["truth"]["suggestions"], out["oracle_scores"] = _frame(out["truth"]["suggestions"]), _frame(out["oracle_scores"])
             return out
     import dask
     with dask.config.set({"dataframe.convert-string": False}):  # also with a caller's client: the tables keep pandas' dtypes
@@ -686,10 +689,12 @@ def _build_on(client, params: dict, key: bytes, timings: dict | None) -> dict:
     have = [t for t in TABLES if t in final or (t == "items" and items is not None)]  # the pandas engine's order of tables
     names = have + [t for t in ("suggestions", "interactions", "items") if t not in have]
     tables = {name: (final[name] if name in final else tables[name]) for name in names}
+    scores = None
     if truth:  # the synthetic source's ground truth, for the users, items and suggestions kept (the users' ids gathered; the suggestions' truth stays on the workers)
-        kept = {n: _frame(tables[n], [ID_COLUMNS[n]]) for n in ("users", "items")} | {"suggestions": tables["suggestions"]}
-        truth = _pseudonymize_truth(truth, kept, key, keep_truth_dask(client))
-    return {"tables": tables, "truth": truth or None, "quality": quality, "consent": consent, "hash": digest}
+        kept_truth, scores = keep_truth_dask(client, truth["suggestions"], tables["suggestions"], tables["users"])
+        kept = {n: _frame(tables[n], [ID_COLUMNS[n]]) for n in ("users", "items")} | {"suggestions": None}
+        truth = _pseudonymize_truth(truth, kept, key, lambda t, s: kept_truth)
+    return {"tables": tables, "truth": truth or None, "quality": quality, "consent": consent, "hash": digest, "oracle_scores": scores}
 
 # %% ../nbs/01b_engine.ipynb #3444d3b2
 def _pair_block(users: pd.DataFrame, pairs: pd.DataFrame, medians: dict | None, kw: dict) -> pd.DataFrame:
