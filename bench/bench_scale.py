@@ -11,7 +11,8 @@ never pass through the client). `--library DIR` runs the children on another cop
 - dask: the same steps on a local cluster of 2 single-threaded worker processes (`thinkalike_ml.engine`); the cluster's
   start includes the workers' one-time imports. The final tables stay on the workers: they write the dataset version
   themselves (step "write version": a folder of Parquet parts per big table, manifest and datasheet from partition
-  summaries, as `data.run_data_stage` does), and the pair features, the sample and the scores are computed on the
+  summaries, as `data.run_data_stage` does; with `--source synthetic`, step "truth and oracle": the oracle AUCs and the
+  ground truth's writing, as `data.run_data_stage` does next), and the pair features, the sample and the scores are computed on the
   partitions too, so the client holds summaries, one partition's column (hash) and the training sample;
 - then, on the cleaned tables, pair features of every suggestion, and batch scoring of every pair with a logistic
   matcher fitted on a stratified sample of at most --train-sample pairs (what trains on a sample is said in the output;
@@ -185,6 +186,13 @@ def run_engine(engine: str, source: dict, train_sample: int, data_only: bool = F
             out["version_layout"] = sorted(p.name for p in Path(v["path"]).iterdir())
         tables = built["tables"]
         out["hash"], out["rows"] = built["hash"], {n: s["rows"] for n, s in v["summaries"].items()}
+        if built.get("truth") is not None:  # the rest of `data.run_data_stage` on the synthetic source: the oracle AUCs, the truth's writing
+            from thinkalike_ml.runs import RunDirectory
+            t = time.perf_counter()
+            with tempfile.TemporaryDirectory(prefix="bench-run-") as tmp:
+                out["oracle"] = D._oracle_metrics(tables, built["truth"], *([built["oracle_scores"]] if "oracle_scores" in built else []))
+                D._write_truth(RunDirectory.create(params, tmp), built["truth"])
+            steps["truth and oracle"] = time.perf_counter() - t
         users, pairs = tables["users"], tables["suggestions"]
         out["client_peak_after_data_mib"] = _peak_mib()
         if data_only:
@@ -267,7 +275,7 @@ def run_engine(engine: str, source: dict, train_sample: int, data_only: bool = F
 
 
 ROWS_OF = {"pair features": "pairs", "fit on sample": "fit", "score all pairs": "pairs"}  # other steps: all rows of the data stage
-NOT_IN_TOTAL = ("cluster start", "write version")  # the data stage total compares the engines' common steps (pandas writes no version here)
+NOT_IN_TOTAL = ("cluster start", "write version", "truth and oracle")  # the data stage total compares the engines' common steps (pandas writes no version or truth here)
 
 
 def _rows(r: dict, step: str) -> int:

@@ -11,7 +11,7 @@ import pytest
 
 from helpers import ENGINE_SMALL, local_dask_cluster
 from thinkalike_ml.config import resolve_params
-from thinkalike_ml.data import (DataError, DataQualityError, dataset_hash, dataset_version, export_data, load_dataset, read_version,
+from thinkalike_ml.data import (DataError, DataQualityError, dataset_hash, dataset_version, export_data, load_dataset, load_truth, read_version,
                                 run_data_stage, table_summary, write_version)
 from thinkalike_ml.features import load_features, run_features_stage
 from thinkalike_ml.runs import RunDirectory
@@ -67,6 +67,9 @@ def test_data_splits_and_features_are_identical_on_both_engines(tmp_path, schedu
     assert manifest(pv) == manifest(dv)
     drop = ("seconds",)
     assert {k: v for k, v in m["pandas"].items() if k not in drop} == {k: v for k, v in m["dask"].items() if k not in drop}
+    ua, ub = load_truth(pr), load_truth(dr)  # the truth of the kept suggestions, filtered on the workers and streamed into one file
+    for t in ("suggestions", "user_factors", "item_factors"): pd.testing.assert_frame_equal(ua[t], ub[t])
+    assert ua["info"] == ub["info"] and 0 < len(ua["suggestions"]) < m["pandas"]["n_suggestions"] + 1
     for run, p in runs.values(): run_splits_stage(run, p)
     sa, sb = load_splits(pr), load_splits(dr)
     for t in sa: pd.testing.assert_frame_equal(sa[t], sb[t])
@@ -121,6 +124,30 @@ def test_generation_on_dask_gives_the_pandas_tables_whatever_the_order_of_the_bl
     if extra.get("dirty_rate"):  # the dirty rows are there: unknown communities, duplicated rows
         assert (a["interactions"].item_id == "C_UNKNOWN").any() and a["interactions"].interaction_id.duplicated().any()
     else: assert a["interactions"].interaction_id.is_unique
+
+
+@pytest.mark.parametrize("extra", [dict(), dict(dirty_rate=0.05), dict(interaction_sampler="tree", dirty_rate=0.02, activity_days=7.0)],
+                         ids=["clean", "dirty", "tree-dirty-long"])
+def test_generation_on_dask_gives_the_pandas_suggestions_and_truth(monkeypatch, scheduler, extra):
+    """The suggestions and their truth drawn in blocks (each from the main stream's states at its first row), put in time order,
+    numbered and corrupted on the workers, kept there as partitions, are the pandas engine's tables cut into pieces."""
+    from distributed import Client
+    from thinkalike_ml import data
+    from thinkalike_ml.engine import assemble_suggestions_dask
+    monkeypatch.setattr(data, "GEN_BLOCK_SUGGESTIONS", 211)  # 12 blocks of suggestions, over both workers
+    kw = dict(n_users=300, n_items=30, interactions_per_user=8.0, seed=5, **extra)
+    a, ta = data.generate_raw(**kw)
+    with Client(scheduler) as c:
+        kept, tk = data.generate_raw(**kw, assemble_sugg=assemble_suggestions_dask(c, rows=500))
+        assert isinstance(kept["suggestions"], list) and isinstance(tk["suggestions"], list) and len(tk["suggestions"]) >= 4
+        pieces, truth = c.gather(kept["suggestions"]), c.gather(tk["suggestions"])
+    pd.testing.assert_frame_equal(pd.concat(pieces, ignore_index=True), a["suggestions"])
+    pd.testing.assert_frame_equal(pd.concat(truth, ignore_index=True), ta["suggestions"])
+    for t in ("users", "items", "interactions"): pd.testing.assert_frame_equal(kept[t], a[t])
+    assert tk["info"] == ta["info"] and max(len(p) for p in truth) < 2 * 500  # the time ranges come out about even
+    s = a["suggestions"]
+    if extra.get("dirty_rate"): assert (s.user_b == "U_UNKNOWN").any() and (s.accepted == 2).any() and s.suggestion_id.duplicated().any()
+    else: assert s.suggestion_id.is_unique and (s.user_a != s.user_b).all() and s.timestamp.is_monotonic_increasing
 
 
 def _export(tmp_path) -> dict:

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from .config import ParamError
-from .runs import RunDirectory, atomic_dir, atomic_write_text, project_root, to_json, utcnow
+from .runs import RunDirectory, atomic_dir, atomic_target, atomic_write_text, project_root, to_json, utcnow
 from .stages import execute_stage, open_stage, stage
 
 # %% auto #0
@@ -30,17 +30,17 @@ __all__ = ['VALUE_CATEGORIES', 'IMPORTANCE_COLUMNS', 'POSITION_COLUMNS', 'TOPIC_
            'BIAS_GROUP', 'TIME_START', 'TIME_END', 'MAX_DROP_SHARE', 'RAW_SCHEMA', 'PREFERENCE_WEIGHT',
            'POPULARITY_WEIGHT', 'TASTE_DIMS', 'TASTE_WEIGHT', 'ACTIVITY_SPREAD', 'GEN_BLOCK_USERS', 'RATING_SCALE',
            'RATING_NOISE_SD', 'RATING_CENTRE', 'RATING_SPREAD', 'TREE_BRANCHING', 'TREE_EXPANSIONS', 'ACCEPTANCE',
-           'ACCEPTANCE_TERMS', 'VALUE_PREFIXES', 'DATA_PARAMS', 'PART_FILES', 'GENERATOR_PARAMS', 'DATASET_RECORD',
-           'TRUTH_DIR', 'category_slug', 'DataError', 'DataQualityError', 'map_blocks', 'InteractionPlan',
-           'assemble_interactions', 'ItemTree', 'build_item_tree', 'tree_sample', 'tree_probabilities',
-           'marginal_acceptance', 'acceptance_terms', 'generate_raw', 'resolve_path', 'read_table_file',
-           'apply_column_mapping', 'check_files_params', 'read_files', 'check_input_files', 'read_movietweetings',
-           'declared_columns', 'conform', 'read_withdrawn_ids', 'apply_consent', 'pseudonym_key',
-           'synthetic_pseudonym_key', 'dataset_pseudonym_key', 'pseudonymize', 'apply_privacy', 'age_band',
-           'check_quality', 'finalize', 'empty_interactions', 'empty_suggestions', 'dataset_hash', 'store_root',
-           'write_version', 'read_version', 'table_summary', 'combine_summaries', 'make_datasheet', 'collect_raw',
-           'build_dataset', 'value_similarity', 'version_dataset', 'run_data_stage', 'export_data', 'dataset_version',
-           'load_dataset', 'load_truth', 'true_item_scores']
+           'ACCEPTANCE_TERMS', 'GEN_BLOCK_SUGGESTIONS', 'VALUE_PREFIXES', 'DATA_PARAMS', 'PART_FILES',
+           'GENERATOR_PARAMS', 'DATASET_RECORD', 'TRUTH_DIR', 'category_slug', 'DataError', 'DataQualityError',
+           'map_blocks', 'InteractionPlan', 'assemble_interactions', 'ItemTree', 'build_item_tree', 'tree_sample',
+           'tree_probabilities', 'marginal_acceptance', 'acceptance_terms', 'SuggestionPlan', 'assemble_suggestions',
+           'generate_raw', 'resolve_path', 'read_table_file', 'apply_column_mapping', 'check_files_params',
+           'read_files', 'check_input_files', 'read_movietweetings', 'declared_columns', 'conform',
+           'read_withdrawn_ids', 'apply_consent', 'pseudonym_key', 'synthetic_pseudonym_key', 'dataset_pseudonym_key',
+           'pseudonymize', 'apply_privacy', 'age_band', 'check_quality', 'finalize', 'empty_interactions',
+           'empty_suggestions', 'dataset_hash', 'store_root', 'write_version', 'read_version', 'table_summary',
+           'combine_summaries', 'make_datasheet', 'collect_raw', 'build_dataset', 'value_similarity', 'version_dataset',
+           'run_data_stage', 'export_data', 'dataset_version', 'load_dataset', 'load_truth', 'true_item_scores']
 
 # %% ../nbs/01_data.ipynb #2122c8d0
 VALUE_CATEGORIES = ["Transparency", "Empowerment", "Privacy", "Ethical AI", "Community", "Authenticity", "Innovation", "Efficiency"]
@@ -488,23 +488,11 @@ def marginal_acceptance(logit: np.ndarray, noise_sd: float, nodes: int = 32,
         out[s:s + chunk] = (w * (0.5 * (1 + np.tanh(z / 2)))).sum(1)
     return out
 
-def _pair_users(rng, arch: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray]:
-    "Draw `m` pairs of distinct users, half from the same archetype."
-    n = len(arch)
-    a = rng.integers(0, n, m)
-    by_arch = np.argsort(arch, kind="stable")
-    start = np.searchsorted(arch[by_arch], np.arange(_N_ARCHETYPES))
-    size = np.bincount(arch, minlength=_N_ARCHETYPES)
-    same = by_arch[start[arch[a]] + np.floor(rng.random(m) * size[arch[a]]).astype(int)]
-    b = np.where(rng.random(m) < 0.5, same, rng.integers(0, n, m))
-    b = np.where(a == b, (b + 1) % n, b)
-    return a, b
-
 def acceptance_terms(latent: dict, a: np.ndarray, b: np.ndarray) -> pd.DataFrame:
     "The true drivers of acceptance for pairs (a, b): agreement, conflict, interest overlap, age difference, and (when `latent` has one) the match of hidden tastes."
     w = np.sqrt(latent["importance"][a] * latent["importance"][b])
     agree = latent["position"][a] * latent["position"][b]
-    bits = _bits(latent["interests"])
+    bits = latent["interest_bits"] if "interest_bits" in latent else _bits(latent["interests"])
     union = np.bitwise_count(bits[a] | bits[b]).astype(float)
     terms = pd.DataFrame({"agreement": (w * agree).sum(1) / np.maximum(w.sum(1), 1e-9),
                           "conflict": (w * np.clip(-agree, 0, None)).max(1),
@@ -515,39 +503,130 @@ def acceptance_terms(latent: dict, a: np.ndarray, b: np.ndarray) -> pd.DataFrame
         terms["taste_match"] = (h[a] * h[b]).sum(1)
     return terms
 
-def _generate_suggestions(rng, users: pd.DataFrame, latent: dict, per_user: float, group_bias: float,
-                          concept_drift: float, production_start: float, bias_drift: float = 0.0) -> tuple[pd.DataFrame, pd.DataFrame]:
-    "Timestamped suggestions with outcomes, and their true acceptance probabilities."
-    m = int(round(len(users) * per_user))
-    a, b = _pair_users(rng, latent["arch"], m)
+GEN_BLOCK_SUGGESTIONS = 65_536  # suggestions per block; each block starts from the main stream's states at its first row, so blocks can run anywhere (Dask partitions)
+_PAIR_STEP = 262_144  # pairs at a time: the terms' temporaries (pairs x 8) stay bounded; each pair's terms are the same
+
+def _skip_doubles(state: dict, k: int) -> dict:
+    """The state of a PCG64 stream after `k` more `random()` doubles: each takes exactly one 64-bit output, so the stream is
+    `advance`d by `k`; the bit generator's buffered 32-bit half (of an earlier integer draw), which doubles leave alone, is kept."""
+    g = _generator(state)
+    g.bit_generator.advance(k)
+    out = g.bit_generator.state
+    out["has_uint32"], out["uinteger"] = state["has_uint32"], state["uinteger"]
+    return out
+
+def _integer_states(rng, n: int, sizes: list[int]) -> list[dict]:
+    """The state of `rng` at the first row of each block of one `rng.integers(0, n, sum(sizes))` call, leaving `rng` after it. Bounded
+    integers take a variable number of 32-bit outputs (Lemire's rejections), so `advance` cannot skip them: they are drawn, a block
+    at a time, and dropped (integer draws are chunkable: k then l draws equal k + l)."""
+    out = []
+    for k in sizes:
+        out.append(rng.bit_generator.state)
+        rng.integers(0, n, k)
+    return out
+
+@dataclass
+class SuggestionPlan:
+    "What drawing the suggestions needs, decided in one process: the blocks' arguments, what every block shares, and the row count."
+    rows: int  # suggestions in all (known before any draw)
+    n_users: int
+    blocks: list  # per block of `GEN_BLOCK_SUGGESTIONS` rows: (first row, rows, states of its six draws, the acceptance knobs)
+    shared: dict  # the users' latent arrays the pairs and their acceptance need: sent once to every block
+    region_names: np.ndarray  # the regions, by the codes of `shared['region_codes']`
+    terms: list  # the columns of `acceptance_terms` (the truth's true terms)
+
+def _suggestion_plan(rng, latent: dict, per_user: float, group_bias: float, concept_drift: float, production_start: float,
+                     bias_drift: float = 0.0) -> SuggestionPlan:
+    """The blocks of the suggestions, from the main stream `rng` (left after the suggestions' draws, as one process drawing them all
+    leaves it). The draws, each over all `m` rows in this order: first users (integers), same-archetype picks and coins (doubles),
+    other users (integers), times and outcomes (doubles); a block gets each draw's state at its first row."""
+    arch = latent["arch"]
+    n = len(arch)
+    m = int(round(n * per_user))
+    starts = list(range(0, max(m, 1), GEN_BLOCK_SUGGESTIONS))
+    sizes = [min(GEN_BLOCK_SUGGESTIONS, m - s) for s in starts]
+    first = _integer_states(rng, n, sizes)
+    picks = rng.bit_generator.state
+    rng.bit_generator.state = _skip_doubles(picks, 2 * m)
+    other = _integer_states(rng, n, sizes)
+    times = rng.bit_generator.state
+    rng.bit_generator.state = _skip_doubles(times, 2 * m)
+    knobs = (group_bias, concept_drift, production_start, bias_drift)
+    blocks = [(s, k, (first[j], _skip_doubles(picks, s), _skip_doubles(picks, m + s), other[j], _skip_doubles(times, s),
+                      _skip_doubles(times, m + s)), knobs) for j, (s, k) in enumerate(zip(starts, sizes))]
+    by_arch = np.argsort(arch, kind="stable")
+    codes, names = pd.factorize(pd.Series(latent["region"], dtype=object))
+    shared = dict(arch=arch, by_arch=by_arch, arch_start=np.searchsorted(arch[by_arch], np.arange(_N_ARCHETYPES)),
+                  arch_size=np.bincount(arch, minlength=_N_ARCHETYPES), signup=latent["signup"],
+                  importance=latent["importance"], position=latent["position"], interest_bits=_bits(latent["interests"]),
+                  age=latent["age"], region_codes=codes.astype("int8"), in_bias_group=np.asarray(names == BIAS_GROUP),
+                  **({"taste": latent["taste"]} if "taste" in latent else {}))
+    none = np.zeros(0, "int64")
+    return SuggestionPlan(m, n, blocks, shared, np.asarray(names, dtype=object), list(acceptance_terms(shared, none, none).columns))
+
+def _suggestion_frame(start: int, k: int, states: tuple, knobs: tuple, arch: np.ndarray, by_arch: np.ndarray, arch_start: np.ndarray,
+                      arch_size: np.ndarray, signup: np.ndarray, region_codes: np.ndarray, in_bias_group: np.ndarray, **latent) -> pd.DataFrame:
+    """Rows `start`.. (`k` of them) of the suggestions as drawn, before their time order: the pair of distinct users `_a`, `_b` (half
+    from the same archetype), the time `_t`, the outcome and its truth (p_accept, logit, the true terms, penalty), the regions' codes
+    `_ga`, `_gb`, whether it is in production `_prod`, and the row `_k` (the last tie-break)."""
+    group_bias, concept_drift, production_start, bias_drift = knobs
+    n, (first, picks, coins, other, times, outcomes) = len(arch), (_generator(s) for s in states)
+    a = first.integers(0, n, k)
+    same = by_arch[arch_start[arch[a]] + np.floor(picks.random(k) * arch_size[arch[a]]).astype(int)]
+    b = np.where(coins.random(k) < 0.5, same, other.integers(0, n, k))
+    b = np.where(a == b, (b + 1) % n, b)
     span = (TIME_END - TIME_START).total_seconds()
-    earliest = np.maximum(latent["signup"][a], latent["signup"][b])
-    ts = np.floor(earliest + rng.random(m) * (span - 1 - earliest))
+    earliest = np.maximum(signup[a], signup[b])
+    ts = np.floor(earliest + times.random(k) * (span - 1 - earliest))
     production = ts >= production_start
-    step = 262_144  # pairs at a time: the terms' temporaries (pairs x 8) stay bounded; each pair's terms are the same
-    t = pd.concat([acceptance_terms(latent, a[s:s + step], b[s:s + step]) for s in range(0, max(m, 1), step)], ignore_index=True)
-    k = ACCEPTANCE
+    t = pd.concat([acceptance_terms(latent, a[s:s + _PAIR_STEP], b[s:s + _PAIR_STEP]) for s in range(0, max(k, 1), _PAIR_STEP)], ignore_index=True)
+    c = ACCEPTANCE
     shift = concept_drift * production
-    in_group = (latent["region"][a] == BIAS_GROUP).astype(int) + (latent["region"][b] == BIAS_GROUP).astype(int)
+    in_group = in_bias_group[region_codes[a]].astype(int) + in_bias_group[region_codes[b]].astype(int)
     penalty = group_bias * in_group
     if bias_drift:  # grows over the production period: 0 at its start, `bias_drift` more per member at the end of the span
         penalty = penalty + bias_drift * np.clip((ts - production_start) / max(span - production_start, 1.0), 0, 1) * in_group
-    logit = np.asarray(k["intercept"] + k["agreement"] * (1 - 0.7 * shift) * t.agreement + k["conflict"] * t.conflict
-             + k["interests"] * (1 + shift) * t.interest_jaccard + k["age_decades"] * t.age_diff_decades
-             + k["taste"] * t.get("taste_match", 0.0) - penalty, dtype=float)
-    p = marginal_acceptance(logit, k["noise_sd"])
-    accepted = (rng.random(m) < p).astype("int64")
-    order = np.lexsort((b, a, ts))
-    ids = _padded_ids("S", m).to_numpy()
-    uid = users["user_id"].to_numpy()
-    sugg = pd.DataFrame({"suggestion_id": ids, "user_a": uid[a[order]], "user_b": uid[b[order]],
-                         "timestamp": _seconds(ts[order]), "accepted": accepted[order]})
-    truth = pd.DataFrame({"suggestion_id": ids, "p_accept": p[order], "logit": logit[order],
-                          **{c: t[c].to_numpy()[order] for c in t.columns},
-                          "group_a": latent["region"][a[order]], "group_b": latent["region"][b[order]],
-                          "n_penalized": in_group[order], "bias_penalty": penalty[order],
-                          "period": np.where(production[order], "production", "history")})
+    logit = np.asarray(c["intercept"] + c["agreement"] * (1 - 0.7 * shift) * t.agreement + c["conflict"] * t.conflict
+             + c["interests"] * (1 + shift) * t.interest_jaccard + c["age_decades"] * t.age_diff_decades
+             + c["taste"] * t.get("taste_match", 0.0) - penalty, dtype=float)
+    p = marginal_acceptance(logit, c["noise_sd"])
+    accepted = (outcomes.random(k) < p).astype("int64")
+    return pd.DataFrame({"_t": ts, "_a": a, "_b": b, "_k": np.arange(start, start + k, dtype="int64"), "accepted": accepted,
+                         "p_accept": p, "logit": logit, **{col: t[col].to_numpy() for col in t.columns}, "_ga": region_codes[a],
+                         "_gb": region_codes[b], "n_penalized": in_group, "bias_penalty": penalty, "_prod": production})
+
+def _suggestions_in_order(df: pd.DataFrame) -> pd.DataFrame:
+    "Rows by time, then first user, then second user, then row: the raw table's order (the keys order every row, however the rows are cut)."
+    return df.take(np.lexsort((df["_k"].to_numpy(), df["_b"].to_numpy(), df["_a"].to_numpy(), df["_t"].to_numpy()))).reset_index(drop=True)
+
+def _finish_suggestions(df: pd.DataFrame, offset: int, plan: SuggestionPlan, dirty: list | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Rows `offset`.. of the raw suggestions and of their truth from their time-ordered draws `df`: ids numbered by global position,
+    user ids, timestamp, outcome; `dirty`: the global positions `_corruption_picks` chose (unknown user_b, outcome 2, a user paired with
+    themself), applied to the rows in this slice."""
+    n = len(df)
+    ids = _padded_ids("S", plan.rows, np.arange(offset, offset + n)).to_numpy()
+    a = df["_a"].to_numpy()
+    sugg = pd.DataFrame({"suggestion_id": ids, "user_a": _ids_of("U", plan.n_users, a), "user_b": _ids_of("U", plan.n_users, df["_b"].to_numpy()),
+                         "timestamp": _seconds(df["_t"].to_numpy()), "accepted": df["accepted"].to_numpy()})
+    truth = pd.DataFrame({"suggestion_id": ids, **{c: df[c].to_numpy() for c in ["p_accept", "logit", *plan.terms]},
+                          "group_a": plan.region_names[df["_ga"].to_numpy()], "group_b": plan.region_names[df["_gb"].to_numpy()],
+                          **{c: df[c].to_numpy() for c in ("n_penalized", "bias_penalty")},
+                          "period": np.where(df["_prod"].to_numpy(), "production", "history")})
+    if dirty:
+        here = [p[(p >= offset) & (p < offset + n)] - offset for p in dirty]
+        sugg.loc[here[0], "user_b"] = "U_UNKNOWN"
+        sugg.loc[here[1], "accepted"] = 2
+        sugg.loc[here[2], "user_b"] = sugg.loc[here[2], "user_a"].to_numpy()
     return sugg, truth
+
+def assemble_suggestions(plan: SuggestionPlan, dirty: dict | None = None, mapper=map_blocks) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The raw suggestions table and its truth, in this process: the blocks drawn by `mapper`, put in time order, numbered, and
+    (`dirty`: see `_corruption_picks`) corrupted, with the duplicated rows appended. `engine.assemble_suggestions_dask` gives the
+    same tables as partitions that never leave the Dask workers."""
+    rows = _suggestions_in_order(pd.concat(mapper(_suggestion_frame, plan.blocks, plan.shared), ignore_index=True))
+    sugg, truth = _finish_suggestions(rows, 0, plan, dirty and dirty["suggestions"])
+    return (pd.concat([sugg, sugg.iloc[dirty["duplicates"]["suggestions"]]], ignore_index=True) if dirty else sugg), truth
+
 
 # %% ../nbs/01_data.ipynb #000c1aa6
 _OPTIONAL_USER_COLUMNS = ["age", "gender", "region", "interests", *IMPORTANCE_COLUMNS, *POSITION_COLUMNS]
@@ -573,17 +652,13 @@ def _corruption_picks(rng, rows: dict, rate: float) -> dict | None:
     return picks
 
 def _corrupt(tables: dict, picks: dict | None) -> dict:
-    "Users, communities and suggestions with the rows `picks` chose corrupted and the duplicates appended (the interactions: `_finish_interactions`)."
+    "Users and communities with the rows `picks` chose corrupted and the duplicates appended (interactions and suggestions: `_finish_interactions`, `_finish_suggestions`)."
     if picks is None: return tables
     t = {k: v.copy() for k, v in tables.items()}
-    u, s = t["users"], t["suggestions"]
-    pu, ps = picks["users"], picks["suggestions"]
+    u, pu = t["users"], picks["users"]
     u.loc[pu[0], "age"] = 150.0
     u.loc[pu[1], IMPORTANCE_COLUMNS[0]] = 1.7
     u.loc[pu[2], POSITION_COLUMNS[1]] = -3.0
-    s.loc[ps[0], "user_b"] = "U_UNKNOWN"
-    s.loc[ps[1], "accepted"] = 2
-    s.loc[ps[2], "user_b"] = s.loc[ps[2], "user_a"].to_numpy()
     t["items"].loc[picks["items"][0], "size"] = -5
     for k in t:  # exact duplicate rows
         t[k] = pd.concat([t[k], t[k].iloc[picks["duplicates"][k]]], ignore_index=True)
@@ -593,8 +668,9 @@ def _corrupt(tables: dict, picks: dict | None) -> dict:
 def generate_raw(n_users=400, n_items=60, interactions_per_user=12.0, suggestions_per_user=8.0, consent_rate=0.92,
                  group_bias=0.25, data_drift=0.0, concept_drift=0.0, production_fraction=0.2, missing_rate=0.02,
                  dirty_rate=0.0, activity_days=0.0, bias_drift=0.0, seed=42, interaction_sampler="exact",
-                 mapper=map_blocks, # runs the interaction blocks of `assemble_interactions` (in this process by default)
+                 mapper=map_blocks, # runs the blocks of `assemble_interactions` and `assemble_suggestions` (in this process by default)
                  assemble=None, # (plan, dirty rows) -> the interactions: `assemble_interactions` by default; the Dask engine's keeps them on its workers
+                 assemble_sugg=None, # (plan, dirty rows) -> the suggestions and their truth: `assemble_suggestions` by default; the Dask engine's keep them on its workers
                  **_) -> tuple[dict, dict]:
     "Seeded raw tables as they would arrive (identifiers, consent flags) and their ground truth, keyed by raw ids."
     rng = np.random.default_rng(seed)
@@ -605,12 +681,13 @@ def generate_raw(n_users=400, n_items=60, interactions_per_user=12.0, suggestion
     latent["taste"], item_latent["taste"] = _hidden_taste(seed, n_users, n_items)
     plan = _interaction_plan(rng, latent, item_latent, n_users, n_items, interactions_per_user, activity_days,
                              np.random.default_rng([seed, 1]), seed, interaction_sampler)
-    sugg, sugg_truth = _generate_suggestions(rng, users, latent, suggestions_per_user, group_bias, concept_drift, production_start, bias_drift)
+    pairs = _suggestion_plan(rng, latent, suggestions_per_user, group_bias, concept_drift, production_start, bias_drift)
     blanked = _blank(rng, users, missing_rate)
-    dirty = _corruption_picks(rng, {"users": n_users, "items": n_items, "interactions": plan.rows, "suggestions": len(sugg)}, dirty_rate)
+    dirty = _corruption_picks(rng, {"users": n_users, "items": n_items, "interactions": plan.rows, "suggestions": pairs.rows}, dirty_rate)
     inter = (assemble or (lambda p, d: assemble_interactions(p, d, mapper)))(plan, dirty)
-    other = _corrupt({"users": blanked, "items": items, "suggestions": sugg}, dirty)
-    raw = {"users": other["users"], "items": other["items"], "interactions": inter, "suggestions": other["suggestions"]}
+    sugg, sugg_truth = (assemble_sugg or (lambda p, d: assemble_suggestions(p, d, mapper)))(pairs, dirty)
+    other = _corrupt({"users": blanked, "items": items}, dirty)
+    raw = {"users": other["users"], "items": other["items"], "interactions": inter, "suggestions": sugg}
     f, t = _user_factors(latent), _item_factors(item_latent)
     names = [category_slug(c) for c in VALUE_CATEGORIES] + [f"taste_{j}" for j in range(TASTE_DIMS)]
     truth = {"suggestions": sugg_truth,
@@ -619,7 +696,7 @@ def generate_raw(n_users=400, n_items=60, interactions_per_user=12.0, suggestion
                                            "bias": POPULARITY_WEIGHT * item_latent["popularity"]}),
              "info": {"bias_attribute": BIAS_ATTRIBUTE, "bias_group": BIAS_GROUP, "acceptance": ACCEPTANCE,
                       "preference_weight": PREFERENCE_WEIGHT, "popularity_weight": POPULARITY_WEIGHT,
-                      "acceptance_terms": [c for c in ACCEPTANCE_TERMS if c in sugg_truth], "taste_dims": TASTE_DIMS, "taste_weight": TASTE_WEIGHT,
+                      "acceptance_terms": pairs.terms, "taste_dims": TASTE_DIMS, "taste_weight": TASTE_WEIGHT,
                       "rating_scale": list(RATING_SCALE),
                       "production_start": str(TIME_START + pd.Timedelta(seconds=production_start))}}
     return raw, truth
@@ -1283,19 +1360,23 @@ holding the user should be deleted from the store.
 """
 
 # %% ../nbs/01_data.ipynb #507c0023
-def collect_raw(params: dict, mapper=map_blocks, assemble=None) -> tuple[dict, dict | None]:
-    "The raw tables of the configured source, and the ground truth when it is known (`mapper`, `assemble`: see `generate_raw`)."
+def collect_raw(params: dict, mapper=map_blocks, assemble=None, assemble_sugg=None) -> tuple[dict, dict | None]:
+    "The raw tables of the configured source, and the ground truth when it is known (`mapper`, `assemble`, `assemble_sugg`: see `generate_raw`)."
     src = params["source"]
     if src == "synthetic":
-        return generate_raw(**{k: params[k] for k in DATA_PARAMS if k in params and k not in ("source",)}, mapper=mapper, assemble=assemble)
+        return generate_raw(**{k: params[k] for k in DATA_PARAMS if k in params and k not in ("source",)}, mapper=mapper, assemble=assemble,
+                            assemble_sugg=assemble_sugg)
     if src == "files": return read_files(params.get("files") or {}, params.get("column_mapping") or {}), None
     if src == "movietweetings": return read_movietweetings(), None
     raise DataError(f"parameter 'source': unknown source {src!r}")
 
-def _pseudonymize_truth(truth: dict, kept: dict, key: bytes) -> dict:
+def _pseudonymize_truth(truth: dict, kept: dict, key: bytes,
+                        keep_suggestions=None, # (truth's suggestions, kept suggestions) -> the truth of those kept; default: by `isin` in this process
+                       ) -> dict:
     "Ground truth in pseudonyms, for the users, items and suggestions that survived cleaning."
     uf = truth["user_factors"].assign(user_id=lambda d: pseudonymize(d.user_id, key))
-    return {"suggestions": truth["suggestions"][truth["suggestions"].suggestion_id.isin(kept["suggestions"].suggestion_id)].reset_index(drop=True),
+    keep = keep_suggestions or (lambda t, s: t[t.suggestion_id.isin(s.suggestion_id)].reset_index(drop=True))
+    return {"suggestions": keep(truth["suggestions"], kept["suggestions"]),
             "user_factors": uf[uf.user_id.isin(kept["users"].user_id)].reset_index(drop=True),
             "item_factors": truth["item_factors"][truth["item_factors"].item_id.isin(kept["items"].item_id)].reset_index(drop=True),
             "info": truth["info"]}
@@ -1338,17 +1419,29 @@ def _frame(t, columns: list[str] | None = None) -> pd.DataFrame:
     "A table as one pandas frame (a partitioned table's columns gathered; used for the synthetic source's ground truth only)."
     return t if isinstance(t, pd.DataFrame) else t.to_pandas(columns)
 
-def _oracle_metrics(tables: dict, truth: dict | None) -> dict:
+def _oracle_scores(s: pd.DataFrame, # suggestions: suggestion_id, user_a, user_b, accepted
+                   truth: pd.DataFrame, # their truth: suggestion_id, p_accept
+                   users: pd.DataFrame, # user_id and the value positions
+                  ) -> pd.DataFrame:
+    "Per suggestion, what the oracle metrics rank: its outcome, its true probability and the hand-written value-similarity score."
+    p = truth.set_index("suggestion_id").p_accept.reindex(s.suggestion_id).to_numpy()
+    return pd.DataFrame({"accepted": s.accepted.to_numpy(), "p_accept": p, "value_similarity": value_similarity(users, s)})
+
+def _oracle_metrics(tables: dict, truth: dict | None,
+                    scores=None, # the `_oracle_scores` of every kept suggestion, if made elsewhere (the dask engine's, on its workers)
+                   ) -> dict:
     "Oracle AUC and the AUC of a hand-written value-similarity score (synthetic data only)."
     if truth is None: return {}
-    s = _frame(tables["suggestions"], ["suggestion_id", "user_a", "user_b", "accepted"])
-    if len(s) == 0 or s.accepted.nunique() < 2: return {}
+    if scores is None:
+        users = tables["users"] if isinstance(tables["users"], pd.DataFrame) else tables["users"].to_pandas(
+            [c for c in tables["users"].columns if c == "user_id" or c.startswith(VALUE_PREFIXES[1])])
+        scores = _oracle_scores(_frame(tables["suggestions"], ["suggestion_id", "user_a", "user_b", "accepted"]),
+                                _frame(truth["suggestions"], ["suggestion_id", "p_accept"]), users)
+    x = _frame(scores)
+    if len(x) == 0 or x.accepted.nunique() < 2: return {}
     from sklearn.metrics import roc_auc_score
-    p = truth["suggestions"].set_index("suggestion_id").p_accept.reindex(s.suggestion_id)
-    users = tables["users"] if isinstance(tables["users"], pd.DataFrame) else tables["users"].to_pandas(
-        [c for c in tables["users"].columns if c == "user_id" or c.startswith(VALUE_PREFIXES[1])])
-    return {"oracle_auc": float(roc_auc_score(s.accepted, p)),
-            "value_similarity_auc": float(roc_auc_score(s.accepted, value_similarity(users, s)))}
+    return {"oracle_auc": float(roc_auc_score(x.accepted, x.p_accept)),
+            "value_similarity_auc": float(roc_auc_score(x.accepted, x.value_similarity))}
 
 def value_similarity(users: pd.DataFrame, pairs: pd.DataFrame) -> np.ndarray:
     "A hand-written baseline: mean agreement of positions (missing as 0) between user_a and user_b."
@@ -1388,12 +1481,12 @@ def run_data_stage(run: RunDirectory, params: dict) -> dict:
         tables, quality, consent = built["tables"], built["quality"], built["consent"]
         run.write_table("tables/data_quality.parquet", quality)
         v = version_dataset(store_root(params, run), built, params)
-        oracle = _oracle_metrics(tables, built["truth"])
+        oracle = _oracle_metrics(tables, built["truth"], built.get("oracle_scores"))
+        if built["truth"] is not None: _write_truth(run, built["truth"])  # with the client: the dask engine's truth is on its workers
     path, new, manifest, rows = v["path"], v["new"], v["manifest"], v["summaries"]
     run.write_text("datasheet.md", v["datasheet"])
     record = {**{k: manifest[k] for k in ("version", "hash", "source", "row_counts", "consent", "quality")},
               "path": str(path), "store": str(path.parent), "new_version": new}
-    if built["truth"] is not None: _write_truth(run, built["truth"])
     run.write_json(DATASET_RECORD, record)
     acc, n_acc = rows["suggestions"].get("accepted", (0.0, 0))
     return {"n_users": rows["users"]["rows"], "n_items": rows["items"]["rows"], "n_interactions": rows["interactions"]["rows"],
@@ -1403,8 +1496,11 @@ def run_data_stage(run: RunDirectory, params: dict) -> dict:
             **oracle, "seconds": round(time.perf_counter() - t0, 3)}
 
 def _write_truth(run: RunDirectory, truth: dict) -> None:
-    "Write the ground truth apart from the dataset (`TRUTH_DIR`)."
-    for k in ("suggestions", "user_factors", "item_factors"): run.write_table(f"{TRUTH_DIR}/{k}.parquet", truth[k])
+    "Write the ground truth apart from the dataset (`TRUTH_DIR`); a partitioned table (the dask engine's) streamed into one file, a partition at a time."
+    for k in ("suggestions", "user_factors", "item_factors"):
+        if isinstance(truth[k], pd.DataFrame): run.write_table(f"{TRUTH_DIR}/{k}.parquet", truth[k])
+        else:
+            with atomic_target(run.file(f"{TRUTH_DIR}/{k}.parquet")) as tmp: truth[k].write_parquet_file(tmp)
     run.write_json(f"{TRUTH_DIR}/info.json", truth["info"])
 
 # %% ../nbs/01_data.ipynb #4d010b95

@@ -21,13 +21,15 @@ from .data import (ID_COLUMNS, IDENTIFIER_COLUMNS, TABLES, USER_ID_COLUMNS, Data
                                 _check, _check_references, _check_table, _coerce, _column_bytes, _conform_columns, _first_rows,
                                 _pseudonymize_truth, _rule_outcome, _type_message, apply_privacy, collect_raw, declared_columns,
                                 finalize, pseudonymize, read_withdrawn_ids, resolve_path, RAW_SCHEMA, _frame, _no_draws, _noise_state_after,
-                                _finish_interactions, _in_time_order, _interaction_frame, _rating_stream, combine_summaries, table_summary)
+                                _finish_interactions, _in_time_order, _interaction_frame, _rating_stream, combine_summaries, table_summary,
+                                _finish_suggestions, _suggestion_frame, _suggestions_in_order, _oracle_scores, VALUE_PREFIXES)
 
 # %% auto #0
 __all__ = ['LOCAL_WORKERS', 'LOCAL_MEMORY_SHARE', 'NONE_MARK', 'HASH_AHEAD', 'USER_KEYS', 'local_cluster', 'dask_client',
            'user_partition', 'regroup', 'read_table_dask', 'conform_partitions', 'combine_rules', 'sort_partitions',
            'stream_partitions', 'dataset_hash_partitioned', 'PartitionedTable', 'read_files_dask', 'map_blocks_dask',
-           'assemble_interactions_dask', 'build_dataset_dask', 'pair_features_dask', 'score_file_dask']
+           'assemble_interactions_dask', 'assemble_suggestions_dask', 'keep_truth_dask', 'build_dataset_dask',
+           'pair_features_dask', 'score_file_dask']
 
 # %% ../nbs/01b_engine.ipynb #c51c3cd6
 LOCAL_WORKERS = 2  # worker processes of the local cluster (one thread each)
@@ -348,6 +350,10 @@ def _arrow_schema(df: pd.DataFrame):
     import pyarrow as pa
     return pa.Schema.from_pandas(df, preserve_index=False)
 
+def _arrow_table(df: pd.DataFrame, schema):
+    import pyarrow as pa
+    return pa.Table.from_pandas(df, schema=schema, preserve_index=False)
+
 def _write_part(df: pd.DataFrame, path: str, schema) -> int:
     "Write one partition as a Parquet file with the table's schema; its row count."
     import pyarrow as pa
@@ -376,16 +382,25 @@ class PartitionedTable:
         heads = self.client.gather(self.client.map(_head, self.futures))
         s["dtypes"] = {c: str(t) for c, t in _concat([h for h in heads if len(h)] or heads).dtypes.items()}
         return s
-    def write_parquet(self, folder) -> None:
-        "The workers write the partitions, in order, as `part-00000.parquet`, ... in `folder`, all with one schema (the partitions' unified)."
+    def schema(self):
+        "The Arrow schema of the table: the partitions' (those with rows) unified, with the first one's pandas metadata."
         import pyarrow as pa
         schemas = self.client.gather(self.client.map(_arrow_schema, self.futures))
         nonempty = [sc for sc, k in zip(schemas, self.lengths()) if k] or schemas
-        schema = pa.unify_schemas(nonempty, promote_options="permissive").with_metadata(nonempty[0].metadata)
+        return pa.unify_schemas(nonempty, promote_options="permissive").with_metadata(nonempty[0].metadata)
+    def write_parquet(self, folder) -> None:
+        "The workers write the partitions, in order, as `part-00000.parquet`, ... in `folder`, all with one schema (the partitions' unified)."
+        schema = self.schema()
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=False)
         paths = [str(folder/f"part-{k:05d}.parquet") for k in range(len(self.futures))]
         self.client.gather(self.client.map(_write_part, self.futures, paths, [schema] * len(paths), pure=False))
+    def write_parquet_file(self, path) -> None:
+        "The partitions, in order, streamed through the client into the one Parquet file `path` (two partitions in the client at a time)."
+        import pyarrow.parquet as pq
+        schema = self.schema()
+        with pq.ParquetWriter(str(path), schema) as writer:
+            for table in stream_partitions(self.client, _arrow_table, self.futures, schema, ahead=2): writer.write_table(table)
     def to_pandas(self, columns: list[str] | None = None) -> pd.DataFrame:
         "The table (or some of its columns) gathered into one pandas frame: for small tables and tests only."
         futures = self.futures if columns is None else self.client.map(lambda d, c: d[c], self.futures, [columns] * len(self.futures))
@@ -409,7 +424,7 @@ def _to_futures(client, df, rows: int) -> list:
 def map_blocks_dask(client) -> callable:
     """`data.map_blocks` on the cluster: each block (the generator's users, in blocks with random streams of their own) runs on a
     worker, the shared arrays sent once to each worker; the results are gathered into the client, in block order (the data stage
-    uses `assemble_interactions_dask`, which keeps them on the workers)."""
+    uses `assemble_interactions_dask` and `assemble_suggestions_dask`, which keep them on the workers)."""
     def run(fn, args: list[tuple], shared: dict) -> list:
         sent = {k: client.scatter(v, broadcast=True) for k, v in shared.items()}
         return client.gather([client.submit(fn, *a, **sent, pure=False) for a in args])
@@ -423,6 +438,21 @@ def _by_time(df: pd.DataFrame, bounds: np.ndarray, n: int) -> np.ndarray:
     "The time range of each row (equal times land in one range, so a sort within each range orders them all)."
     return np.searchsorted(bounds, df["_t"].to_numpy(), side="right")
 
+def _in_time_ranges(client, frames: list, total: int, rows: int, order, empty=_no_draws) -> list:
+    """Futures of about `total / rows` partitions of the blocks' rows `frames` (`total` in all), cut by ranges of their time `_t`
+    (bounds from a sample of each block's times, about 100 per partition) and each put in order by `order`: read in order, all the
+    rows in order, whatever the blocks."""
+    n = max(1, -(-total // rows))
+    stride = max(1, total // (100 * n))
+    sample = np.sort(np.concatenate(client.gather(client.map(_time_sample, frames, [stride] * len(frames))) or [np.zeros(0)]))
+    bounds = sample[(np.arange(1, n) * len(sample)) // n] if len(sample) else np.zeros(0)
+    return client.map(order, regroup(client, frames, _by_time, n, bounds) if frames else [client.submit(empty)])
+
+def _offsets(client, parts: list) -> tuple[list[int], np.ndarray]:
+    "The partitions' lengths and the global position of each one's first row (a prefix sum)."
+    lens = [int(k) for k in client.gather(client.map(len, parts))]
+    return lens, np.concatenate([[0], np.cumsum(lens)[:-1]]).astype("int64")
+
 def _rows_at(df: pd.DataFrame, rows: np.ndarray, rank: np.ndarray) -> pd.DataFrame:
     "Rows of one partition (positions within it) with their rank in the list of rows to repeat (`_rank`)."
     return df.iloc[rows].assign(_rank=rank)
@@ -431,6 +461,16 @@ def _in_rank_order(*parts: pd.DataFrame) -> pd.DataFrame:
     "Rows from several partitions in the order of their rank, without the rank."
     df = pd.concat(parts, ignore_index=True)
     return df.take(np.argsort(df["_rank"].to_numpy(), kind="stable")).drop(columns="_rank").reset_index(drop=True)
+
+def _with_duplicates(client, parts: list, offsets: np.ndarray, pos: np.ndarray) -> list:
+    "The partitions `parts` and one more holding the rows at global positions `pos`, in that order (cut out on the workers)."
+    part = np.searchsorted(offsets, pos, side="right") - 1
+    pieces = [client.submit(_rows_at, parts[j], pos[part == j] - offsets[j], np.flatnonzero(part == j), pure=False) for j in np.unique(part)]
+    return parts + ([client.submit(_in_rank_order, *pieces, pure=False)] if pieces else [])
+
+def _slice_of(dirty: list | None, offset: int, k: int) -> list | None:
+    "The dirty rows' global positions (one array per kind) that fall in the rows `offset`.. (`k` of them)."
+    return [p[(p >= offset) & (p < offset + k)] for p in dirty] if dirty else None
 
 def assemble_interactions_dask(client, # a Dask client (see `dask_client`)
                                rows: int | None = None, # rows per partition of the result (default 250,000)
@@ -442,30 +482,61 @@ def assemble_interactions_dask(client, # a Dask client (see `dask_client`)
     def assemble(plan, dirty: dict | None = None) -> list:
         sent = {k: client.scatter(v, broadcast=True) for k, v in plan.shared.items()}
         frames = [client.submit(_interaction_frame, *a, **sent, pure=False) for a in plan.blocks]
-        n = max(1, -(-plan.rows // rows))
-        stride = max(1, plan.rows // (100 * n))  # about 100 samples per output partition
-        sample = np.sort(np.concatenate(client.gather(client.map(_time_sample, frames, [stride] * len(frames))) or [np.zeros(0)]))
-        bounds = sample[(np.arange(1, n) * len(sample)) // n] if len(sample) else np.zeros(0)
-        ordered = client.map(_in_time_order, regroup(client, frames, _by_time, n, bounds) if frames else [client.submit(_no_draws)])
+        ordered = _in_time_ranges(client, frames, plan.rows, rows, _in_time_order)
         del frames
-        lens = [int(k) for k in client.gather(client.map(len, ordered))]
-        offsets = np.concatenate([[0], np.cumsum(lens)[:-1]]).astype("int64")
+        lens, offsets = _offsets(client, ordered)
         light = client.scatter(dataclasses.replace(plan, blocks=[], shared={}, signup=np.zeros(0)), broadcast=True)
         signup = client.scatter(plan.signup, broadcast=True) if dirty else None
         state, out = _rating_stream(plan.seed), []
         for f, o, k in zip(ordered, offsets, lens):
-            mine = [p[(p >= o) & (p < o + k)] for p in dirty["interactions"]] if dirty else None
-            out.append(client.submit(_finish_interactions, f, int(o), light, state, mine, signup, pure=False))
+            out.append(client.submit(_finish_interactions, f, int(o), light, state, _slice_of(dirty and dirty["interactions"], o, k), signup, pure=False))
             state = _noise_state_after(state, k)
-        if dirty:  # the duplicated rows, cut out of the partitions that hold them, in the order of the picks
-            pos = dirty["duplicates"]["interactions"]
-            part = np.searchsorted(offsets, pos, side="right") - 1
-            pieces = [client.submit(_rows_at, out[j], pos[part == j] - offsets[j], np.flatnonzero(part == j), pure=False)
-                      for j in np.unique(part)]
-            if pieces: out.append(client.submit(_in_rank_order, *pieces, pure=False))
+        if dirty: out = _with_duplicates(client, out, offsets, dirty["duplicates"]["interactions"])  # in the order of the picks
         wait(out)
         return out
     return assemble
+
+def assemble_suggestions_dask(client, # a Dask client (see `dask_client`)
+                              rows: int | None = None, # rows per partition of the result (default 250,000)
+                             ) -> callable:
+    """`data.assemble_suggestions` on the cluster, for `data.generate_raw`'s `assemble_sugg`: the raw suggestions and their truth as
+    futures of partitions that, read in order, are the pandas engine's tables; nothing of them passes through the client."""
+    from distributed import wait
+    rows = int(rows or 250_000)
+    def assemble(plan, dirty: dict | None = None) -> tuple[list, list]:
+        sent = {k: client.scatter(v, broadcast=True) for k, v in plan.shared.items()}
+        frames = [client.submit(_suggestion_frame, *a, **sent, pure=False) for a in plan.blocks]
+        ordered = _in_time_ranges(client, frames, plan.rows, rows, _suggestions_in_order)
+        del frames
+        lens, offsets = _offsets(client, ordered)
+        light = client.scatter(dataclasses.replace(plan, blocks=[], shared={}), broadcast=True)
+        done = [client.submit(_finish_suggestions, f, int(o), light, _slice_of(dirty and dirty["suggestions"], o, k), pure=False)
+                for f, o, k in zip(ordered, offsets, lens)]
+        sugg, truth = _item(client, done, 0), _item(client, done, 1)
+        if dirty: sugg = _with_duplicates(client, sugg, offsets, dirty["duplicates"]["suggestions"])
+        wait(sugg + truth)
+        return sugg, truth
+    return assemble
+
+def _first_id(df: pd.DataFrame) -> str:
+    return df["suggestion_id"].iloc[0]
+
+def _kept_truth_part(truth: pd.DataFrame, kept: pd.DataFrame, users: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    "One range of suggestion ids: the truth of the kept suggestions, and their `data._oracle_scores`."
+    return truth[truth["suggestion_id"].isin(kept["suggestion_id"])].reset_index(drop=True), _oracle_scores(kept, truth, users)
+
+def keep_truth_dask(client, truth: list, kept: PartitionedTable, users: PartitionedTable) -> tuple[PartitionedTable, PartitionedTable]:
+    """The truth of the kept suggestions and the oracle's scores, on the workers. The truth's partitions hold ranges of suggestion ids
+    (numbered in their order); the kept suggestions are cut by those ranges (`regroup`), each range keeps its own and scores them
+    (the users' ids and value positions gathered on a worker)."""
+    parts = [f for f, k in zip(truth, client.gather(client.map(len, truth))) if k] or truth[:1]
+    bounds = np.array(client.gather(client.map(_first_id, parts[1:])), dtype=object)
+    cols = [["suggestion_id", "user_a", "user_b", "accepted"]] * len(kept.futures)
+    moved = regroup(client, client.map(_columns, kept.futures, cols), _by_range, len(parts), "suggestion_id", bounds)
+    profile = [c for c in users.columns if c == "user_id" or c.startswith(VALUE_PREFIXES[1])]
+    users_f = client.submit(_concat, client.map(_columns, users.futures, [profile] * len(users.futures)), pure=False)
+    done = client.map(_kept_truth_part, parts, moved, [users_f] * len(parts))
+    return PartitionedTable(client, "suggestions' truth", _item(client, done, 0)), PartitionedTable(client, "oracle scores", _item(client, done, 1))
 
 USER_KEYS = {"users": "user_id", "interactions": "user_id", "suggestions": "user_a"}  # the column each table is partitioned by
 
@@ -540,6 +611,7 @@ def build_dataset_dask(params: dict, key: bytes,
         with dask_client(params.get("dask_scheduler") or "") as own:
             out = build_dataset_dask(params, key, timings, own)
             out["tables"] = {n: (t.to_pandas() if isinstance(t, PartitionedTable) else t) for n, t in out["tables"].items()}
+            if out["truth"]: out["truth"]["suggestions"], out["oracle_scores"] = _frame(out["truth"]["suggestions"]), _frame(out["oracle_scores"])
             return out
     import dask
     with dask.config.set({"dataframe.convert-string": False}):  # also with a caller's client: the tables keep pandas' dtypes
@@ -557,8 +629,9 @@ def _build_on(client, params: dict, key: bytes, timings: dict | None) -> dict:
     from distributed import wait
     lap("cluster")
     if params["source"] == "files": raw, truth = read_files_dask(params.get("files") or {}, params.get("column_mapping") or {}), None
-    else:  # generated (the interactions drawn, ordered and numbered on the workers), or the bundled ratings; then handed to partitions
-        raw, truth = collect_raw(params, assemble=assemble_interactions_dask(client, rows_per_part))
+    else:  # generated (interactions, suggestions and their truth drawn, ordered and numbered on the workers), or the bundled ratings
+        raw, truth = collect_raw(params, assemble=assemble_interactions_dask(client, rows_per_part),
+                                 assemble_sugg=assemble_suggestions_dask(client, rows_per_part))
         lap("generate")
     declared = declared_columns(params) if params.get("source") == "files" else {t: {} for t in TABLES}
     checks, conformed = [], {}
@@ -616,9 +689,12 @@ def _build_on(client, params: dict, key: bytes, timings: dict | None) -> dict:
     have = [t for t in TABLES if t in final or (t == "items" and items is not None)]  # the pandas engine's order of tables
     names = have + [t for t in ("suggestions", "interactions", "items") if t not in have]
     tables = {name: (final[name] if name in final else tables[name]) for name in names}
-    if truth:  # the synthetic source's ground truth, for the users, items and suggestions kept (their ids gathered: one row per user or suggestion)
-        truth = _pseudonymize_truth(truth, {n: _frame(tables[n], [ID_COLUMNS[n]]) for n in ("users", "items", "suggestions")}, key)
-    return {"tables": tables, "truth": truth or None, "quality": quality, "consent": consent, "hash": digest}
+    scores = None
+    if truth:  # the synthetic source's ground truth, for the users, items and suggestions kept (the users' ids gathered; the suggestions' truth stays on the workers)
+        kept_truth, scores = keep_truth_dask(client, truth["suggestions"], tables["suggestions"], tables["users"])
+        kept = {n: _frame(tables[n], [ID_COLUMNS[n]]) for n in ("users", "items")} | {"suggestions": None}
+        truth = _pseudonymize_truth(truth, kept, key, lambda t, s: kept_truth)
+    return {"tables": tables, "truth": truth or None, "quality": quality, "consent": consent, "hash": digest, "oracle_scores": scores}
 
 # %% ../nbs/01b_engine.ipynb #3444d3b2
 def _pair_block(users: pd.DataFrame, pairs: pd.DataFrame, medians: dict | None, kw: dict) -> pd.DataFrame:
