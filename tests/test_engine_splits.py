@@ -183,3 +183,30 @@ def test_a_bad_matcher_split_raises_the_same_error_on_both_engines(tmp_path, sch
     with pytest.raises(ValueError) as a: split_suggestions(read_version(record["path"])["suggestions"], params)
     with Client(scheduler) as c, pytest.raises(ValueError) as b: suggestion_splits_dask(c, record["path"], params)
     assert str(a.value) == str(b.value) and message in str(a.value)
+
+
+def test_without_interactions_the_suggestions_still_split_on_the_workers(tmp_path, scheduler, versions, monkeypatch):
+    """Own data of users and suggestions only: the dask engine splits the suggestions on the workers, the empty interactions in pandas."""
+    from thinkalike_ml import splits
+    from thinkalike_ml.data import empty_interactions
+    from thinkalike_ml.splits import suggestion_splits_dask
+    calls = []
+    def counted(*a, **kw):
+        calls.append(1)
+        return suggestion_splits_dask(*a, **kw)
+    monkeypatch.setattr(splits, "suggestion_splits_dask", counted)
+    monkeypatch.setattr(splits, "interaction_splits_dask", lambda *a, **kw: pytest.fail("no interactions to split on the workers"))
+    src = Path(versions["dask"]["path"])
+    dst = tmp_path/"no_interactions"
+    shutil.copytree(src, dst)
+    shutil.rmtree(dst/"interactions")
+    empty_interactions().to_parquet(dst/"interactions.parquet", index=False)
+    record = {**versions["dask"], "path": str(dst), "row_counts": {**versions["dask"]["row_counts"], "interactions": 0}}
+    pr, pm = _split(tmp_path, "pandas", record, matcher_split="users")
+    dr, dm = _split(tmp_path, "dask", record, matcher_split="users", engine="dask", dask_scheduler=scheduler)
+    assert len(calls) == 1
+    a, b = load_splits(pr), load_splits(dr)
+    for t in a: pd.testing.assert_frame_equal(a[t], b[t], check_exact=True, obj=t)
+    assert len(a["interactions"]) == 0 and len(a["suggestions"]) > 1000
+    pd.testing.assert_frame_equal(pr.read_table("tables/split_summary.parquet"), dr.read_table("tables/split_summary.parquet"), check_exact=True)
+    assert pm == dm and pr.read_json(f"{SPLITS_DIR}/splits.json") == dr.read_json(f"{SPLITS_DIR}/splits.json")

@@ -597,8 +597,9 @@ def _interaction_split_record(n_rows: int, comparison: pd.DataFrame, params: dic
 
 def run_splits_stage(run: RunDirectory, params: dict) -> dict:
     """Split the run's dataset version, check for leakage, store the splits by row id and the summary table. With `engine` 'dask'
-    the interactions are split on the Dask workers (`interaction_splits_dask`), with the same tables as here."""
-    if params.get("engine", "pandas") == "dask" and dataset_version(run)["row_counts"].get("interactions", 0):
+    the suggestions and the interactions are split on the Dask workers (`suggestion_splits_dask`, `interaction_splits_dask`), with the
+    same tables as here."""
+    if params.get("engine", "pandas") == "dask" and any(dataset_version(run)["row_counts"].get(t, 0) for t in ("interactions", "suggestions")):
         return _run_splits_stage_dask(run, params)
     tables = load_dataset(run)
     chosen, reason = choose_interaction_split(tables["interactions"], params)
@@ -902,18 +903,27 @@ def suggestion_splits_dask(client, # a Dask client (`engine.dask_client`)
     compact = _concat_compact(client.gather(client.map(_compact_part, read, [group] * len(read))), group)
     held = {"rows": len(compact), "client_bytes": _bytes(compact),
             "worker_bytes": int(sum(client.gather(client.map(_bytes, read))))}
-    lap("read, gather the compact columns")
+    lap("suggestions: read, gather the compact columns")
     if strategy == "users" and len(compact):
         parts = _check_fractions(split_fractions(params["validation_fraction"], params["test_fraction"]))
         out = _checked_suggestion_split(compact, *_users_split_dask(client, read, compact["suggestion_id"].array, parts, params["n_folds"], params["seed"]),
                                         params, per_user=False)
     else: out = _checked_suggestion_split(compact, *split_suggestions(compact, params), params)
-    lap("split, folds and checks")
+    lap("suggestions: split, folds, checks")
     split = out["split"]["split"].to_numpy()
     ends = np.cumsum([r for *_, r in units])
     out["overlap"] = _user_overlap_dask(client, read, np.split(_label_codes(split), ends[:-1]), split) if len(compact) else {}
-    lap("user overlap")
+    lap("suggestions: user overlap")
     return {**out, "held": held}
+
+def _interactions_in_pandas(it: pd.DataFrame, params: dict) -> dict:
+    "What `interaction_splits_dask` gives, from the pandas functions (for a version without interactions, where there is nothing to distribute)."
+    strategy, reason = choose_interaction_split(it, params)
+    split, folds = split_interactions(it, strategy, params)
+    check_interaction_split(it, split.to_numpy(), folds, strategy)
+    return {"strategy": strategy, "reason": reason, "split": pd.DataFrame({"interaction_id": it.interaction_id.array, "split": split.to_numpy()}),
+            "folds": folds, "comparison": interaction_split_comparison(it, params), "summary": _summary("interactions", it, split, None, "timestamp"),
+            "rows": len(it)}
 
 def _run_splits_stage_dask(run: RunDirectory, params: dict) -> dict:
     "`run_splits_stage` with the suggestions and the interactions split on the Dask workers (`suggestion_splits_dask`, `interaction_splits_dask`)."
@@ -928,7 +938,8 @@ def _run_splits_stage_dask(run: RunDirectory, params: dict) -> dict:
             s = _read_stored_table(path, "suggestions")
             sg = _checked_suggestion_split(s, *split_suggestions(s, params), params)
             sg["overlap"] = _suggestion_overlap(s, sg["split"])
-        i = interaction_splits_dask(client, path, params)
+        i = interaction_splits_dask(client, path, params) if record["row_counts"].get("interactions", 0) else \
+            _interactions_in_pandas(_read_stored_table(path, "interactions"), params)  # none (own data without them)
     splits = {"suggestions": sg["split"], "suggestion_folds": sg["folds"], "interactions": i["split"], "interaction_time_folds": i["folds"]}
     summary = pd.concat([sg["summary"], i["summary"]], ignore_index=True)
     return _store_splits(run, params, sg["overlap"], splits, i["rows"], i["strategy"], i["reason"], i["comparison"], summary)
