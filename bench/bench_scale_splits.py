@@ -14,8 +14,8 @@ The runs: every interaction split of `--strategies` with the first matcher split
 further matcher split with the first interaction split. With matcher split `group`, the raw suggestions get a group column
 `event` (a two-week period; the generator makes none), declared as `group_column` to the data stage.
 
-It prints the stage's seconds (and, for dask, the seconds of the steps of both Dask functions and the bytes per suggestion
-the client gathers against those the workers read), the client's peak resident memory (ru_maxrss), the workers' peaks,
+It prints the stage's seconds (for pandas, the seconds of its suggestion steps; for dask, those of the steps of both Dask
+functions and the bytes per suggestion the client gathers against those the workers read), the client's peak resident memory (ru_maxrss), the workers' peaks,
 and the peak of the summed resident memory of the process's whole tree (client, nannies, workers), sampled every second;
 then whether the engines stored identical split tables, summary and comparison.
 
@@ -68,6 +68,15 @@ def make_version(files: dict, store: str, run_dir: str, group_column: str = "") 
     return {"record": dataset_version(run), "data_stage_s": time.perf_counter() - t, "client_peak_mib": _peak_mib()}
 
 
+def _timed(fn, step: str, steps: dict):
+    "`fn`, adding the seconds of each call to `steps[step]`."
+    def timed(*a, **kw):
+        t = time.perf_counter()
+        try: return fn(*a, **kw)
+        finally: steps[step] = steps.get(step, 0.0) + time.perf_counter() - t
+    return timed
+
+
 def run_splits(engine: str, record: dict, files: dict, strategy: str, run_dir: str, matcher: str = "time", group_column: str = "") -> dict:
     "The splits stage on `engine` over the version of `record`; seconds, memory and the run folder (to compare the stored splits)."
     os.environ.setdefault("THINKALIKE_PSEUDONYM_KEY", "bench-key")
@@ -94,6 +103,9 @@ def run_splits(engine: str, record: dict, files: dict, strategy: str, run_dir: s
             held.update(r["held"])
             return r
         splits.suggestion_splits_dask = timed
+    else:  # the pandas engine's suggestion steps, to set beside the Dask function's
+        for name in ("split_suggestions", "check_suggestion_splits", "user_overlap"):
+            setattr(splits, name, _timed(getattr(splits, name), f"suggestions: {name}", steps))
     run = RunDirectory.create(params, run_dir)
     run.write_json(DATASET_RECORD, record)
     t = time.perf_counter()
