@@ -16,16 +16,16 @@ from .runs import RunDirectory
 
 # %% auto #0
 __all__ = ['SPLITS', 'EXCLUDED', 'INTERACTION_SPLITS', 'MATCHER_SPLITS', 'SPLITS_DIR', 'INTERACTION_SPLITS_TABLE',
-           'SPLIT_COLUMNS', 'split_fractions', 'stratified_split', 'split_by_time', 'kfold_assign',
-           'stratified_kfold_assign', 'is_member', 'forward_chaining_folds', 'group_split', 'users_split',
-           'user_fold_roles', 'partition_fold_roles', 'user_holdout_sizes', 'split_by_user_time',
+           'SPLIT_COLUMNS', 'SUGGESTION_COLUMNS', 'split_fractions', 'stratified_split', 'split_by_time',
+           'kfold_assign', 'stratified_kfold_assign', 'is_member', 'forward_chaining_folds', 'group_split',
+           'users_split', 'user_fold_roles', 'partition_fold_roles', 'user_holdout_sizes', 'split_by_user_time',
            'split_by_user_random', 'user_time_folds', 'user_random_folds', 'LeakageError', 'check_no_overlap',
            'check_time_order', 'check_time_folds', 'check_disjoint', 'check_disjoint_folds', 'check_user_time_order',
            'check_user_time_folds', 'check_interaction_split', 'interaction_leak', 'split_suggestions', 'user_overlap',
            'evaluated_users', 'interaction_split_labels', 'split_interactions', 'choose_interaction_split',
            'interaction_split_comparison', 'few_users_warning', 'make_splits', 'check_matcher_split', 'check_splits',
            'check_suggestion_splits', 'split_summary', 'run_splits_stage', 'load_splits', 'interaction_times',
-           'interaction_splits_dask']
+           'interaction_splits_dask', 'suggestion_splits_dask']
 
 # %% ../nbs/02_splits.ipynb #70077553
 SPLITS = ["train", "validation", "test"]
@@ -149,23 +149,47 @@ def group_split(df: pd.DataFrame, group_col: str, fractions: dict, seed: int = 4
 # %% ../nbs/02_splits.ipynb #66961f63
 EXCLUDED = "excluded"  # the split label of pairs a user-disjoint split has to leave out
 
+def _users_of(df: pd.DataFrame, cols=("user_a", "user_b")) -> np.ndarray:
+    "The distinct users of the pairs in `df`, unsorted (a hash table: on strings many times faster than a sort)."
+    return np.asarray(pd.unique(pd.concat([df[c] for c in cols], ignore_index=True)), dtype=object)
+
+def _distinct_users(df: pd.DataFrame, cols=("user_a", "user_b")) -> np.ndarray:
+    "The distinct users of the pairs in `df`, sorted (of several partitions: `np.unique` of their `_users_of` put together)."
+    return np.unique(_users_of(df, cols)) if len(df) else np.array([], object)
+
+def _user_sides(users: np.ndarray, parts: list[tuple[str, float]], seed: int) -> pd.Series:
+    "The split of each of the sorted distinct `users`, drawn with shares proportional to the square roots of the fractions."
+    w = np.sqrt([f for _, f in parts])
+    side = np.random.default_rng(seed).choice(len(parts), size=len(users), p=w / w.sum())
+    return pd.Series(np.array([n for n, _ in parts], dtype=object)[side], index=users)
+
+def _pair_labels(df: pd.DataFrame, side: pd.Series, cols=("user_a", "user_b")) -> np.ndarray:
+    "Each pair's split given its users' (`_user_sides`): theirs when both are on one side, else `EXCLUDED`."
+    a, b = (side.reindex(df[c]).to_numpy() for c in cols)
+    return np.where(a == b, a, EXCLUDED)
+
 def users_split(df: pd.DataFrame, fractions: dict, seed: int = 42, cols=("user_a", "user_b")) -> pd.Series:
     "Seeded split of pairs in which no user appears in two splits; pairs across splits are labelled `EXCLUDED`."
     parts = _check_fractions(fractions)
-    users = np.unique(np.concatenate([df[c].to_numpy() for c in cols])) if len(df) else np.array([], object)
-    w = np.sqrt([f for _, f in parts])
-    side = np.random.default_rng(seed).choice(len(parts), size=len(users), p=w / w.sum())
-    where = pd.Series(np.array([n for n, _ in parts], dtype=object)[side], index=users)
-    a, b = (where.reindex(df[c]).to_numpy() for c in cols)
-    return pd.Series(np.where(a == b, a, EXCLUDED), index=df.index, dtype=object)
+    return pd.Series(_pair_labels(df, _user_sides(_distinct_users(df, cols), parts, seed), cols), index=df.index, dtype=object)
+
+def _user_folds(users: np.ndarray, n_folds: int, seed: int) -> pd.Series:
+    "The fold of each of the sorted distinct `users` in `user_fold_roles`: a seeded permutation dealt into `n_folds`."
+    return pd.Series(np.random.default_rng(seed).permutation(len(users)) % n_folds, index=users)
+
+def _pair_folds(df: pd.DataFrame, fold_of: pd.Series, cols=("user_a", "user_b")) -> tuple[np.ndarray, ...]:
+    "The fold of each pair's users (`_user_folds`), one array per user column."
+    return tuple(fold_of.reindex(df[c]).to_numpy() for c in cols)
+
+def _user_fold_table(ids, a: np.ndarray, b: np.ndarray, n_folds: int, id_col: str) -> pd.DataFrame:
+    "The (id, fold, role) table of user-disjoint folds given the folds of each pair's users: fold k validates on pairs of fold-k users."
+    parts = [_fold_rows(ids, (a != k) & (b != k), (a == k) & (b == k), k, id_col) for k in range(n_folds)]
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame({id_col: [], "fold": [], "role": []})
 
 def user_fold_roles(df: pd.DataFrame, n_folds: int, seed: int = 42, id_col: str = "suggestion_id", cols=("user_a", "user_b")) -> pd.DataFrame:
     "User-disjoint folds over pairs: (id, fold, role); fold k validates on pairs of fold-k users and trains on pairs without them."
-    users = np.unique(np.concatenate([df[c].to_numpy() for c in cols])) if len(df) else np.array([], object)
-    fold_of = pd.Series(np.random.default_rng(seed).permutation(len(users)) % n_folds, index=users)
-    a, b = (fold_of.reindex(df[c]).to_numpy() for c in cols)
-    parts = [_fold_rows(df[id_col].array, (a != k) & (b != k), (a == k) & (b == k), k, id_col) for k in range(n_folds)]
-    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame({id_col: [], "fold": [], "role": []})
+    a, b = _pair_folds(df, _user_folds(_distinct_users(df, cols), n_folds, seed), cols)
+    return _user_fold_table(df[id_col].array, a, b, n_folds, id_col)
 
 def partition_fold_roles(ids, folds: np.ndarray, id_col: str = "suggestion_id") -> pd.DataFrame:
     "(id, fold, role) of k-fold style folds given a fold number per row: fold k validates on its rows and trains on the others."
@@ -376,11 +400,14 @@ def _group_column(s: pd.DataFrame, params: dict) -> str:
     if s[g].isna().any(): raise ValueError(f"table 'suggestions', column '{g}' (parameter 'group_column'): {int(s[g].isna().sum())} rows have no group")
     return g
 
+def _check_matcher_split(strategy: str) -> None:
+    if strategy not in MATCHER_SPLITS: raise ValueError(f"parameter 'matcher_split': unknown strategy {strategy!r}; expected one of {', '.join(MATCHER_SPLITS)}")
+
 def split_suggestions(s: pd.DataFrame, params: dict) -> tuple[pd.Series, pd.DataFrame]:
     "The split of each suggestion and the tuning folds of the training rows, (suggestion_id, fold, role), under `matcher_split`."
     strategy, seed, k = params.get("matcher_split", "stratified"), params["seed"], params["n_folds"]
     fr = split_fractions(params["validation_fraction"], params["test_fraction"])
-    if strategy not in MATCHER_SPLITS: raise ValueError(f"parameter 'matcher_split': unknown strategy {strategy!r}; expected one of {', '.join(MATCHER_SPLITS)}")
+    _check_matcher_split(strategy)
     if len(s) == 0: return pd.Series([], dtype=object), partition_fold_roles([], np.array([], int))
     if strategy == "stratified":
         split = stratified_split(s, "accepted", fr, seed)
@@ -412,12 +439,16 @@ def user_overlap(s: pd.DataFrame, split) -> dict:
     tr, te = split == "train", split == "test"
     seen = np.zeros(int(max(ua.max(initial=-1), ub.max(initial=-1))) + 1, bool)
     seen[ua[tr]] = seen[ub[tr]] = True
-    users = np.unique(np.r_[ua[te], ub[te]])
-    a, b = seen[ua[te]], seen[ub[te]]
+    return _overlap_shares(seen[np.unique(np.r_[ua[te], ub[te]])], seen[ua[te]], seen[ub[te]], split)
+
+def _overlap_shares(users_seen: np.ndarray, # for each distinct test user: seen in training pairs
+                    a: np.ndarray, b: np.ndarray, # for each test pair: its user_a, its user_b seen in training pairs
+                    split: np.ndarray) -> dict:
+    "`user_overlap` from its facts: which test users and which test pairs' users were seen in training, and every row's split."
     nan = float("nan")
-    return {"test_users": len(users), "test_users_seen_in_train_share": float(seen[users].mean()) if len(users) else nan,
-            "test_pairs_with_a_seen_user_share": float((a | b).mean()) if te.any() else nan,
-            "test_pairs_with_both_users_seen_share": float((a & b).mean()) if te.any() else nan,
+    return {"test_users": len(users_seen), "test_users_seen_in_train_share": float(users_seen.mean()) if len(users_seen) else nan,
+            "test_pairs_with_a_seen_user_share": float((a | b).mean()) if len(a) else nan,
+            "test_pairs_with_both_users_seen_share": float((a & b).mean()) if len(a) else nan,
             "excluded_share": float((split == EXCLUDED).mean()) if len(split) else 0.0}
 
 def evaluated_users(it: pd.DataFrame, split,
@@ -501,7 +532,9 @@ def make_splits(tables: dict, params: dict) -> dict[str, pd.DataFrame]:
     check_splits(tables, out, {**params, "interaction_split": strategy})
     return out
 
-def check_matcher_split(s: pd.DataFrame, split, folds: pd.DataFrame, strategy: str, group_column: str = "") -> None:
+def check_matcher_split(s: pd.DataFrame, split, folds: pd.DataFrame, strategy: str, group_column: str = "",
+                        per_user: bool = True, # False: leave the user-disjointness checks of 'users' to the caller (the Dask engine runs them on its partitions)
+                       ) -> None:
     "Assert what strategy `strategy` promises, on the splits and on the tuning folds: time order, group or user disjointness."
     idx = s.set_index("suggestion_id")
     if strategy == "time":
@@ -510,7 +543,7 @@ def check_matcher_split(s: pd.DataFrame, split, folds: pd.DataFrame, strategy: s
     if strategy == "group":
         check_disjoint(s[[group_column]], split, f"suggestions (matcher_split 'group', column '{group_column}')", "group")
         check_disjoint_folds(folds, idx[[group_column]], "suggestion_id", "suggestion group folds", "group")
-    if strategy == "users":
+    if strategy == "users" and per_user:
         check_disjoint(s[["user_a", "user_b"]], split, "suggestions (matcher_split 'users')", "user")
         check_disjoint_folds(folds, idx[["user_a", "user_b"]], "suggestion_id", "suggestion user folds", "user")
 
@@ -523,12 +556,15 @@ def check_splits(tables: dict, splits: dict, params: dict | None = None) -> None
     it = tables["interactions"].merge(splits["interactions"], on="interaction_id")
     check_interaction_split(it, it["split"].to_numpy(), splits["interaction_time_folds"], strategy)
 
-def check_suggestion_splits(tables: dict, splits: dict, params: dict | None = None) -> None:
+def check_suggestion_splits(tables: dict, splits: dict, params: dict | None = None,
+                            per_user: bool = True, # False: the caller runs the user-disjointness checks of 'users' (`check_matcher_split`)
+                           ) -> None:
     "The suggestions' part of `check_splits`: no id in two splits, what `matcher_split` promises (with `params`), folds within training."
     check_no_overlap(splits["suggestions"].suggestion_id, splits["suggestions"].split, "suggestions")
     if params is not None and len(tables["suggestions"]):
         s = tables["suggestions"].merge(splits["suggestions"], on="suggestion_id")
-        check_matcher_split(s, s["split"].to_numpy(), splits["suggestion_folds"], params.get("matcher_split", "stratified"), params.get("group_column", ""))
+        check_matcher_split(s, s["split"].to_numpy(), splits["suggestion_folds"], params.get("matcher_split", "stratified"), params.get("group_column", ""),
+                            per_user)
     train = splits["suggestions"].suggestion_id[(splits["suggestions"].split == "train").to_numpy()]
     if not is_member(splits["suggestion_folds"].suggestion_id, train).all(): raise LeakageError("suggestion folds hold rows outside the training split")
     sf = splits["suggestion_folds"]
@@ -565,25 +601,29 @@ def _interaction_split_record(n_rows: int, comparison: pd.DataFrame, params: dic
 
 def run_splits_stage(run: RunDirectory, params: dict) -> dict:
     """Split the run's dataset version, check for leakage, store the splits by row id and the summary table. With `engine` 'dask'
-    the interactions are split on the Dask workers (`interaction_splits_dask`), with the same tables as here."""
-    if params.get("engine", "pandas") == "dask" and dataset_version(run)["row_counts"].get("interactions", 0):
+    the suggestions and the interactions are split on the Dask workers (`suggestion_splits_dask`, `interaction_splits_dask`), with the
+    same tables as here."""
+    if params.get("engine", "pandas") == "dask" and any(dataset_version(run)["row_counts"].get(t, 0) for t in ("interactions", "suggestions")):
         return _run_splits_stage_dask(run, params)
     tables = load_dataset(run)
     chosen, reason = choose_interaction_split(tables["interactions"], params)
     splits = make_splits(tables, {**params, "interaction_split": chosen})
     comparison = interaction_split_comparison(tables["interactions"], params)
-    return _store_splits(run, params, tables["suggestions"], splits, len(tables["interactions"]), chosen, reason, comparison,
-                         split_summary(tables, splits))
+    return _store_splits(run, params, _suggestion_overlap(tables["suggestions"], splits["suggestions"]), splits, len(tables["interactions"]),
+                         chosen, reason, comparison, split_summary(tables, splits))
 
-def _store_splits(run: RunDirectory, params: dict, suggestions: pd.DataFrame, splits: dict, n_interactions: int, chosen: str, reason: str,
+def _suggestion_overlap(s: pd.DataFrame, split: pd.DataFrame) -> dict:
+    "`user_overlap` of the suggestions given their split table (suggestion_id, split); {} without suggestions."
+    s = s.merge(split, on="suggestion_id")
+    return user_overlap(s, s["split"].to_numpy()) if len(s) else {}
+
+def _store_splits(run: RunDirectory, params: dict, overlap: dict, splits: dict, n_interactions: int, chosen: str, reason: str,
                   comparison: pd.DataFrame, summary: pd.DataFrame) -> dict:
     "Write the checked splits, the comparison of the interaction splits, the summary and splits.json; the stage's metrics."
     record, interaction_metrics = _interaction_split_record(n_interactions, comparison, params, chosen, reason)
     run.write_table(INTERACTION_SPLITS_TABLE, comparison)
     for name, df in splits.items(): run.write_table(f"{SPLITS_DIR}/{name}.parquet", df)
     run.write_table("tables/split_summary.parquet", summary)
-    s = suggestions.merge(splits["suggestions"], on="suggestion_id")
-    overlap = user_overlap(s, s["split"].to_numpy()) if len(s) else {}
     strategy = params.get("matcher_split", "stratified")
     run.write_json(f"{SPLITS_DIR}/splits.json", {"dataset_version": dataset_version(run)["version"], "seed": params["seed"],
         "fractions": split_fractions(params["validation_fraction"], params["test_fraction"]), "matcher_split": strategy,
@@ -604,21 +644,31 @@ def load_splits(run: RunDirectory) -> dict[str, pd.DataFrame]:
 # %% ../nbs/02_splits.ipynb #711be020
 SPLIT_COLUMNS = ["interaction_id", "user_id", "item_id", "timestamp"]  # what the splits read of the interactions
 
-def _interaction_units(path) -> list[tuple[str, int, int]]:
-    "(file, row group, rows) of the interactions of a stored version in row order: its part files' row groups, or its single file's."
+def _table_units(path, table: str = "interactions") -> list[tuple[str, int, int]]:
+    "(file, row group, rows) of a table of a stored version in row order: its part files' row groups, or its single file's."
     import pyarrow.parquet as pq
     from thinkalike_ml.data import PART_FILES
     path = Path(path)
-    files = [str(path/"interactions.parquet")] if (path/"interactions.parquet").is_file() else \
-            sorted(str(f) for f in (path/"interactions").glob(PART_FILES)) if (path/"interactions").is_dir() else []
-    if not files: raise FileNotFoundError(f"dataset version '{path}': table 'interactions' is missing (neither interactions.parquet nor interactions/{PART_FILES})")
+    files = [str(path/f"{table}.parquet")] if (path/f"{table}.parquet").is_file() else \
+            sorted(str(f) for f in (path/table).glob(PART_FILES)) if (path/table).is_dir() else []
+    if not files: raise FileNotFoundError(f"dataset version '{path}': table '{table}' is missing (neither {table}.parquet nor {table}/{PART_FILES})")
     meta = [(f, pq.ParquetFile(f).metadata) for f in files]
     return [(f, g, m.row_group(g).num_rows) for f, m in meta for g in range(m.num_row_groups)]
 
 def interaction_times(run: RunDirectory) -> pd.DataFrame:
     "The ids and timestamps of the interactions of a run's dataset version (only those two columns read, from either layout)."
-    files = sorted({f for f, *_ in _interaction_units(dataset_version(run)["path"])})
+    files = sorted({f for f, *_ in _table_units(dataset_version(run)["path"])})
     return pd.read_parquet(files, columns=["interaction_id", "timestamp"])
+
+def _stopwatch(timings: dict | None) -> callable:
+    "A function `lap(step)` that adds the seconds since the previous lap (or since now) to `timings[step]` (nothing kept when None)."
+    import time
+    timings, clock = ({} if timings is None else timings), [time.perf_counter()]
+    def lap(step: str):
+        now = time.perf_counter()
+        timings[step] = timings.get(step, 0.0) + now - clock[0]
+        clock[0] = now
+    return lap
 
 def _draws(seed: int, offset: int, n: int) -> np.ndarray:
     "Draws `offset` to `offset + n` of `default_rng(seed).random(...)`: PCG64 advanced by `offset` (one 64-bit output per double)."
@@ -689,20 +739,14 @@ def interaction_splits_dask(client, # a Dask client (`engine.dask_client`)
                            ) -> dict:
     """`choose_interaction_split`, `split_interactions`, `interaction_split_comparison` and the interactions' leakage checks and
     summary, on the workers: 'strategy', 'reason', 'split' and 'folds' (the tables `make_splits` stores), 'comparison', 'summary'."""
-    import time
     from distributed import wait
     from thinkalike_ml.engine import regroup
-    timings = {} if timings is None else timings
-    clock = [time.perf_counter()]
-    def lap(step: str):
-        now = time.perf_counter()
-        timings[step] = timings.get(step, 0.0) + now - clock[0]
-        clock[0] = now
+    lap = _stopwatch(timings)
     fr, holdout, seed, k = split_fractions(params["validation_fraction"], params["test_fraction"]), params.get("user_holdout", 0), params["seed"], params["n_time_folds"]
     parts = _check_fractions(fr)
     requested = params.get("interaction_split", "auto")
     if requested != "auto": _check_strategy(requested)
-    units = _interaction_units(version_path)
+    units = _table_units(version_path)
     sizes = np.array([r for *_, r in units], dtype="int64")
     offsets, n_rows = np.concatenate([[0], np.cumsum(sizes)[:-1]]), int(sizes.sum())
     read = [client.submit(_read_unit, f, g, int(o), seed, pure=False) for (f, g, _), o in zip(units, offsets)]
@@ -759,19 +803,147 @@ def interaction_splits_dask(client, # a Dask client (`engine.dask_client`)
     return {"strategy": strategy, "reason": reason, "split": pd.DataFrame({"interaction_id": ids.array, "split": split}),
             "folds": folds, "comparison": comparison, "summary": summary, "rows": n_rows}
 
+# %% ../nbs/02_splits.ipynb #b7d3f9a1
+SUGGESTION_COLUMNS = ["suggestion_id", "timestamp", "accepted"]  # what the client gathers of every suggestion (with the group column under 'group')
+_SUGGESTION_LABELS = SPLITS + [EXCLUDED]  # the labels of the suggestions as int8 codes: their position here
+
+def _label_codes(labels) -> np.ndarray: return pd.Index(_SUGGESTION_LABELS).get_indexer(np.asarray(labels, dtype=object)).astype("int8")
+
+def _read_columns(file: str, group: int, columns: list[str]) -> pd.DataFrame:
+    "One row group of a stored table, only `columns`."
+    import pyarrow.parquet as pq
+    return pq.ParquetFile(file).read_row_group(group, columns=columns).to_pandas()
+
+def _compact_part(df: pd.DataFrame, group: str) -> pd.DataFrame:
+    "What the client gathers of a suggestions partition: `SUGGESTION_COLUMNS` and the group column (if any) as a categorical."
+    out = df[SUGGESTION_COLUMNS]
+    return out.assign(**{group: df[group].astype("category")}) if group else out
+
+def _concat_compact(frames: list[pd.DataFrame], group: str) -> pd.DataFrame:
+    "The partitions' compact frames as one, the group's categoricals united (a plain concat would turn them back into strings)."
+    from pandas.api.types import union_categoricals
+    out = pd.concat([f.drop(columns=group) if group else f for f in frames], ignore_index=True)
+    return out.assign(**{group: union_categoricals([f[group] for f in frames])}) if group else out
+
+def _checked_suggestion_split(s: pd.DataFrame, split, folds: pd.DataFrame, params: dict, per_user: bool = True) -> dict:
+    "The split table of the suggestions `s` (at least id, timestamp, accepted), checked (`check_suggestion_splits`), with its folds and summary."
+    table = pd.DataFrame({"suggestion_id": s.suggestion_id.array, "split": np.asarray(split)})
+    check_suggestion_splits({"suggestions": s}, {"suggestions": table, "suggestion_folds": folds}, params, per_user)
+    return {"split": table, "folds": folds, "summary": _summary("suggestions", s, table["split"], "accepted", "timestamp")}
+
+def _users_label_part(df: pd.DataFrame, side: pd.Series) -> tuple[np.ndarray, np.ndarray, pd.DataFrame]:
+    "A partition's label codes under 'users' (`_pair_labels`), its training pairs' distinct users, and the distinct (user, split) of its kept pairs."
+    labels = _pair_labels(df, side)
+    kept = labels != EXCLUDED
+    sides = pd.DataFrame({"user": np.r_[df["user_a"].to_numpy()[kept], df["user_b"].to_numpy()[kept]], "split": np.tile(labels[kept], 2)})
+    return _label_codes(labels), _users_of(df[labels == "train"]), sides.drop_duplicates()
+
+def _users_fold_part(df: pd.DataFrame, codes: np.ndarray, fold_of: pd.Series, n_folds: int) -> tuple[np.ndarray, np.ndarray, pd.DataFrame]:
+    "The folds of a partition's training pairs' users (`_pair_folds`), and per fold the distinct (fold, user, role) of its pairs in that fold."
+    train = df[codes == 0]
+    a, b = _pair_folds(train, fold_of)
+    users, roles = np.r_[train["user_a"].to_numpy(), train["user_b"].to_numpy()], []
+    for k in range(n_folds):
+        role = np.tile(np.where((a != k) & (b != k), "train", np.where((a == k) & (b == k), "validation", "")), 2)
+        roles.append(pd.DataFrame({"fold": k, "user": users[role != ""], "role": role[role != ""]}).drop_duplicates())
+    return a.astype("int32"), b.astype("int32"), pd.concat(roles, ignore_index=True)
+
+def _bytes(df: pd.DataFrame) -> int: return int(df.memory_usage(deep=True).sum())
+def _union(arrays: list[np.ndarray]) -> np.ndarray:
+    "The sorted distinct values of the partitions' distinct values (`_users_of`): `_distinct_users` of the whole table."
+    return np.unique(np.concatenate(arrays)) if arrays else np.array([], object)
+
+def _users_split_dask(client, read: list, ids, parts: list, n_folds: int, seed: int) -> tuple[np.ndarray, pd.DataFrame]:
+    "`users_split` and `user_fold_roles` over the partitions `read` (futures), with their user-disjointness checks; the labels and the fold table."
+    n = len(read)
+    side = client.scatter([_user_sides(_union(client.gather(client.map(_users_of, read))), parts, seed)], broadcast=True)[0]
+    got = client.gather(client.map(_users_label_part, read, [side] * n))
+    sides = pd.concat([g[2] for g in got], ignore_index=True)
+    check_disjoint(sides[["user"]], sides["split"].to_numpy(), "suggestions (matcher_split 'users')", "user")
+    fold_of = client.scatter([_user_folds(_union([g[1] for g in got]), n_folds, seed)], broadcast=True)[0]
+    folded = client.gather(client.map(_users_fold_part, read, [g[0] for g in got], [fold_of] * n, [n_folds] * n))
+    roles = pd.concat([f[2] for f in folded], ignore_index=True)
+    for k in np.unique(roles["fold"]):
+        r = roles[roles["fold"].to_numpy() == k]
+        check_disjoint(r[["user"]], r["role"].to_numpy(), f"suggestion user folds, fold {k}", "user")
+    labels = np.asarray(_SUGGESTION_LABELS, dtype=object)[np.concatenate([g[0] for g in got])]
+    a, b = (np.concatenate([f[j] for f in folded]) for j in (0, 1))
+    return labels, _user_fold_table(ids[labels == "train"], a, b, n_folds, "suggestion_id")
+
+def _overlap_users_part(df: pd.DataFrame, codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    "A partition's distinct users of training pairs and of test pairs (for `user_overlap`)."
+    return _users_of(df[codes == 0]), _users_of(df[codes == 2])
+
+def _overlap_pairs_part(df: pd.DataFrame, codes: np.ndarray, seen: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    "For each test pair of a partition: whether its user_a, and its user_b, is among `seen` (the users of every partition's training pairs)."
+    test = df[codes == 2]
+    return is_member(test["user_a"], seen), is_member(test["user_b"], seen)
+
+def _user_overlap_dask(client, read: list, codes: list[np.ndarray], split: np.ndarray) -> dict:
+    "`user_overlap` of the partitions `read` (futures) given each partition's label codes."
+    n = len(read)
+    got = client.gather(client.map(_overlap_users_part, read, codes))
+    seen, test_users = _union([g[0] for g in got]), _union([g[1] for g in got])
+    seen_f = client.scatter([seen], broadcast=True)[0]
+    pairs = client.gather(client.map(_overlap_pairs_part, read, codes, [seen_f] * n))
+    return _overlap_shares(is_member(test_users, seen), *(np.concatenate([p[j] for p in pairs]) for j in (0, 1)), split)
+
+def suggestion_splits_dask(client, # a Dask client (`engine.dask_client`)
+                           version_path, # the dataset version's folder (its suggestions: a folder of parts or one file)
+                           params: dict, # the run's parameters
+                           timings: dict | None = None, # if given, filled with the seconds of each step (for bench/bench_scale_splits.py)
+                          ) -> dict:
+    """`split_suggestions`, its leakage checks, `user_overlap` and the summary, over the version's suggestions read on the workers:
+    'split' and 'folds' (the tables `make_splits` stores), 'summary', 'overlap', and 'held' (rows; bytes gathered; bytes read on the workers)."""
+    import pyarrow.parquet as pq
+    lap = _stopwatch(timings)
+    strategy = params.get("matcher_split", "stratified")
+    _check_matcher_split(strategy)
+    units = _table_units(version_path, "suggestions")
+    g = params.get("group_column") or "" if strategy == "group" else ""
+    group = g if g in pq.ParquetFile(units[0][0]).schema_arrow.names else ""  # a missing column: `_group_column` names it, as in pandas
+    cols = list(dict.fromkeys(SUGGESTION_COLUMNS + ["user_a", "user_b"] + ([group] if group else [])))
+    read = [client.submit(_read_columns, f, r, cols, pure=False) for f, r, _ in units]
+    compact = _concat_compact(client.gather(client.map(_compact_part, read, [group] * len(read))), group)
+    held = {"rows": len(compact), "client_bytes": _bytes(compact),
+            "worker_bytes": int(sum(client.gather(client.map(_bytes, read))))}
+    lap("suggestions: read, gather the compact columns")
+    if strategy == "users" and len(compact):
+        parts = _check_fractions(split_fractions(params["validation_fraction"], params["test_fraction"]))
+        out = _checked_suggestion_split(compact, *_users_split_dask(client, read, compact["suggestion_id"].array, parts, params["n_folds"], params["seed"]),
+                                        params, per_user=False)
+    else: out = _checked_suggestion_split(compact, *split_suggestions(compact, params), params)
+    lap("suggestions: split, folds, checks")
+    split = out["split"]["split"].to_numpy()
+    ends = np.cumsum([r for *_, r in units])
+    out["overlap"] = _user_overlap_dask(client, read, np.split(_label_codes(split), ends[:-1]), split) if len(compact) else {}
+    lap("suggestions: user overlap")
+    return {**out, "held": held}
+
+def _interactions_in_pandas(it: pd.DataFrame, params: dict) -> dict:
+    "What `interaction_splits_dask` gives, from the pandas functions (for a version without interactions, where there is nothing to distribute)."
+    strategy, reason = choose_interaction_split(it, params)
+    split, folds = split_interactions(it, strategy, params)
+    check_interaction_split(it, split.to_numpy(), folds, strategy)
+    return {"strategy": strategy, "reason": reason, "split": pd.DataFrame({"interaction_id": it.interaction_id.array, "split": split.to_numpy()}),
+            "folds": folds, "comparison": interaction_split_comparison(it, params), "summary": _summary("interactions", it, split, None, "timestamp"),
+            "rows": len(it)}
+
 def _run_splits_stage_dask(run: RunDirectory, params: dict) -> dict:
-    "`run_splits_stage` with the interactions split on the Dask workers and the suggestions in pandas (they are O(suggestions))."
+    "`run_splits_stage` with the suggestions and the interactions split on the Dask workers (`suggestion_splits_dask`, `interaction_splits_dask`)."
     from thinkalike_ml.data import _read_stored_table
     from thinkalike_ml.engine import dask_client  # the engine module builds on the data module; imported when used
-    path = Path(dataset_version(run)["path"])
-    s = _read_stored_table(path, "suggestions")
+    record = dataset_version(run)
+    path = Path(record["path"])
     if params.get("interaction_split", "auto") != "auto": _check_strategy(params["interaction_split"])
-    s_split, s_folds = split_suggestions(s, params)
     with dask_client(params.get("dask_scheduler") or "") as client:
-        i = interaction_splits_dask(client, path, params)
-    splits = {"suggestions": pd.DataFrame({"suggestion_id": s.suggestion_id.array, "split": s_split.to_numpy()}), "suggestion_folds": s_folds,
-              "interactions": i["split"], "interaction_time_folds": i["folds"]}
-    check_suggestion_splits({"suggestions": s}, splits, {**params, "interaction_split": i["strategy"]})
-    sm = s.merge(splits["suggestions"], on="suggestion_id")
-    summary = pd.concat([_summary("suggestions", sm, sm.split, "accepted", "timestamp"), i["summary"]], ignore_index=True)
-    return _store_splits(run, params, s, splits, i["rows"], i["strategy"], i["reason"], i["comparison"], summary)
+        if record["row_counts"].get("suggestions", 0): sg = suggestion_splits_dask(client, path, params)
+        else:  # no suggestions (own data without them): nothing to distribute
+            s = _read_stored_table(path, "suggestions")
+            sg = _checked_suggestion_split(s, *split_suggestions(s, params), params)
+            sg["overlap"] = _suggestion_overlap(s, sg["split"])
+        i = interaction_splits_dask(client, path, params) if record["row_counts"].get("interactions", 0) else \
+            _interactions_in_pandas(_read_stored_table(path, "interactions"), params)  # none (own data without them)
+    splits = {"suggestions": sg["split"], "suggestion_folds": sg["folds"], "interactions": i["split"], "interaction_time_folds": i["folds"]}
+    summary = pd.concat([sg["summary"], i["summary"]], ignore_index=True)
+    return _store_splits(run, params, sg["overlap"], splits, i["rows"], i["strategy"], i["reason"], i["comparison"], summary)
