@@ -71,8 +71,8 @@ PARAMS: dict[str, Param] = {p.name: p for p in [
     Param("engine", str, "pandas", "Engine of the heavy data steps (reading own files, consent, pseudonymization, quality checks, the dataset hash), "
           "the pair features and batch scoring: 'pandas' (one process) or 'dask' (Dask dataframes partitioned by user; same results, "
           "for data that outgrow one process; the workers write the dataset version's users, interactions and suggestions as "
-          "folders of Parquet parts). The generator's users, communities and suggestions (its interaction draws run on the "
-          "workers) and the suggestions' split stay in pandas; the interactions are split on the workers.", choices=("pandas", "dask")),
+          "folders of Parquet parts). The generator draws its interactions and suggestions on the workers (its users and "
+          "communities in the client); the interactions and the suggestions are split on the workers.", choices=("pandas", "dask")),
     Param("dask_scheduler", str, "", "With engine 'dask': the address of a running Dask scheduler (e.g. 'tcp://10.0.0.5:8786'); "
           "empty: the run starts a local cluster of 2 single-threaded worker processes on 127.0.0.1 and closes it when done. "
           "The workers write the dataset version into 'dataset_store', so with a remote cluster it must be a folder they share."),

@@ -29,7 +29,7 @@ __all__ = ['LOCAL_WORKERS', 'LOCAL_MEMORY_SHARE', 'NONE_MARK', 'HASH_AHEAD', 'US
            'user_partition', 'regroup', 'read_table_dask', 'conform_partitions', 'combine_rules', 'sort_partitions',
            'stream_partitions', 'dataset_hash_partitioned', 'PartitionedTable', 'read_files_dask', 'map_blocks_dask',
            'assemble_interactions_dask', 'assemble_suggestions_dask', 'keep_truth_dask', 'build_dataset_dask',
-           'pair_features_dask', 'score_file_dask']
+           'stopwatch', 'pair_features_dask', 'score_file_dask']
 
 # %% ../nbs/01b_engine.ipynb #c51c3cd6
 LOCAL_WORKERS = 2  # worker processes of the local cluster (one thread each)
@@ -617,15 +617,19 @@ def build_dataset_dask(params: dict, key: bytes,
     with dask.config.set({"dataframe.convert-string": False}):  # also with a caller's client: the tables keep pandas' dtypes
         return _build_on(client, params, key, timings)
 
+def stopwatch(timings: dict | None) -> callable:
+    "A function `lap(step)` that adds the seconds since the previous lap (or since now) to `timings[step]` (nothing kept when None)."
+    timings, clock = ({} if timings is None else timings), [time.perf_counter()]
+    def lap(step: str):
+        now = time.perf_counter()
+        timings[step] = timings.get(step, 0.0) + now - clock[0]
+        clock[0] = now
+    return lap
+
 def _build_on(client, params: dict, key: bytes, timings: dict | None) -> dict:
     rows_per_part = int(params.get("dask_partition_rows") or 250_000)
     now = pd.Timestamp.now(tz="UTC").tz_localize(None)
-    timings = {} if timings is None else timings
-    clock = [time.perf_counter()]
-    def lap(step: str):
-        t = time.perf_counter()
-        timings[step] = timings.get(step, 0.0) + t - clock[0]
-        clock[0] = t
+    lap = stopwatch(timings)
     from distributed import wait
     lap("cluster")
     if params["source"] == "files": raw, truth = read_files_dask(params.get("files") or {}, params.get("column_mapping") or {}), None

@@ -660,16 +660,6 @@ def interaction_times(run: RunDirectory) -> pd.DataFrame:
     files = sorted({f for f, *_ in _table_units(dataset_version(run)["path"])})
     return pd.read_parquet(files, columns=["interaction_id", "timestamp"])
 
-def _stopwatch(timings: dict | None) -> callable:
-    "A function `lap(step)` that adds the seconds since the previous lap (or since now) to `timings[step]` (nothing kept when None)."
-    import time
-    timings, clock = ({} if timings is None else timings), [time.perf_counter()]
-    def lap(step: str):
-        now = time.perf_counter()
-        timings[step] = timings.get(step, 0.0) + now - clock[0]
-        clock[0] = now
-    return lap
-
 def _draws(seed: int, offset: int, n: int) -> np.ndarray:
     "Draws `offset` to `offset + n` of `default_rng(seed).random(...)`: PCG64 advanced by `offset` (one 64-bit output per double)."
     rng = np.random.default_rng(seed)
@@ -740,8 +730,8 @@ def interaction_splits_dask(client, # a Dask client (`engine.dask_client`)
     """`choose_interaction_split`, `split_interactions`, `interaction_split_comparison` and the interactions' leakage checks and
     summary, on the workers: 'strategy', 'reason', 'split' and 'folds' (the tables `make_splits` stores), 'comparison', 'summary'."""
     from distributed import wait
-    from thinkalike_ml.engine import regroup
-    lap = _stopwatch(timings)
+    from thinkalike_ml.engine import regroup, stopwatch
+    lap = stopwatch(timings)
     fr, holdout, seed, k = split_fractions(params["validation_fraction"], params["test_fraction"]), params.get("user_holdout", 0), params["seed"], params["n_time_folds"]
     parts = _check_fractions(fr)
     requested = params.get("interaction_split", "auto")
@@ -896,7 +886,8 @@ def suggestion_splits_dask(client, # a Dask client (`engine.dask_client`)
     """`split_suggestions`, its leakage checks, `user_overlap` and the summary, over the version's suggestions read on the workers:
     'split' and 'folds' (the tables `make_splits` stores), 'summary', 'overlap', and 'held' (rows; bytes gathered; bytes read on the workers)."""
     import pyarrow.parquet as pq
-    lap = _stopwatch(timings)
+    from thinkalike_ml.engine import stopwatch  # the engine module builds on the data module; imported when used
+    lap = stopwatch(timings)
     strategy = params.get("matcher_split", "stratified")
     _check_matcher_split(strategy)
     units = _table_units(version_path, "suggestions")
