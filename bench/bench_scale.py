@@ -300,6 +300,42 @@ def _variant(r: dict) -> str:
     return f"{r['engine']}, {r.get('source', 'files')}" + (f", {r['label']}" if r.get("label") else "")
 
 
+def run_in_child(cmd: list, env: dict, kind: str) -> dict:
+    """Run `cmd` (a child that prints its result as JSON on its last line); the result, with the peak of the summed resident
+    memory of its whole process tree (the client, the workers and their nannies) and each process's CPU seconds, sampled
+    every second."""
+    import threading
+    import psutil
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        p = subprocess.Popen(cmd, env=env, stdout=out, stderr=err, text=True)
+        peak, cpu, done = [0], {}, threading.Event()
+        def watch():
+            root = psutil.Process(p.pid)
+            while not done.wait(1.0):
+                try: procs = [root] + root.children(recursive=True)
+                except psutil.Error: continue
+                rss = 0
+                for q in procs:
+                    try:
+                        with q.oneshot():
+                            rss += q.memory_info().rss
+                            t = q.cpu_times()
+                            role = "client" if q.pid == p.pid else ("worker" if "spawn_main" in " ".join(q.cmdline()) else q.name())
+                        cpu[q.pid] = (role, t.user + t.system)
+                    except psutil.Error: pass
+                peak[0] = max(peak[0], rss)
+        th = threading.Thread(target=watch, daemon=True)
+        th.start()
+        code = p.wait()
+        done.set()
+        th.join()
+        out.seek(0); err.seek(0)
+        if code: raise RuntimeError(f"{kind} failed (process tree peak {peak[0] / 2**20:,.0f} MiB):\n{err.read()[-3000:]}")
+        r = json.loads(out.read().strip().splitlines()[-1]) or {}
+    r["tree_peak_mib"] = peak[0] / 2**20
+    r["tree_cpu_s"] = [{"pid": pid, "role": role, "cpu_s": round(s, 2)} for pid, (role, s) in sorted(cpu.items())]
+    return r
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", nargs="+", type=float, default=[1, 10], help="multiples of the default size (5000 users, 300 items)")
@@ -334,40 +370,9 @@ def main(argv=None):
     lib = str(Path(a.library).resolve()) if a.library else str(root)
     env = {**os.environ, "PYTHONPATH": f"{lib}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
     def child(kind, arg):
-        """Run one child process; its result, with the peak of the summed resident memory of its whole process tree (the client, the
-        workers and their nannies) and each process's CPU seconds, sampled every second."""
-        import threading
-        import psutil
-        with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
-            cmd = [sys.executable, __file__, "--child", kind, "--arg", json.dumps(arg), "--train-sample", str(a.train_sample)]
-            p = subprocess.Popen(cmd + (["--data-only"] if a.data_only else []), env=env, stdout=out, stderr=err, text=True)
-            peak, cpu, done = [0], {}, threading.Event()
-            def watch():
-                root = psutil.Process(p.pid)
-                while not done.wait(1.0):
-                    try: procs = [root] + root.children(recursive=True)
-                    except psutil.Error: continue
-                    rss = 0
-                    for q in procs:
-                        try:
-                            with q.oneshot():
-                                rss += q.memory_info().rss
-                                t = q.cpu_times()
-                                role = "client" if q.pid == p.pid else ("worker" if "spawn_main" in " ".join(q.cmdline()) else q.name())
-                            cpu[q.pid] = (role, t.user + t.system)
-                        except psutil.Error: pass
-                    peak[0] = max(peak[0], rss)
-            th = threading.Thread(target=watch, daemon=True)
-            th.start()
-            code = p.wait()
-            done.set()
-            th.join()
-            out.seek(0); err.seek(0)
-            if code: raise RuntimeError(f"{kind} failed (process tree peak {peak[0] / 2**20:,.0f} MiB):\n{err.read()[-3000:]}")
-            r = json.loads(out.read().strip().splitlines()[-1])
-        r["tree_peak_mib"] = peak[0] / 2**20
-        r["tree_cpu_s"] = [{"pid": pid, "role": role, "cpu_s": round(s, 2)} for pid, (role, s) in sorted(cpu.items())]
-        return r
+        "Run one child process of this script; its result, with its process tree's memory peak and CPU (`run_in_child`)."
+        cmd = [sys.executable, __file__, "--child", kind, "--arg", json.dumps(arg), "--train-sample", str(a.train_sample)]
+        return run_in_child(cmd + (["--data-only"] if a.data_only else []), env, kind)
     results = []
     for scale in a.sizes:
         with tempfile.TemporaryDirectory(prefix="bench-scale-") as folder:

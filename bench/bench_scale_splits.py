@@ -29,10 +29,8 @@ import argparse
 import json
 import os
 import resource
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -139,31 +137,8 @@ def main(argv=None):
     env = {**os.environ, "PYTHONPATH": f"{root}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
 
     def child(kind, arg):
-        "Run one child process; its result, with the peak of the summed resident memory of its whole process tree, sampled every second."
-        import psutil
-        with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
-            p = subprocess.Popen([sys.executable, __file__, "--child", kind, "--arg", json.dumps(arg)], env=env, stdout=out, stderr=err, text=True)
-            peak, done = [0], threading.Event()
-            def watch():
-                top = psutil.Process(p.pid)
-                while not done.wait(1.0):
-                    try: procs = [top] + top.children(recursive=True)
-                    except psutil.Error: continue
-                    rss = 0
-                    for q in procs:
-                        try: rss += q.memory_info().rss
-                        except psutil.Error: pass
-                    peak[0] = max(peak[0], rss)
-            th = threading.Thread(target=watch, daemon=True)
-            th.start()
-            code = p.wait()
-            done.set()
-            th.join()
-            out.seek(0); err.seek(0)
-            if code: raise RuntimeError(f"{kind} failed (process tree peak {peak[0] / 2**20:,.0f} MiB):\n{err.read()[-3000:]}")
-            r = json.loads(out.read().strip().splitlines()[-1]) or {}
-        r["tree_peak_mib"] = peak[0] / 2**20
-        return r
+        "Run one child process of this script; its result, with its process tree's memory peak (`bench_scale.run_in_child`)."
+        return bench_scale.run_in_child([sys.executable, __file__, "--child", kind, "--arg", json.dumps(arg)], env, kind)
 
     import pandas as pd
     from thinkalike_ml.runs import RunDirectory

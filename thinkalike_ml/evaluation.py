@@ -148,8 +148,10 @@ def distinct_rows(*columns) -> tuple[list, np.ndarray]:
     return [uniq[:, j] for j in range(uniq.shape[1])], counts
 
 def percentile_interval(samples, level: float = CI_LEVEL) -> tuple[float, float]:
-    "The percentile bootstrap interval of `samples` (NaN resamples ignored)."
-    lo, hi = np.nanpercentile(np.asarray(samples, float), [50 * (1 - level), 50 * (1 + level)])
+    "The percentile bootstrap interval of `samples` (NaN resamples ignored; NaN when every resample is NaN)."
+    samples = np.asarray(samples, float)
+    if np.isnan(samples).all(): return float("nan"), float("nan")  # e.g. no group large enough in any resample: no interval, and no warning
+    lo, hi = np.nanpercentile(samples, [50 * (1 - level), 50 * (1 + level)])
     return float(lo), float(hi)
 
 # %% ../nbs/05_evaluation.ipynb #6a2002b0
