@@ -242,8 +242,9 @@ def _wait_for_stage(reports: Path, stage: str, timeout: float = 300) -> None:
 
 
 def _interrupt_during_data(tmp_path, ctrl_c: int = 1):
-    "Start a run up to splits, press Ctrl-C `ctrl_c` times (half a second apart) two seconds into the data stage; the process and its output."
-    proc = _start_run(tmp_path, "--until", "splits")
+    """Start a run up to splits, press Ctrl-C `ctrl_c` times (half a second apart) two seconds into the data stage; the process and its
+    output. 20,000 users keep the data stage busy for several seconds (about 6 s on a fast machine), so the presses land in it."""
+    proc = _start_run(tmp_path, "--until", "splits", "-p", "n_users", "20000")
     try:
         _wait_for_stage(tmp_path, "data")
         time.sleep(2)

@@ -89,9 +89,9 @@ class _Interrupts:
     def _handle(self, signum, frame):
         self.received += 1
         km = self.km
-        if km is None:  # between stages, or a stopped stage cleaning up: only the first signal stops (a later one would break the cleanup)
-            if self.received == 1: raise RunInterrupted(f"stopped by signal {signum}")
-            return
+        # between stages (saving the manifest), before a stage's kernel is up, or while a stopped stage cleans up: only counted.
+        # The next stage does not start and the next cell does not run; raising here would break a write or the cleanup
+        if km is None: return
         if km.has_kernel:
             if self.received == 1:
                 km.interrupt_kernel()
@@ -346,33 +346,34 @@ def run_pipeline(params_file=None, # YAML file of parameters
         _write_index_page(run, manifest, chosen)
     save()
     t_run, failure = time.time(), None
-    try:
-        with _Interrupts() as interrupts, StageKernel() as kernel, PageRenderer() as renderer:
-            for i, (stage, entry) in enumerate(zip(chosen, manifest["stages"]), 1):
-                if progress: print(f"[{i}/{len(chosen)}] stage '{stage.name}' ({stage.notebook_path().name})", file=sys.stderr, flush=True)
-                entry.update(status="running", started=utcnow()); save()
-                t0 = time.time()
-                try:
-                    if interrupts.received: raise RunInterrupted("stopped before the stage started")
-                    run_stage(run, stage, interrupts, progress, kernel, renderer)
-                    if interrupts.received: raise RunInterrupted("stopped by Ctrl-C")
-                except BaseException as e:
-                    stopped = interrupts.received > 0 or isinstance(e, (RunInterrupted, KeyboardInterrupt))
-                    failure = (f"stage '{stage.name}' interrupted (Ctrl-C or SIGTERM); its partial notebook is kept" if stopped
-                               else _stage_failure(stage.name, e, run.path/"notebooks"/stage.notebook_path().name))
-                    _finish_stage(entry, "interrupted" if stopped else "failed", t0, failure)
-                    for later in manifest["stages"][i:]: later["status"] = "skipped"
-                    raise StageFailed(failure, run, interrupted=stopped) from (e if isinstance(e, Exception) else None)
-                _finish_stage(entry, "succeeded", t0)
-                _note_nothing_to_do(run, stage, entry)
-                save()
-            unrendered = renderer.wait()
-            for entry in manifest["stages"]:
-                if entry["name"] in unrendered: entry.update(status="failed", error=unrendered[entry["name"]])
-            if unrendered: raise StageFailed(next(iter(unrendered.values())), run)
-    finally:
-        manifest.update(status=_run_status(manifest), ended=utcnow(), duration_s=round(time.time() - t_run, 2))
-        save()
+    with _Interrupts() as interrupts:  # also around the last save: a Ctrl-C there is counted, not raised mid-write
+        try:
+            with StageKernel() as kernel, PageRenderer() as renderer:
+                for i, (stage, entry) in enumerate(zip(chosen, manifest["stages"]), 1):
+                    if progress: print(f"[{i}/{len(chosen)}] stage '{stage.name}' ({stage.notebook_path().name})", file=sys.stderr, flush=True)
+                    entry.update(status="running", started=utcnow()); save()
+                    t0 = time.time()
+                    try:
+                        if interrupts.received: raise RunInterrupted("stopped before the stage started")
+                        run_stage(run, stage, interrupts, progress, kernel, renderer)
+                        if interrupts.received: raise RunInterrupted("stopped by Ctrl-C")
+                    except BaseException as e:
+                        stopped = interrupts.received > 0 or isinstance(e, (RunInterrupted, KeyboardInterrupt))
+                        failure = (f"stage '{stage.name}' interrupted (Ctrl-C or SIGTERM); its partial notebook is kept" if stopped
+                                   else _stage_failure(stage.name, e, run.path/"notebooks"/stage.notebook_path().name))
+                        _finish_stage(entry, "interrupted" if stopped else "failed", t0, failure)
+                        for later in manifest["stages"][i:]: later["status"] = "skipped"
+                        raise StageFailed(failure, run, interrupted=stopped) from (e if isinstance(e, Exception) else None)
+                    _finish_stage(entry, "succeeded", t0)
+                    _note_nothing_to_do(run, stage, entry)
+                    save()
+                unrendered = renderer.wait()
+                for entry in manifest["stages"]:
+                    if entry["name"] in unrendered: entry.update(status="failed", error=unrendered[entry["name"]])
+                if unrendered: raise StageFailed(next(iter(unrendered.values())), run)
+        finally:
+            manifest.update(status=_run_status(manifest), ended=utcnow(), duration_s=round(time.time() - t_run, 2))
+            save()
     return run
 
 class StageFailed(RuntimeError):
