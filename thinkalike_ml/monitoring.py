@@ -912,11 +912,8 @@ def monitoring_inputs(run, params: dict) -> dict:
         times = pf["timestamp"] if len(pf) else inter["timestamp"]
         given = params["monitoring_start"] or (truth["info"].get("production_start") if truth else None)
         start = production_start(times, given, params["production_fraction"])
-        in_reference, ref_source = labelled_reference(pf, start, params["min_group_size"]) if len(pf) else (np.zeros(0, bool), "none")
         pairs = data["suggestions"][data["suggestions"]["timestamp"] >= start].merge(pf[["suggestion_id", "split"]], on="suggestion_id", how="left") \
             if len(pf) else pd.DataFrame(columns=["user_a", "user_b", "timestamp", "accepted", "split"])
-        judged_out = ["train", "validation"] if ref_source == "validation_split" else ["train"]  # no row is both reference and judged
-        pairs = pairs.assign(held_out=(~pairs["split"].isin(judged_out)).to_numpy(bool))
         prod_inter, source = inter[inter["timestamp"] >= start], "the run's production period"
     else:
         users = pd.concat([users, later["users"]]).drop_duplicates("user_id", keep="last").reset_index(drop=True)
@@ -925,8 +922,11 @@ def monitoring_inputs(run, params: dict) -> dict:
         times = pairs["timestamp"] if len(pairs) else prod_inter["timestamp"]
         if not len(times): raise ValueError("parameter 'monitoring_files': the later files hold no suggestions and no interactions to monitor")
         start = production_start(times, params["monitoring_start"] or times.min())
-        in_reference, ref_source = labelled_reference(pf, start, params["min_group_size"]) if len(pf) else (np.zeros(0, bool), "none")
         source = "the later files " + ", ".join(f"{t}: {f}" for t, f in params["monitoring_files"].items())
+    in_reference, ref_source = labelled_reference(pf, start, params["min_group_size"]) if len(pf) else (np.zeros(0, bool), "none")
+    if later is None:  # the run's own period: rows the matcher never trained on are judged, unless they are the reference
+        judged_out = ["train", "validation"] if ref_source == "validation_split" else ["train"]
+        pairs = pairs.assign(held_out=(~pairs["split"].isin(judged_out)).to_numpy(bool))
     attrs, _ = available_attributes(users, params["sensitive_attributes"])
     user_rows, user_cols = user_feature_rows(users, feats["transformer"], attrs)
     if user_rows is not None and later is not None:  # the run's users are the reference; the later file's users are the new ones
